@@ -1,0 +1,159 @@
+"""The ModelDeployment status: models for the CRD schema and helpers that keep conditions honest.
+
+Everything a rollout needs to resume after a crash lives here, so the status is the operator's memory.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+HISTORY_LIMIT = 30
+
+ConditionType = Literal["Ready", "Progressing", "Degraded", "RegistryReachable", "TrainingSucceeded"]
+
+
+def now_iso() -> str:
+    """The current time as an RFC 3339 timestamp with second precision, as Kubernetes writes them."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class StatusModel(BaseModel):
+    """Base for status sections: camelCase on the wire."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def dump(self) -> dict[str, Any]:
+        """The section as it is written to the API (camelCase, no unset optional fields)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class Condition(StatusModel):
+    """A Kubernetes-style condition."""
+
+    type: str = Field(description="Condition type: Ready, Progressing, Degraded, RegistryReachable, TrainingSucceeded.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="CamelCase reason for the last transition.")
+    message: str = Field(default="", description="What a person should know about it.")
+    last_transition_time: str = Field(default_factory=now_iso, description="When the status last changed.")
+    observed_generation: int | None = Field(default=None, description="Generation the condition was computed for.")
+
+
+class AnalysisResult(StatusModel):
+    """The outcome of one analysis of a canary step."""
+
+    time: str = Field(default_factory=now_iso, description="When the analysis ran.")
+    step: int = Field(description="Index of the step analysed.")
+    weight: int = Field(description="Canary weight during the step.")
+    verdict: Literal["Passed", "Failed", "Inconclusive"] = Field(description="Passed, Failed or Inconclusive.")
+    reason: str = Field(default="", description="Why, in one line.")
+    values: dict[str, float] = Field(default_factory=dict, description="Measured values by metric name.")
+
+
+class TrackStatus(StatusModel):
+    """What a serving track runs."""
+
+    version: str | None = Field(default=None, description="Model version the track serves.")
+    ready_replicas: int = Field(default=0, description="Ready pods running that version.")
+    replicas: int = Field(default=0, description="Desired pods.")
+
+
+class CanaryStatus(TrackStatus):
+    """The canary track and the rollout that drives it."""
+
+    state: str = Field(
+        default="Idle",
+        description="Rollout state: Idle, Progressing, Paused, Promoting, Succeeded, RollingBack, RolledBack, Aborted.",
+    )
+    weight: int = Field(default=0, description="Share of traffic on the canary, in percent.")
+    step: int = Field(default=0, description="Index of the current step in rollout.steps.")
+    step_started_at: str | None = Field(default=None, description="When the current step's weight took effect.")
+    started_at: str | None = Field(default=None, description="When the rollout started.")
+    failures: int = Field(default=0, description="Failed analyses so far.")
+    inconclusive: int = Field(default=0, description="Inconclusive analyses in a row.")
+    registry_written: bool = Field(default=False, description="The outcome has been written to the registry.")
+    reason: str | None = Field(default=None, description="Why the rollout is in its state.")
+    last_analysis: AnalysisResult | None = Field(default=None, description="The latest analysis.")
+    analyses: list[AnalysisResult] = Field(default_factory=list, description="Analyses of this rollout.")
+
+
+class TrainingStatus(StatusModel):
+    """The latest training Job."""
+
+    job: str | None = Field(default=None, description="Name of the Job.")
+    trigger: str | None = Field(default=None, description="What started it: initial, request, schedule or drift.")
+    run_id: str | None = Field(default=None, description="MLflow run id the Job logged to.")
+    version: str | None = Field(default=None, description="Model version the Job registered.")
+    result: str | None = Field(default=None, description="Running, Succeeded or Failed.")
+    message: str | None = Field(default=None, description="Why it ended as it did.")
+    started_at: str | None = Field(default=None, description="When the Job was created.")
+    finished_at: str | None = Field(default=None, description="When the Job ended.")
+    request: str | None = Field(default=None, description="Value of the last handled retrain annotation.")
+
+
+class HistoryEntry(StatusModel):
+    """One transition, newest last."""
+
+    time: str = Field(default_factory=now_iso, description="When it happened.")
+    event: str = Field(description="CamelCase name of the transition, e.g. RolloutStarted.")
+    version: str | None = Field(default=None, description="Model version concerned.")
+    message: str = Field(default="", description="Details.")
+
+
+class ModelDeploymentStatus(StatusModel):
+    """Observed state, written only by the operator."""
+
+    observed_generation: int | None = Field(default=None, description="Generation of the spec last acted on.")
+    phase: str | None = Field(
+        default=None,
+        description="Pending, Training, Ready, Progressing, Paused, Promoting, RollingBack, Degraded or Invalid.",
+    )
+    model_name: str | None = Field(default=None, description="Registered model served.")
+    stable: TrackStatus | None = Field(default=None, description="The stable track.")
+    canary: CanaryStatus | None = Field(default=None, description="The canary track and its rollout.")
+    training: TrainingStatus | None = Field(default=None, description="The latest training Job.")
+    conditions: list[Condition] = Field(default_factory=list, description="Current conditions.")
+    history: list[HistoryEntry] = Field(default_factory=list, description="Recent transitions, newest last.")
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: ConditionType,
+    status: bool | None,
+    reason: str,
+    message: str = "",
+    generation: int | None = None,
+) -> list[Condition]:
+    """A new conditions list with `type_` set; lastTransitionTime moves only when the status flips."""
+    wanted = "Unknown" if status is None else ("True" if status else "False")
+    result: list[Condition] = []
+    found = False
+    for condition in conditions:
+        if condition.type != type_:
+            result.append(condition)
+            continue
+        found = True
+        since = condition.last_transition_time if condition.status == wanted else now_iso()
+        result.append(
+            Condition(
+                type=type_,
+                status=wanted,
+                reason=reason,
+                message=message,
+                last_transition_time=since,
+                observed_generation=generation,
+            )
+        )
+    if not found:
+        result.append(
+            Condition(type=type_, status=wanted, reason=reason, message=message, observed_generation=generation)
+        )
+    return result
+
+
+def append_history(history: list[HistoryEntry], entry: HistoryEntry) -> list[HistoryEntry]:
+    """History with `entry` appended, trimmed to the newest HISTORY_LIMIT entries."""
+    return [*history, entry][-HISTORY_LIMIT:]
