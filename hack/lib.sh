@@ -1,0 +1,44 @@
+# Shared by the hack/ scripts: where caches live and how the Python environment is made.
+# shellcheck shell=bash
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache_root=${MODELPILOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelpilot}
+export UV_PROJECT_ENVIRONMENT=${UV_PROJECT_ENVIRONMENT:-$cache_root/venv}
+export UV_CACHE_DIR=${UV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/uv}
+export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Debian packages the tests use: Prometheus (+ promtool) as a real metrics backend, wrk for the benchmark,
+# openssl for the control plane's certificates.
+ensure_debian_packages() {
+  local missing=()
+  command -v prometheus >/dev/null || missing+=(prometheus)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v wrk >/dev/null || missing+=(wrk)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The package's own service is not wanted: tests start Prometheus themselves on loopback.
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+  fi
+}
+
+ensure_python_env() {
+  command -v uv >/dev/null || { log "installing uv"; python3 -m pip install --quiet --user uv; }
+  command -v uv >/dev/null || export PATH="$HOME/.local/bin:$PATH"
+  log "syncing the Python environment into $UV_PROJECT_ENVIRONMENT"
+  (cd "$repo_root" && uv sync --frozen --all-packages --quiet)
+  export PATH="$UV_PROJECT_ENVIRONMENT/bin:$PATH"
+}
+
+ensure_control_plane_binaries() {
+  log "building the control plane binaries (cached after the first run)"
+  local bin
+  bin=$("$repo_root/hack/build-tools" | tail -n 1)
+  export PATH="$bin:$PATH"
+}

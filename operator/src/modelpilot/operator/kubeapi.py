@@ -1,0 +1,188 @@
+"""The one module that talks to the Kubernetes API (besides Kopf's own watching).
+
+Writes are server-side apply with one field manager, so the operator owns exactly the fields it
+sets and other controllers (the HPA's `replicas`, for one) keep theirs. 404 on delete and read is
+tolerated here, in one place. The synchronous `kubernetes` client runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+
+from modelpilot.operator.spec import GROUP, PLURAL, VERSION
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where a kind lives in the REST API."""
+
+    api_version: str
+    kind: str
+    plural: str
+
+    def path(self, namespace: str, name: str | None = None) -> str:
+        """The collection path, or the object path when `name` is given."""
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        path = f"{prefix}/namespaces/{namespace}/{self.plural}"
+        return f"{path}/{name}" if name else path
+
+
+KINDS = {
+    (kind.api_version, kind.kind): kind
+    for kind in [
+        Kind("v1", "ServiceAccount", "serviceaccounts"),
+        Kind("v1", "Service", "services"),
+        Kind("v1", "Secret", "secrets"),
+        Kind("v1", "Pod", "pods"),
+        Kind("apps/v1", "Deployment", "deployments"),
+        Kind("apps/v1", "ReplicaSet", "replicasets"),
+        Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+        Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+        Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+        Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
+        Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
+        Kind("batch/v1", "Job", "jobs"),
+        Kind("batch/v1", "CronJob", "cronjobs"),
+        Kind(f"{GROUP}/{VERSION}", "ModelDeployment", PLURAL),
+    ]
+}
+
+
+class KubeError(Exception):
+    """The API server refused a request."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+def kind_of(api_version: str, kind: str) -> Kind:
+    """The REST location of a kind the operator manages."""
+    try:
+        return KINDS[(api_version, kind)]
+    except KeyError:
+        raise ValueError(f"the operator does not manage {kind} in {api_version}") from None
+
+
+def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """An ApiClient from a kubeconfig file, or the in-cluster service account."""
+    configuration = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+class KubeApi:
+    """Apply, read and delete the objects a ModelDeployment owns."""
+
+    def __init__(self, api_client: client.ApiClient, field_manager: str = "modelpilot") -> None:
+        self._api = api_client
+        self.field_manager = field_manager
+
+    async def apply(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply `obj`, forcing ownership of the fields it sets."""
+        kind = kind_of(obj["apiVersion"], obj["kind"])
+        metadata = obj["metadata"]
+        query = [("fieldManager", self.field_manager), ("force", "true")]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        return await self._request(
+            "PATCH",
+            kind.path(metadata["namespace"], metadata["name"]),
+            query=query,
+            body=obj,
+            content_type="application/apply-patch+yaml",
+        )
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        try:
+            return await self._request("GET", kind_of(api_version, kind).path(namespace, name))
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def list(
+        self, api_version: str, kind: str, namespace: str, label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """Objects of a kind in a namespace, filtered by a label selector."""
+        query = [("labelSelector", label_selector)] if label_selector else []
+        body = await self._request("GET", kind_of(api_version, kind).path(namespace), query=query)
+        items: list[dict[str, Any]] = body.get("items", [])
+        return items
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """Delete in the background (dependents go too); False when it was already gone."""
+        try:
+            await self._request(
+                "DELETE",
+                kind_of(api_version, kind).path(namespace, name),
+                body={"propagationPolicy": "Background"},
+            )
+        except KubeError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the ModelDeployment's status subresource."""
+        kind = kind_of(f"{GROUP}/{VERSION}", "ModelDeployment")
+        return await self._request(
+            "PATCH",
+            kind.path(namespace, name) + "/status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """Decoded data of a Secret, or None when it does not exist."""
+        secret = await self.get("v1", "Secret", namespace, name)
+        if secret is None:
+            return None
+        return {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        return await asyncio.to_thread(self._request_sync, method, path, query or [], body, content_type)
+
+    def _request_sync(
+        self, method: str, path: str, query: list[tuple[str, str]], body: Any, content_type: str
+    ) -> dict[str, Any]:
+        serialized = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._api.call_api(*serialized)
+        data = response.read()
+        if response.status >= 400:
+            try:
+                message = json.loads(data).get("message", data.decode(errors="replace"))
+            except ValueError:
+                message = data.decode(errors="replace")
+            raise KubeError(response.status, message)
+        parsed: dict[str, Any] = json.loads(data) if data else {}
+        return parsed

@@ -1,0 +1,259 @@
+"""The one module that talks to the MLflow Model Registry, over its REST API.
+
+The operator is asyncio (Kopf); MLflow's Python client is synchronous and heavy, so the registry is
+read and written with a small httpx client against the documented `/api/2.0/mlflow` endpoints.
+The rest of the operator depends on the `Registry` protocol, not on this implementation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from modelpilot.operator import metrics
+from modelpilot.operator.spec import ModelRef
+
+API = "/api/2.0/mlflow"
+
+
+class RegistryError(Exception):
+    """The registry could not answer; the reason is in the message."""
+
+    reason = "RegistryError"
+
+
+class RegistryUnavailable(RegistryError):
+    """Network error, timeout or a 5xx: worth retrying later."""
+
+    reason = "RegistryUnreachable"
+
+
+class ModelNotFound(RegistryError):
+    """The registered model does not exist."""
+
+    reason = "ModelNotFound"
+
+
+class RegistryRejected(RegistryError):
+    """The registry refused the request (4xx other than not found): retrying will not help."""
+
+    reason = "RegistryRejected"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """MLflow tracking credentials, as read from the spec's Secret."""
+
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def from_secret_data(cls, data: dict[str, str]) -> Credentials:
+        """Credentials from decoded Secret data (MLflow's own environment variable names)."""
+        return cls(
+            token=data.get("MLFLOW_TRACKING_TOKEN"),
+            username=data.get("MLFLOW_TRACKING_USERNAME"),
+            password=data.get("MLFLOW_TRACKING_PASSWORD"),
+        )
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that authenticate a request."""
+        if self.token:
+            return {"Authorization": f"Bearer {self.token}"}
+        return {}
+
+    def auth(self) -> httpx.BasicAuth | None:
+        """HTTP basic auth, when a username is set and no token."""
+        if self.username and not self.token:
+            return httpx.BasicAuth(self.username, self.password or "")
+        return None
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model version, as far as the operator cares."""
+
+    name: str
+    version: str
+    source: str = ""
+    run_id: str = ""
+    status: str = "READY"
+    stage: str = "None"
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def uri(self) -> str:
+        """The `models:/` URI the serving pods load."""
+        return f"models:/{self.name}/{self.version}"
+
+    @classmethod
+    def from_api(cls, raw: dict[str, Any]) -> ModelVersion:
+        """From the REST API's `model_version` object."""
+        return cls(
+            name=raw["name"],
+            version=str(raw["version"]),
+            source=raw.get("source", ""),
+            run_id=raw.get("run_id", ""),
+            status=raw.get("status", "READY"),
+            stage=raw.get("current_stage", "None"),
+            tags={tag["key"]: tag.get("value", "") for tag in raw.get("tags", [])},
+            aliases=tuple(raw.get("aliases", [])),
+        )
+
+
+@dataclass(frozen=True)
+class ResolvedVersions:
+    """The versions the registry's pointers name right now."""
+
+    stable: str | None
+    candidate: str | None
+
+
+class Registry(Protocol):
+    """What the operator needs from a model registry."""
+
+    async def resolve(self, ref: ModelRef) -> ResolvedVersions: ...
+
+    async def get_version(self, name: str, version: str) -> ModelVersion: ...
+
+    async def set_alias(self, name: str, alias: str, version: str) -> None: ...
+
+    async def delete_alias(self, name: str, alias: str) -> None: ...
+
+    async def set_version_tag(self, name: str, version: str, key: str, value: str) -> None: ...
+
+    async def transition_stage(self, name: str, version: str, stage: str, *, archive_existing: bool) -> None: ...
+
+
+class MlflowRegistry:
+    """`Registry` over MLflow's REST API."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        credentials: Credentials | None = None,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        credentials = credentials or Credentials()
+        self.tracking_uri = tracking_uri.rstrip("/")
+        self._client = httpx.AsyncClient(
+            base_url=self.tracking_uri + API,
+            headers=credentials.headers(),
+            auth=credentials.auth(),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    async def resolve(self, ref: ModelRef) -> ResolvedVersions:
+        """Stable and candidate versions from one read of the registered model (aliases and stages)."""
+        model = (await self._call("GET", "/registered-models/get", params={"name": ref.name}))["registered_model"]
+        aliases = {item["alias"]: str(item["version"]) for item in model.get("aliases", [])}
+        stages: dict[str, str] = {}
+        for version in model.get("latest_versions", []):
+            stage = version.get("current_stage", "None")
+            if stage != "None":
+                # latest_versions holds the newest version per stage; keep the highest if several appear.
+                current = stages.get(stage)
+                if current is None or int(version["version"]) > int(current):
+                    stages[stage] = str(version["version"])
+
+        def pointer(alias: str | None, stage: str | None) -> str | None:
+            if alias is not None:
+                return aliases.get(alias)
+            if stage is not None:
+                return stages.get(stage)
+            return None
+
+        return ResolvedVersions(
+            stable=pointer(ref.alias, ref.stage),
+            candidate=pointer(ref.candidate_alias, ref.candidate_stage),
+        )
+
+    async def get_version(self, name: str, version: str) -> ModelVersion:
+        """One model version with its tags."""
+        body = await self._call("GET", "/model-versions/get", params={"name": name, "version": version})
+        return ModelVersion.from_api(body["model_version"])
+
+    async def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point `alias` at `version` (moving it if it pointed elsewhere)."""
+        await self._call("POST", "/registered-models/alias", json={"name": name, "alias": alias, "version": version})
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        """Remove `alias`; an alias that does not exist is already gone."""
+        try:
+            await self._call("DELETE", "/registered-models/alias", params={"name": name, "alias": alias})
+        except ModelNotFound:
+            return
+
+    async def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        """Set a tag on a model version."""
+        await self._call(
+            "POST",
+            "/model-versions/set-tag",
+            json={"name": name, "version": version, "key": key, "value": value},
+        )
+
+    async def transition_stage(self, name: str, version: str, stage: str, *, archive_existing: bool) -> None:
+        """Move a version to a legacy stage (deprecated by MLflow, still served by MLflow 3)."""
+        await self._call(
+            "POST",
+            "/model-versions/transition-stage",
+            json={
+                "name": name,
+                "version": version,
+                "stage": stage,
+                "archive_existing_versions": archive_existing,
+            },
+        )
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            try:
+                response = await self._client.request(method, path, params=params, json=json)
+            except httpx.HTTPError as error:
+                raise RegistryUnavailable(f"{self.tracking_uri} unreachable: {error!r}") from error
+            outcome = str(response.status_code)
+            if response.status_code >= 500:
+                raise RegistryUnavailable(
+                    f"{self.tracking_uri} answered {response.status_code} to {method} {path}: {response.text[:300]}"
+                )
+            if response.status_code >= 400:
+                raise _client_error(response, method, path)
+            body: dict[str, Any] = response.json() if response.content else {}
+            return body
+        finally:
+            metrics.REGISTRY_LATENCY.labels(operation=path.rsplit("/", 1)[-1], outcome=outcome).observe(
+                time.perf_counter() - started
+            )
+
+
+def _client_error(response: httpx.Response, method: str, path: str) -> RegistryError:
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {}
+    code = payload.get("error_code", "")
+    message = payload.get("message", response.text[:300])
+    if response.status_code == 404 or code == "RESOURCE_DOES_NOT_EXIST":
+        return ModelNotFound(message)
+    return RegistryRejected(f"{method} {path} refused ({response.status_code} {code}): {message}")

@@ -1,0 +1,31 @@
+"""Operator settings from the environment (prefix MODELPILOT_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    """Everything the operator process is configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELPILOT_", extra="ignore")
+
+    namespaces: str = Field(default="", description="Comma-separated namespaces to watch; empty watches all.")
+    peering: str = Field(default="", description="Kopf peering object for leader election; empty runs standalone.")
+    priority: int = Field(default=0, description="Peering priority; each replica needs its own.")
+    health_port: int = Field(default=8081, description="Port of /healthz.")
+    metrics_port: int = Field(default=9090, description="Port of /metrics; 0 disables.")
+    webhook_port: int = Field(default=0, description="Port of the MLflow webhook receiver; 0 disables.")
+    webhook_secret: str = Field(default="", description="HMAC secret of MLflow webhooks (from a Secret).")
+    field_manager: str = Field(default="modelpilot", description="Server-side apply field manager.")
+    poll_floor_seconds: float = Field(default=1.0, description="Shortest registry poll interval allowed.")
+    registry_timeout_seconds: float = Field(default=10.0, description="Timeout of one registry request.")
+    retry_backoff_seconds: float = Field(default=10.0, description="First retry delay after a registry error.")
+    retry_backoff_max_seconds: float = Field(default=300.0, description="Longest retry delay.")
+    log_format: str = Field(default="json", description="json or text.")
+
+    @property
+    def namespace_list(self) -> list[str]:
+        """Watched namespaces; empty means cluster-wide."""
+        return [item.strip() for item in self.namespaces.split(",") if item.strip()]
