@@ -20,9 +20,24 @@ _DROPPED_KEYS = {"title", "$defs", "examples"}
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.name", "description": "Registered model."},
-    {"name": "Stable", "type": "string", "jsonPath": ".status.stable.version", "description": "Stable version."},
-    {"name": "Canary", "type": "string", "jsonPath": ".status.canary.version", "description": "Canary version."},
-    {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight", "description": "Canary weight %."},
+    {
+        "name": "Stable",
+        "type": "string",
+        "jsonPath": ".status.stable.version",
+        "description": "Stable version.",
+    },
+    {
+        "name": "Canary",
+        "type": "string",
+        "jsonPath": ".status.canary.version",
+        "description": "Canary version.",
+    },
+    {
+        "name": "Weight",
+        "type": "integer",
+        "jsonPath": ".status.canary.weight",
+        "description": "Canary weight %.",
+    },
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Lifecycle phase."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -74,12 +74,12 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """An ApiClient from a kubeconfig file, or the in-cluster service account."""
     configuration = client.Configuration()
     if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
     else:
         try:
-            config.load_incluster_config(client_configuration=configuration)
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
+            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     return client.ApiClient(configuration)
 
 
@@ -114,7 +114,7 @@ class KubeApi:
                 return None
             raise
 
-    async def list(
+    async def list_objects(
         self, api_version: str, kind: str, namespace: str, label_selector: str = ""
     ) -> list[dict[str, Any]]:
         """Objects of a kind in a namespace, filtered by a label selector."""
@@ -177,7 +177,7 @@ class KubeApi:
             auth_settings=["BearerToken"],
         )
         response = self._api.call_api(*serialized)
-        data = response.read()
+        data = response.read()  # type: ignore[no-untyped-call]
         if response.status >= 400:
             try:
                 message = json.loads(data).get("message", data.decode(errors="replace"))

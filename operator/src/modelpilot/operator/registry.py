@@ -25,22 +25,22 @@ class RegistryError(Exception):
     reason = "RegistryError"
 
 
-class RegistryUnavailable(RegistryError):
+class RegistryUnavailableError(RegistryError):
     """Network error, timeout or a 5xx: worth retrying later."""
 
     reason = "RegistryUnreachable"
 
 
-class ModelNotFound(RegistryError):
+class ModelNotFoundError(RegistryError):
     """The registered model does not exist."""
 
-    reason = "ModelNotFound"
+    reason = "ModelNotFoundError"
 
 
-class RegistryRejected(RegistryError):
+class RegistryRejectedError(RegistryError):
     """The registry refused the request (4xx other than not found): retrying will not help."""
 
-    reason = "RegistryRejected"
+    reason = "RegistryRejectedError"
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ class MlflowRegistry:
         """Remove `alias`; an alias that does not exist is already gone."""
         try:
             await self._call("DELETE", "/registered-models/alias", params={"name": name, "alias": alias})
-        except ModelNotFound:
+        except ModelNotFoundError:
             return
 
     async def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
@@ -231,10 +231,10 @@ class MlflowRegistry:
             try:
                 response = await self._client.request(method, path, params=params, json=json)
             except httpx.HTTPError as error:
-                raise RegistryUnavailable(f"{self.tracking_uri} unreachable: {error!r}") from error
+                raise RegistryUnavailableError(f"{self.tracking_uri} unreachable: {error!r}") from error
             outcome = str(response.status_code)
             if response.status_code >= 500:
-                raise RegistryUnavailable(
+                raise RegistryUnavailableError(
                     f"{self.tracking_uri} answered {response.status_code} to {method} {path}: {response.text[:300]}"
                 )
             if response.status_code >= 400:
@@ -255,5 +255,5 @@ def _client_error(response: httpx.Response, method: str, path: str) -> RegistryE
     code = payload.get("error_code", "")
     message = payload.get("message", response.text[:300])
     if response.status_code == 404 or code == "RESOURCE_DOES_NOT_EXIST":
-        return ModelNotFound(message)
-    return RegistryRejected(f"{method} {path} refused ({response.status_code} {code}): {message}")
+        return ModelNotFoundError(message)
+    return RegistryRejectedError(f"{method} {path} refused ({response.status_code} {code}): {message}")

@@ -253,9 +253,7 @@ class ParentRef(SpecModel):
 class GatewayRoute(SpecModel):
     """Gateway API HTTPRoute settings."""
 
-    parent_refs: list[ParentRef] = Field(
-        min_length=1, max_length=32, description="Gateways the route attaches to."
-    )
+    parent_refs: list[ParentRef] = Field(min_length=1, max_length=32, description="Gateways the route attaches to.")
     hostnames: list[str] = Field(default_factory=list, max_length=16, description="Hostnames the route serves.")
     path: str = Field(default="/", pattern=r"^/", description="Path prefix the route matches.")
 
@@ -325,7 +323,10 @@ class CustomMetric(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=_rules(
             ("has(self.min) || has(self.max)", "a custom metric needs min, max or both"),
-            ("!has(self.min) || !has(self.max) || self.min <= self.max", "a custom metric's min exceeds its max"),
+            (
+                "!has(self.min) || !has(self.max) || self.min <= self.max",
+                "a custom metric's min exceeds its max",
+            ),
         )
     )
 
@@ -354,14 +355,18 @@ class Analysis(SpecModel):
     """What a canary step must show in Prometheus before the rollout moves on."""
 
     prometheus: str = Field(
-        pattern=r"^https?://[^\s]+$", max_length=2048, description="Prometheus base URL, e.g. http://prometheus:9090."
+        pattern=r"^https?://[^\s]+$",
+        max_length=2048,
+        description="Prometheus base URL, e.g. http://prometheus:9090.",
     )
     max_error_rate: float = Field(
         default=0.01, ge=0, le=1, description="Highest acceptable share of 5xx responses on the canary."
     )
     max_p99_latency: Duration = Field(default="250ms", description="Highest acceptable p99 latency of the canary.")
     min_requests: int = Field(
-        default=50, ge=0, description="Fewest canary requests in the window for a verdict; fewer is inconclusive."
+        default=50,
+        ge=0,
+        description="Fewest canary requests in the window for a verdict; fewer is inconclusive.",
     )
     failure_limit: int = Field(default=2, ge=1, le=100, description="Failed analyses that trigger a rollback.")
     inconclusive_limit: int = Field(
@@ -372,7 +377,8 @@ class Analysis(SpecModel):
     )
     window: Duration = Field(default="1m", description="Range of the rate() windows in the built-in queries.")
     compare_with_stable: bool = Field(
-        default=False, description="Also fail when the canary's error rate exceeds the stable track's by maxErrorRate."
+        default=False,
+        description="Also fail when the canary's error rate exceeds the stable track's by maxErrorRate.",
     )
     metrics: list[CustomMetric] = Field(
         default_factory=list, max_length=16, description="Extra PromQL checks with bounds."
@@ -402,7 +408,8 @@ class Rollout(SpecModel):
     )
     interval: Duration = Field(default="60s", description="How long each step is held before it is analysed.")
     canary_ready_timeout: Duration = Field(
-        default="10m", description="How long the canary may take to become Ready before the rollout rolls back."
+        default="10m",
+        description="How long the canary may take to become Ready before the rollout rolls back.",
     )
     analysis: Analysis = Field(description="Prometheus analysis of each step.")
 

@@ -1,0 +1,36 @@
+"""Operator start-up and shut-down: clients, Kopf settings, metrics endpoint."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+import prometheus_client
+
+from modelpilot.operator.kubeapi import KubeApi, load_api_client
+from modelpilot.operator.runtime import Runtime, current_runtime, install_runtime
+from modelpilot.operator.settings import OperatorSettings
+
+
+async def configure(kopf_settings: kopf.OperatorSettings, logger: logging.Logger) -> None:
+    """Create the process runtime and tune Kopf for this operator."""
+    settings = OperatorSettings()
+    kopf_settings.posting.level = logging.INFO
+    kopf_settings.persistence.finalizer = "modelpilot.io/finalizer"
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modelpilot.io")
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="modelpilot.io", key="last-handled-configuration"
+    )
+    kopf_settings.watching.server_timeout = 300
+    kopf_settings.networking.request_timeout = 30
+    runtime = Runtime(settings=settings, kube=KubeApi(load_api_client(), settings.field_manager))
+    install_runtime(runtime)
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port)
+    logger.info("modelpilot operator configured: namespaces=%s", settings.namespace_list or "all")
+
+
+async def shut_down() -> None:
+    """Close the clients of the process runtime."""
+    await current_runtime().aclose()
+    install_runtime(None)

@@ -1,0 +1,48 @@
+"""Kopf handlers of the operator: each decorator makes one call into `handlers/`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from modelpilot.operator.handlers.lifecycle import configure, shut_down
+from modelpilot.operator.handlers.loop import run_reconcile_loop
+from modelpilot.operator.runtime import current_runtime
+from modelpilot.operator.spec import GROUP, PLURAL, VERSION
+
+RESOURCE = (GROUP, VERSION, PLURAL)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any) -> None:
+    await configure(settings, logger)
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    await shut_down()
+
+
+@kopf.daemon(*RESOURCE, cancellation_timeout=10.0)
+async def serve(name: str, namespace: str, body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    await run_reconcile_loop(current_runtime(), namespace, name, body, stopped)
+
+
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+@kopf.on.resume(*RESOURCE)
+async def wake_on_change(name: str, namespace: str, **_: Any) -> None:
+    current_runtime().wake(namespace, name)
+
+
+@kopf.on.field(*RESOURCE, field="metadata.annotations")
+async def wake_on_annotations(name: str, namespace: str, **_: Any) -> None:
+    current_runtime().wake(namespace, name)
+
+
+@kopf.on.delete(*RESOURCE, optional=True)
+async def forget(name: str, namespace: str, **_: Any) -> None:
+    # Owned objects carry owner references and go with the resource; the registry is never touched.
+    current_runtime().forget(namespace, name)
