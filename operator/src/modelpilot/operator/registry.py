@@ -192,7 +192,7 @@ class MlflowRegistry:
     async def delete_alias(self, name: str, alias: str) -> None:
         """Remove `alias`; an alias that does not exist is already gone."""
         try:
-            await self._call("DELETE", "/registered-models/alias", params={"name": name, "alias": alias})
+            await self._call("DELETE", "/registered-models/alias", json={"name": name, "alias": alias})
         except ModelNotFoundError:
             return
 
