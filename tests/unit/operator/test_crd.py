@@ -57,3 +57,14 @@ def test_printer_columns_match_the_design() -> None:
 
 def test_rendering_is_deterministic() -> None:
     assert render_crd() == render_crd()
+
+
+def test_crd_reference_in_docs_is_current() -> None:
+    from pathlib import Path
+
+    from modelpilot.operator.crd_docs import render_reference
+
+    shipped = Path(__file__).parents[3] / "docs" / "crd-reference.md"
+    assert shipped.read_text() == render_reference(), (
+        "run: python -m modelpilot.operator.crd_docs > docs/crd-reference.md"
+    )
