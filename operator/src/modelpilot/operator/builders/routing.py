@@ -1,0 +1,209 @@
+"""The router that splits traffic between the stable and canary tracks.
+
+Three modes, one per `spec.traffic.router`:
+- gateway: a Gateway API HTTPRoute with weighted backendRefs, plus a header rule that always reaches the canary;
+- ingress: an ingress-nginx Ingress for stable and a second, canary-annotated Ingress for the canary;
+- replicas: one Service over both tracks; the weight is the replica ratio (see `serving.replica_split`).
+Each plan also says which objects of the other modes must not exist, so switching modes cleans up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from modelpilot.operator.builders.common import ObjectKey, Owner, Track, labels, metadata, selector, track_name
+from modelpilot.operator.builders.serving import PORT_NAME
+from modelpilot.operator.spec import GatewayRoute, IngressRoute, ModelDeploymentSpec, ParentRef
+
+ROUTER_COMPONENT = "router"
+GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+NGINX = "nginx.ingress.kubernetes.io/"
+CANARY_ANNOTATION = NGINX + "canary"
+CANARY_WEIGHT_ANNOTATION = NGINX + "canary-weight"
+CANARY_HEADER_ANNOTATION = NGINX + "canary-by-header"
+CANARY_HEADER_VALUE_ANNOTATION = NGINX + "canary-by-header-value"
+
+
+@dataclass(frozen=True)
+class RouterPlan:
+    """The split the router should carry."""
+
+    canary_weight: int  # 0..100
+    canary_present: bool  # the canary Service exists (the header route only then)
+
+
+@dataclass(frozen=True)
+class RouterObjects:
+    """Objects to apply, and (apiVersion, kind, name) of those that must not exist under this plan."""
+
+    apply: list[dict[str, Any]]
+    delete: list[ObjectKey]
+
+
+def canary_ingress_name(owner_name: str) -> str:
+    """Name of the second, canary-annotated Ingress."""
+    return f"{owner_name}-canary"
+
+
+def _route_key(owner_name: str) -> ObjectKey:
+    return (GATEWAY_API_VERSION, "HTTPRoute", owner_name)
+
+
+def _ingress_key(owner_name: str) -> ObjectKey:
+    return ("networking.k8s.io/v1", "Ingress", owner_name)
+
+
+def _canary_ingress_key(owner_name: str) -> ObjectKey:
+    return ("networking.k8s.io/v1", "Ingress", canary_ingress_name(owner_name))
+
+
+def _shared_service_key(owner_name: str) -> ObjectKey:
+    return ("v1", "Service", owner_name)
+
+
+def build_router(owner: Owner, spec: ModelDeploymentSpec, plan: RouterPlan) -> RouterObjects:
+    """The router objects of `spec.traffic.router` for the plan's weight."""
+    weight = min(max(plan.canary_weight, 0), 100)
+    router = spec.traffic.router
+    name = owner.name
+    if router == "gateway":
+        assert spec.traffic.gateway is not None  # the spec's validation requires it
+        route = _http_route(owner, spec, spec.traffic.gateway, weight, plan.canary_present)
+        return RouterObjects(
+            apply=[route],
+            delete=[_ingress_key(name), _canary_ingress_key(name), _shared_service_key(name)],
+        )
+    if router == "ingress":
+        assert spec.traffic.ingress is not None  # the spec's validation requires it
+        apply = [_stable_ingress(owner, spec, spec.traffic.ingress)]
+        delete = [_route_key(name), _shared_service_key(name)]
+        if plan.canary_present:
+            apply.append(_canary_ingress(owner, spec, spec.traffic.ingress, weight))
+        else:
+            delete.append(_canary_ingress_key(name))
+        return RouterObjects(apply=apply, delete=delete)
+    return RouterObjects(
+        apply=[_shared_service(owner, spec)],
+        delete=[_route_key(name), _ingress_key(name), _canary_ingress_key(name)],
+    )
+
+
+def router_weight(obj: dict[str, Any]) -> int | None:
+    """The canary weight (percent) an HTTPRoute or canary Ingress carries; None for any other object."""
+    kind = obj.get("kind")
+    if kind == "HTTPRoute":
+        canary = track_name(obj["metadata"]["name"], "canary")
+        rules = (obj.get("spec") or {}).get("rules") or []
+        if not rules:
+            return 0
+        refs = rules[0].get("backendRefs") or []
+        total = sum(int(ref.get("weight", 1)) for ref in refs)
+        to_canary = sum(int(ref.get("weight", 1)) for ref in refs if ref.get("name") == canary)
+        return round(100 * to_canary / total) if total else 0
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if kind == "Ingress" and annotations.get(CANARY_ANNOTATION) == "true":
+        return int(annotations.get(CANARY_WEIGHT_ANNOTATION, "0"))
+    return None
+
+
+def _router_labels(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, str]:
+    return labels(owner, spec, component=ROUTER_COMPONENT)
+
+
+def _parent_ref(ref: ParentRef) -> dict[str, str]:
+    result = {"group": GATEWAY_GROUP, "kind": "Gateway", "name": ref.name}
+    if ref.namespace:
+        result["namespace"] = ref.namespace
+    if ref.section_name:
+        result["sectionName"] = ref.section_name
+    return result
+
+
+def _backend(owner: Owner, spec: ModelDeploymentSpec, track: Track, weight: int | None = None) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": track_name(owner.name, track), "port": spec.serving.port}
+    if weight is not None:
+        ref["weight"] = weight
+    return ref
+
+
+def _http_route(
+    owner: Owner, spec: ModelDeploymentSpec, gateway: GatewayRoute, weight: int, canary_present: bool
+) -> dict[str, Any]:
+    path_match = {"path": {"type": "PathPrefix", "value": gateway.path}}
+    # Weights are shares of their sum (not percentages); stable + canary always sum to 100 here.
+    backends = [_backend(owner, spec, "stable", 100 - weight)]
+    if canary_present:
+        backends.append(_backend(owner, spec, "canary", weight))
+    rules: list[dict[str, Any]] = [{"matches": [path_match], "backendRefs": backends}]
+    if canary_present:
+        header = spec.traffic.header
+        # A header match is more specific than the plain path match, so this rule wins for tagged requests.
+        header_match = {**path_match, "headers": [{"type": "Exact", "name": header.name, "value": header.value}]}
+        rules.append({"matches": [header_match], "backendRefs": [_backend(owner, spec, "canary")]})
+    route_spec: dict[str, Any] = {"parentRefs": [_parent_ref(ref) for ref in gateway.parent_refs]}
+    if gateway.hostnames:
+        route_spec["hostnames"] = list(gateway.hostnames)
+    route_spec["rules"] = rules
+    return {
+        "apiVersion": GATEWAY_API_VERSION,
+        "kind": "HTTPRoute",
+        "metadata": metadata(owner, owner.name, _router_labels(owner, spec)),
+        "spec": route_spec,
+    }
+
+
+def _ingress_spec(spec: ModelDeploymentSpec, ingress: IngressRoute, service: str, *, tls: bool) -> dict[str, Any]:
+    path = {
+        "path": ingress.path,
+        "pathType": "Prefix",
+        "backend": {"service": {"name": service, "port": {"number": spec.serving.port}}},
+    }
+    result: dict[str, Any] = {
+        "ingressClassName": ingress.class_name,
+        "rules": [{"host": ingress.host, "http": {"paths": [path]}}],
+    }
+    if tls and ingress.tls is not None:
+        result["tls"] = [{"hosts": [ingress.host], "secretName": ingress.tls.secret_name}]
+    return result
+
+
+def _stable_ingress(owner: Owner, spec: ModelDeploymentSpec, ingress: IngressRoute) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata(owner, owner.name, _router_labels(owner, spec)),
+        "spec": _ingress_spec(spec, ingress, track_name(owner.name, "stable"), tls=True),
+    }
+
+
+def _canary_ingress(owner: Owner, spec: ModelDeploymentSpec, ingress: IngressRoute, weight: int) -> dict[str, Any]:
+    # ingress-nginx allows one canary Ingress per host and path; it takes the host's TLS from the main
+    # Ingress and evaluates the header before the weight, so the header always reaches the canary.
+    annotations = {
+        CANARY_ANNOTATION: "true",
+        CANARY_WEIGHT_ANNOTATION: str(weight),
+        CANARY_HEADER_ANNOTATION: spec.traffic.header.name,
+        CANARY_HEADER_VALUE_ANNOTATION: spec.traffic.header.value,
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata(owner, canary_ingress_name(owner.name), _router_labels(owner, spec), annotations),
+        "spec": _ingress_spec(spec, ingress, track_name(owner.name, "canary"), tls=False),
+    }
+
+
+def _shared_service(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
+    # Selects the serving pods of both tracks; each pod gets an equal share, so the replica ratio is the weight.
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(owner, owner.name, _router_labels(owner, spec)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(owner.name, None),
+            "ports": [{"name": PORT_NAME, "port": spec.serving.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }

@@ -1,0 +1,333 @@
+"""The objects that serve one track (stable or canary) of a ModelDeployment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from modelpilot.operator.builders.common import (
+    SERVING_COMPONENT,
+    TMP_MOUNT,
+    TMP_VOLUME,
+    ObjectKey,
+    Owner,
+    Track,
+    container_resources,
+    container_security_context,
+    env_list,
+    labels,
+    metadata,
+    pod_security_context,
+    quantity,
+    scheduling,
+    selector,
+    track_name,
+)
+from modelpilot.operator.spec import ModelDeploymentSpec
+
+CONTAINER_NAME = "server"
+PORT_NAME = "http"
+READINESS_PATH = "/readyz"
+LIVENESS_PATH = "/healthz"
+METRICS_PATH = "/metrics"
+# Long enough for a large model to download from the artifact store before liveness may restart the pod.
+STARTUP_PERIOD_SECONDS = 10
+STARTUP_FAILURE_THRESHOLD = 60
+# Endpoints are removed asynchronously; a short pause before SIGTERM lets routers stop sending first.
+PRE_STOP_SLEEP_SECONDS = 5
+TERMINATION_GRACE_PERIOD_SECONDS = 30
+
+DNS_PORT = 53
+# Artifact stores (S3, GCS, Azure Blob, an HTTP artifact proxy) are reached over HTTPS or HTTP at
+# addresses that are not known when the policy is built (and change), so egress is open by port only.
+ARTIFACT_STORE_PORTS = (443, 80)
+
+
+@dataclass(frozen=True)
+class TrackPlan:
+    """Which version a track serves and how many pods it gets."""
+
+    track: Track
+    version: str
+    model_uri: str  # models:/<name>/<version>
+    replicas: int  # used when spec.serving.autoscaling is None
+    min_replicas: int | None = None  # HPA minimum for this track (the canary's scales with its weight)
+
+
+def build_track(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[str, Any]]:
+    """ServiceAccount, Deployment, Service, HPA (with autoscaling), PodDisruptionBudget and NetworkPolicy
+    of one track, in the order they should be applied (the ServiceAccount before the pods that use it)."""
+    objects = [
+        _service_account(owner, spec, plan),
+        _deployment(owner, spec, plan),
+        _service(owner, spec, plan),
+    ]
+    if spec.serving.autoscaling is not None:
+        objects.append(_autoscaler(owner, spec, plan))
+    objects.append(_disruption_budget(owner, spec, plan))
+    objects.append(_network_policy(owner, spec, plan))
+    return objects
+
+
+def track_object_keys(owner_name: str, track: Track) -> list[ObjectKey]:
+    """(apiVersion, kind, name) of every object `build_track` can produce, in the order to delete them:
+    the autoscaler before the Deployment it scales, the Service and its policies after the pods."""
+    name = track_name(owner_name, track)
+    return [
+        ("autoscaling/v2", "HorizontalPodAutoscaler", name),
+        ("apps/v1", "Deployment", name),
+        ("policy/v1", "PodDisruptionBudget", name),
+        ("networking.k8s.io/v1", "NetworkPolicy", name),
+        ("v1", "Service", name),
+        ("v1", "ServiceAccount", name),
+    ]
+
+
+def unbuilt_track_keys(owner_name: str, spec: ModelDeploymentSpec, track: Track) -> list[ObjectKey]:
+    """Objects of a track that `build_track` no longer produces for this spec and so must be deleted
+    (the HPA once autoscaling is switched off)."""
+    if spec.serving.autoscaling is None:
+        return [("autoscaling/v2", "HorizontalPodAutoscaler", track_name(owner_name, track))]
+    return []
+
+
+def replica_split(total: int, canary_weight: int) -> tuple[int, int]:
+    """(stable, canary) replicas that carry `canary_weight` percent of `total` by replica ratio.
+
+    Each track that should get traffic keeps at least one pod (canary when the weight is above 0,
+    stable when it is below 100), so the sum can exceed a very small total. A total of 0 stays 0.
+    """
+    weight = min(max(canary_weight, 0), 100)
+    if total <= 0:
+        return 0, 0
+    if weight == 0:
+        return total, 0
+    if weight == 100:
+        return 0, total
+    canary = (total * weight + 50) // 100  # half rounds up, unlike round()
+    canary = min(max(canary, 1), max(total - 1, 1))
+    return max(total - canary, 1), canary
+
+
+def _track_labels(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, str]:
+    return labels(owner, spec, component=SERVING_COMPONENT, track=plan.track, version=plan.version)
+
+
+def _service_account(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, Any]:
+    # One account per track, so cloud IAM bindings (IRSA) can target it; the server never calls the API.
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(owner, track_name(owner.name, plan.track), _track_labels(owner, spec, plan)),
+        "automountServiceAccountToken": False,
+    }
+
+
+def _env(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[str, str]]:
+    fixed = [
+        ("MODELPILOT_MODEL_URI", plan.model_uri),
+        ("MODELPILOT_MODEL_NAME", spec.model.name),
+        ("MODELPILOT_MODEL_VERSION", plan.version),
+        ("MODELPILOT_TRACK", plan.track),
+        ("MODELPILOT_PORT", str(spec.serving.port)),
+        ("MLFLOW_TRACKING_URI", spec.registry.tracking_uri),
+    ]
+    overridable = [
+        ("MLFLOW_DISABLE_TELEMETRY", "true"),
+        ("DO_NOT_TRACK", "true"),
+    ]
+    return env_list(fixed, overridable, spec.serving.env)
+
+
+def _http_probe(path: str, *, period: int, timeout: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": PORT_NAME},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def _container(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, Any]:
+    serving = spec.serving
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": serving.image,
+        "ports": [{"name": PORT_NAME, "containerPort": serving.port, "protocol": "TCP"}],
+        "env": _env(owner, spec, plan),
+    }
+    if spec.registry.credentials_secret:
+        container["envFrom"] = [{"secretRef": {"name": spec.registry.credentials_secret}}]
+    resources = container_resources(serving.resources)
+    if resources:
+        container["resources"] = resources
+    container.update(
+        {
+            # Ready only once the model is loaded: readiness is what gates traffic and the rollout.
+            "readinessProbe": _http_probe(READINESS_PATH, period=5, timeout=2, failures=3),
+            # A busy server answers slowly; restart only after a minute of silence.
+            "livenessProbe": _http_probe(LIVENESS_PATH, period=10, timeout=5, failures=6),
+            "startupProbe": _http_probe(
+                LIVENESS_PATH, period=STARTUP_PERIOD_SECONDS, timeout=5, failures=STARTUP_FAILURE_THRESHOLD
+            ),
+            "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
+            "securityContext": container_security_context(),
+            "volumeMounts": [dict(TMP_MOUNT)],
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }
+    )
+    return container
+
+
+def _deployment(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, Any]:
+    serving = spec.serving
+    pod_labels = _track_labels(owner, spec, plan)
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": track_name(owner.name, plan.track),
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(),
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_PERIOD_SECONDS,
+        "containers": [_container(owner, spec, plan)],
+        "volumes": [dict(TMP_VOLUME)],
+        # Spread replicas over nodes when the scheduler can; never refuse to schedule for it.
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector(owner.name, plan.track)},
+            }
+        ],
+        **scheduling(serving.node_selector, serving.tolerations, serving.affinity, serving.resources),
+    }
+    deployment_spec: dict[str, Any] = {}
+    if serving.autoscaling is None:
+        # With autoscaling the HPA owns `replicas`; setting it here would make every apply fight it.
+        deployment_spec["replicas"] = plan.replicas
+    deployment_spec.update(
+        {
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector(owner.name, plan.track)},
+            # A new pod must be Ready before an old one goes: capacity never drops below the ready count.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(serving.port),
+                        "prometheus.io/path": METRICS_PATH,
+                        "kubectl.kubernetes.io/default-container": CONTAINER_NAME,
+                    },
+                },
+                "spec": pod_spec,
+            },
+        }
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(owner, track_name(owner.name, plan.track), pod_labels),
+        "spec": deployment_spec,
+    }
+
+
+def _service(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(owner, track_name(owner.name, plan.track), _track_labels(owner, spec, plan)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(owner.name, plan.track),
+            "ports": [{"name": PORT_NAME, "port": spec.serving.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+
+
+def _autoscaler(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, Any]:
+    autoscaling = spec.serving.autoscaling
+    assert autoscaling is not None  # build_track only calls this with autoscaling
+    minimum = plan.min_replicas if plan.min_replicas is not None else autoscaling.min_replicas
+    minimum = max(minimum, 1)  # 0 needs the HPAScaleToZero feature gate
+    metrics: list[dict[str, Any]] = [
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": autoscaling.target_cpu_utilization},
+            },
+        }
+    ]
+    if autoscaling.metric is not None:
+        metrics.append(
+            {
+                "type": "Pods",
+                "pods": {
+                    "metric": {"name": autoscaling.metric.name},
+                    "target": {
+                        "type": "AverageValue",
+                        "averageValue": quantity(autoscaling.metric.target_average_value),
+                    },
+                },
+            }
+        )
+    name = track_name(owner.name, plan.track)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(owner, name, _track_labels(owner, spec, plan)),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": minimum,
+            "maxReplicas": max(autoscaling.max_replicas, minimum),
+            "metrics": metrics,
+        },
+    }
+
+
+def _disruption_budget(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, Any]:
+    # maxUnavailable 1 (not a minAvailable count) keeps working as the HPA changes the replica count and
+    # never blocks a node drain for good, even with a single replica; unhealthy pods may always be evicted
+    # so a crash-looping track cannot hold a drain either.
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(owner, track_name(owner.name, plan.track), _track_labels(owner, spec, plan)),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector(owner.name, plan.track)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def registry_port(tracking_uri: str) -> int:
+    """The TCP port of the MLflow tracking server (the scheme's default when the URI has none)."""
+    parts = urlsplit(tracking_uri)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _network_policy(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, Any]:
+    # Ingress: only the serving port (predictions and Prometheus scrapes), from anywhere, because the
+    # Gateway, ingress controller and Prometheus live in namespaces this policy cannot know.
+    # Egress: DNS; the registry, which hands out the model; and 443/80 for the artifact store the model
+    # files come from. Destinations stay open: the registry may be outside the cluster, and artifact
+    # store addresses are cloud endpoints with changing IPs.
+    egress_ports = sorted({registry_port(spec.registry.tracking_uri), *ARTIFACT_STORE_PORTS})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(owner, track_name(owner.name, plan.track), _track_labels(owner, spec, plan)),
+        "spec": {
+            "podSelector": {"matchLabels": selector(owner.name, plan.track)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": spec.serving.port}]}],
+            "egress": [
+                {"ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}]},
+                {"ports": [{"protocol": "TCP", "port": port} for port in egress_ports]},
+            ],
+        },
+    }
