@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from dataclasses import dataclass
@@ -192,8 +193,14 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
-TMP_VOLUME = {"name": "tmp", "emptyDir": {}}
-TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+def tmp_volume() -> dict[str, Any]:
+    """A scratch emptyDir: the root filesystem is read-only, and libraries still write temporary files."""
+    return {"name": "tmp", "emptyDir": {}}
+
+
+def tmp_mount() -> dict[str, Any]:
+    """Where the scratch volume is mounted."""
+    return {"name": "tmp", "mountPath": "/tmp"}
 
 
 def scheduling(
@@ -210,7 +217,7 @@ def scheduling(
     if pod_tols:
         result["tolerations"] = pod_tols
     if affinity:
-        result["affinity"] = affinity
+        result["affinity"] = copy.deepcopy(affinity)  # never hand out the spec's own dict
     return result
 
 

@@ -65,7 +65,8 @@ def _shared_service_key(owner_name: str) -> ObjectKey:
 
 def build_router(owner: Owner, spec: ModelDeploymentSpec, plan: RouterPlan) -> RouterObjects:
     """The router objects of `spec.traffic.router` for the plan's weight."""
-    weight = min(max(plan.canary_weight, 0), 100)
+    # Without a canary there is nothing to send traffic to: all of it goes to stable, whatever the weight.
+    weight = min(max(plan.canary_weight, 0), 100) if plan.canary_present else 0
     router = spec.traffic.router
     name = owner.name
     if router == "gateway":
@@ -131,16 +132,18 @@ def _backend(owner: Owner, spec: ModelDeploymentSpec, track: Track, weight: int 
 def _http_route(
     owner: Owner, spec: ModelDeploymentSpec, gateway: GatewayRoute, weight: int, canary_present: bool
 ) -> dict[str, Any]:
-    path_match = {"path": {"type": "PathPrefix", "value": gateway.path}}
+    def path_match() -> dict[str, Any]:
+        return {"path": {"type": "PathPrefix", "value": gateway.path}}
+
     # Weights are shares of their sum (not percentages); stable + canary always sum to 100 here.
     backends = [_backend(owner, spec, "stable", 100 - weight)]
     if canary_present:
         backends.append(_backend(owner, spec, "canary", weight))
-    rules: list[dict[str, Any]] = [{"matches": [path_match], "backendRefs": backends}]
+    rules: list[dict[str, Any]] = [{"matches": [path_match()], "backendRefs": backends}]
     if canary_present:
         header = spec.traffic.header
         # A header match is more specific than the plain path match, so this rule wins for tagged requests.
-        header_match = {**path_match, "headers": [{"type": "Exact", "name": header.name, "value": header.value}]}
+        header_match = {**path_match(), "headers": [{"type": "Exact", "name": header.name, "value": header.value}]}
         rules.append({"matches": [header_match], "backendRefs": [_backend(owner, spec, "canary")]})
     route_spec: dict[str, Any] = {"parentRefs": [_parent_ref(ref) for ref in gateway.parent_refs]}
     if gateway.hostnames:

@@ -8,8 +8,6 @@ from urllib.parse import urlsplit
 
 from modelpilot.operator.builders.common import (
     SERVING_COMPONENT,
-    TMP_MOUNT,
-    TMP_VOLUME,
     ObjectKey,
     Owner,
     Track,
@@ -22,6 +20,8 @@ from modelpilot.operator.builders.common import (
     quantity,
     scheduling,
     selector,
+    tmp_mount,
+    tmp_volume,
     track_name,
 )
 from modelpilot.operator.spec import ModelDeploymentSpec
@@ -173,7 +173,7 @@ def _container(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict
             ),
             "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
             "securityContext": container_security_context(),
-            "volumeMounts": [dict(TMP_MOUNT)],
+            "volumeMounts": [tmp_mount()],
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }
     )
@@ -190,7 +190,7 @@ def _deployment(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dic
         "securityContext": pod_security_context(),
         "terminationGracePeriodSeconds": TERMINATION_GRACE_PERIOD_SECONDS,
         "containers": [_container(owner, spec, plan)],
-        "volumes": [dict(TMP_VOLUME)],
+        "volumes": [tmp_volume()],
         # Spread replicas over nodes when the scheduler can; never refuse to schedule for it.
         "topologySpreadConstraints": [
             {
@@ -229,7 +229,7 @@ def _deployment(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dic
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(owner, track_name(owner.name, plan.track), pod_labels),
+        "metadata": metadata(owner, track_name(owner.name, plan.track), dict(pod_labels)),
         "spec": deployment_spec,
     }
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from modelpilot.operator.builders.common import (
-    TMP_MOUNT,
-    TMP_VOLUME,
     Owner,
     container_resources,
     container_security_context,
@@ -16,6 +14,8 @@ from modelpilot.operator.builders.common import (
     metadata,
     pod_security_context,
     scheduling,
+    tmp_mount,
+    tmp_volume,
 )
 from modelpilot.operator.spec import ModelDeploymentSpec, Training
 
@@ -86,7 +86,7 @@ def _container(spec: ModelDeploymentSpec, training: Training) -> dict[str, Any]:
     container.update(
         {
             "securityContext": container_security_context(),
-            "volumeMounts": [dict(TMP_MOUNT)],
+            "volumeMounts": [tmp_mount()],
             # The entrypoint writes its result JSON to the termination log; the logs' tail is the fallback.
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }
@@ -103,7 +103,7 @@ def _pod_template(owner: Owner, spec: ModelDeploymentSpec, trigger: str) -> dict
         "enableServiceLinks": False,
         "securityContext": pod_security_context(),
         "containers": [_container(spec, training)],
-        "volumes": [dict(TMP_VOLUME)],
+        "volumes": [tmp_volume()],
         **scheduling(training.node_selector, training.tolerations, training.affinity, training.resources),
     }
     return {"metadata": {"labels": _pod_labels(owner, spec, trigger)}, "spec": pod_spec}

@@ -1,0 +1,245 @@
+"""The objects of one serving track, and the replica split of the replicas router."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelpilot.operator.builders.serving import build_track, replica_split, track_object_keys, unbuilt_track_keys
+from tests.unit.operator.builders.examples import OWNER, gateway_raw, ingress_raw, replicas_raw, spec_of, track_plan
+from tests.unit.operator.builders.golden import assert_matches_golden
+
+
+def _by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {obj["kind"]: obj for obj in objects}
+
+
+def _pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = _by_kind(objects)["Deployment"]["spec"]["template"]["spec"]
+    return spec
+
+
+def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    container: dict[str, Any] = _pod_spec(objects)["containers"][0]
+    return container
+
+
+def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
+    return {var["name"]: var["value"] for var in _container(objects)["env"]}
+
+
+def test_canary_track_of_the_full_example_matches_golden() -> None:
+    objects = build_track(OWNER, spec_of(gateway_raw()), track_plan("canary", version="8", min_replicas=1))
+    assert_matches_golden("serving-canary-gateway", objects)
+
+
+def test_fixed_replicas_track_matches_golden() -> None:
+    assert_matches_golden("serving-stable-ingress", build_track(OWNER, spec_of(ingress_raw()), track_plan(replicas=3)))
+
+
+def test_every_object_is_owned_namespaced_and_labelled_with_track_and_version() -> None:
+    for obj in build_track(OWNER, spec_of(gateway_raw()), track_plan("canary", version="8")):
+        meta = obj["metadata"]
+        assert meta["name"] == "fraud-canary"
+        assert meta["namespace"] == "ml"
+        assert meta["ownerReferences"] == [OWNER.reference()]
+        assert meta["labels"]["modelpilot.io/track"] == "canary"
+        assert meta["labels"]["modelpilot.io/version"] == "8"
+
+
+def test_objects_come_in_apply_order_and_match_the_deletion_keys() -> None:
+    objects = build_track(OWNER, spec_of(gateway_raw()), track_plan())
+    kinds = [obj["kind"] for obj in objects]
+    assert kinds == [
+        "ServiceAccount",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    ]
+    built = {(obj["apiVersion"], obj["kind"], obj["metadata"]["name"]) for obj in objects}
+    assert built == set(track_object_keys("fraud", "stable"))
+    assert track_object_keys("fraud", "stable")[0][1] == "HorizontalPodAutoscaler"
+
+
+def test_replicas_are_omitted_when_the_hpa_owns_them() -> None:
+    objects = build_track(OWNER, spec_of(gateway_raw()), track_plan(replicas=5))
+    assert "replicas" not in _by_kind(objects)["Deployment"]["spec"]
+    hpa = _by_kind(objects)["HorizontalPodAutoscaler"]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "fraud-stable"}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 10)
+
+
+def test_without_autoscaling_the_deployment_has_replicas_and_there_is_no_hpa() -> None:
+    spec = spec_of(ingress_raw())
+    objects = build_track(OWNER, spec, track_plan(replicas=3))
+    assert _by_kind(objects)["Deployment"]["spec"]["replicas"] == 3
+    assert "HorizontalPodAutoscaler" not in _by_kind(objects)
+    assert unbuilt_track_keys("fraud", spec, "stable") == [
+        ("autoscaling/v2", "HorizontalPodAutoscaler", "fraud-stable")
+    ]
+    assert unbuilt_track_keys("fraud", spec_of(gateway_raw()), "stable") == []
+
+
+def test_canary_hpa_minimum_comes_from_the_plan_and_stays_within_bounds() -> None:
+    spec = spec_of(gateway_raw())
+    hpa = _by_kind(build_track(OWNER, spec, track_plan("canary", min_replicas=1)))["HorizontalPodAutoscaler"]
+    assert hpa["spec"]["minReplicas"] == 1
+    zero = _by_kind(build_track(OWNER, spec, track_plan("canary", min_replicas=0)))["HorizontalPodAutoscaler"]
+    assert zero["spec"]["minReplicas"] == 1
+    big = _by_kind(build_track(OWNER, spec, track_plan("canary", min_replicas=50)))["HorizontalPodAutoscaler"]
+    assert big["spec"]["minReplicas"] <= big["spec"]["maxReplicas"]
+
+
+def test_hpa_scales_on_cpu_and_the_optional_pods_metric() -> None:
+    metrics = _by_kind(build_track(OWNER, spec_of(gateway_raw()), track_plan()))["HorizontalPodAutoscaler"]["spec"][
+        "metrics"
+    ]
+    assert metrics[0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
+    assert metrics[1]["pods"] == {
+        "metric": {"name": "model_requests_per_second"},
+        "target": {"type": "AverageValue", "averageValue": "50"},
+    }
+
+
+def test_pods_meet_the_restricted_pod_security_standard() -> None:
+    objects = build_track(OWNER, spec_of(replicas_raw()), track_plan())
+    pod = _pod_spec(objects)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    context = _container(objects)["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["readOnlyRootFilesystem"] is True
+    assert {"name": "tmp", "mountPath": "/tmp"} in _container(objects)["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+    account = _by_kind(objects)["ServiceAccount"]
+    assert account["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_rolling_update_never_drops_below_the_ready_count() -> None:
+    strategy = _by_kind(build_track(OWNER, spec_of(replicas_raw()), track_plan()))["Deployment"]["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+
+
+def test_pod_template_carries_the_version_but_the_selector_does_not() -> None:
+    deployment = _by_kind(build_track(OWNER, spec_of(replicas_raw()), track_plan(version="42")))["Deployment"]
+    template_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert template_labels["modelpilot.io/version"] == "42"
+    match = deployment["spec"]["selector"]["matchLabels"]
+    assert "modelpilot.io/version" not in match
+    assert match.items() <= template_labels.items()
+
+
+def test_env_names_the_model_version_and_track_and_keeps_fixed_values_fixed() -> None:
+    raw = gateway_raw()
+    raw["serving"]["env"] = [
+        {"name": "MODELPILOT_MODEL_VERSION", "value": "999"},
+        {"name": "DO_NOT_TRACK", "value": "false"},
+        {"name": "EXTRA", "value": "1"},
+    ]
+    objects = build_track(OWNER, spec_of(raw), track_plan("canary", version="8"))
+    env = _env(objects)
+    assert env["MODELPILOT_MODEL_URI"] == "models:/fraud-detector/8"
+    assert env["MODELPILOT_MODEL_VERSION"] == "8"
+    assert env["MODELPILOT_TRACK"] == "canary"
+    assert env["MODELPILOT_PORT"] == "8080"
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow:5000"
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    assert env["DO_NOT_TRACK"] == "false"
+    assert env["EXTRA"] == "1"
+    names = [var["name"] for var in _container(objects)["env"]]
+    assert len(names) == len(set(names)), "server-side apply rejects duplicate env names"
+
+
+def test_credentials_come_from_the_secret_only_when_one_is_named() -> None:
+    with_secret = _container(build_track(OWNER, spec_of(gateway_raw()), track_plan()))
+    assert with_secret["envFrom"] == [{"secretRef": {"name": "mlflow-auth"}}]
+    assert "envFrom" not in _container(build_track(OWNER, spec_of(replicas_raw()), track_plan()))
+
+
+def test_probes_gate_readiness_on_the_model_and_allow_a_slow_start() -> None:
+    container = _container(build_track(OWNER, spec_of(replicas_raw()), track_plan()))
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+
+
+def test_gpu_limits_pass_through_and_bring_the_gpu_toleration() -> None:
+    objects = build_track(OWNER, spec_of(gateway_raw()), track_plan())
+    assert _container(objects)["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in _pod_spec(objects)["tolerations"]
+    assert _pod_spec(objects)["nodeSelector"] == {"node.kubernetes.io/instance-type": "g5.xlarge"}
+    assert "tolerations" not in _pod_spec(build_track(OWNER, spec_of(replicas_raw()), track_plan()))
+
+
+def test_prometheus_scrapes_the_serving_port() -> None:
+    raw = replicas_raw()
+    raw["serving"]["port"] = 9100
+    objects = build_track(OWNER, spec_of(raw), track_plan())
+    annotations = _by_kind(objects)["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "9100"
+    assert _container(objects)["ports"] == [{"name": "http", "containerPort": 9100, "protocol": "TCP"}]
+    assert _by_kind(objects)["Service"]["spec"]["ports"][0]["port"] == 9100
+
+
+@pytest.mark.parametrize(
+    ("tracking_uri", "registry_port"),
+    [("http://mlflow.mlflow:5000", 5000), ("https://mlflow.example.com", 443), ("http://mlflow", 80)],
+)
+def test_network_policy_admits_the_serving_port_and_lets_out_dns_registry_and_artifacts(
+    tracking_uri: str, registry_port: int
+) -> None:
+    raw = replicas_raw()
+    raw["registry"]["trackingUri"] = tracking_uri
+    policy = _by_kind(build_track(OWNER, spec_of(raw), track_plan()))["NetworkPolicy"]["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+    egress_ports = {(port["protocol"], port["port"]) for rule in policy["egress"] for port in rule["ports"]}
+    assert egress_ports == {("UDP", 53), ("TCP", 53), ("TCP", registry_port), ("TCP", 443), ("TCP", 80)}
+
+
+def test_disruption_budget_allows_one_pod_down_at_a_time() -> None:
+    budget = _by_kind(build_track(OWNER, spec_of(replicas_raw()), track_plan()))["PodDisruptionBudget"]["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert "minAvailable" not in budget
+
+
+@pytest.mark.parametrize(
+    ("total", "weight", "expected"),
+    [
+        (4, 0, (4, 0)),
+        (4, 100, (0, 4)),
+        (10, 10, (9, 1)),
+        (10, 25, (7, 3)),  # 2.5 rounds up
+        (10, 50, (5, 5)),
+        (3, 50, (1, 2)),
+        (3, 10, (2, 1)),  # weight > 0 always gets a canary pod
+        (3, 99, (1, 2)),  # weight < 100 always keeps a stable pod
+        (2, 1, (1, 1)),
+        (1, 50, (1, 1)),  # both tracks need a pod, even over the total
+        (0, 50, (0, 0)),
+        (5, -3, (5, 0)),
+        (5, 250, (0, 5)),
+    ],
+)
+def test_replica_split(total: int, weight: int, expected: tuple[int, int]) -> None:
+    assert replica_split(total, weight) == expected
+
+
+@pytest.mark.parametrize("total", range(1, 25))
+@pytest.mark.parametrize("weight", [0, 1, 5, 10, 25, 33, 50, 67, 90, 99, 100])
+def test_replica_split_invariants(total: int, weight: int) -> None:
+    stable, canary = replica_split(total, weight)
+    assert (canary >= 1) == (weight > 0)
+    assert (stable >= 1) == (weight < 100)
+    if total >= 2:
+        assert stable + canary == total
+        assert abs(100 * canary / total - weight) <= max(50 / total, 100 / total)
