@@ -45,7 +45,8 @@ def test_job_runs_the_entrypoint_with_the_spec_args_once_per_pod() -> None:
     assert job["metadata"]["ownerReferences"] == [OWNER.reference()]
     container = _pod(job)["containers"][0]
     assert container["image"] == "ghcr.io/modelpilot/train:0.1.0"
-    assert container["args"] == ["modelpilot-train", "--epochs", "20"]
+    assert container["command"] == ["modelpilot-train"]
+    assert container["args"] == ["--epochs", "20"]
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert _pod(job)["restartPolicy"] == "Never"
     spec = job["spec"]

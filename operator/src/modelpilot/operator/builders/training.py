@@ -74,10 +74,13 @@ def _container(spec: ModelDeploymentSpec, training: Training) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": training.image,
-        # Arguments, not a command: the image's entrypoint (an init such as tini) stays in front.
-        "args": [ENTRYPOINT, *training.args],
+        # The command is set, not left to the image, so any image with the entrypoint on PATH works,
+        # whatever its ENTRYPOINT is; the spec's args follow it.
+        "command": [ENTRYPOINT],
         "env": _env(spec, training),
     }
+    if training.args:
+        container["args"] = list(training.args)
     if spec.registry.credentials_secret:
         container["envFrom"] = [{"secretRef": {"name": spec.registry.credentials_secret}}]
     resources = container_resources(training.resources)
