@@ -77,10 +77,10 @@ def _container(spec: ModelDeploymentSpec, training: Training) -> dict[str, Any]:
         # The command is set, not left to the image, so any image with the entrypoint on PATH works,
         # whatever its ENTRYPOINT is; the spec's args follow it.
         "command": [ENTRYPOINT],
-        "env": _env(spec, training),
     }
     if training.args:
         container["args"] = list(training.args)
+    container["env"] = _env(spec, training)
     if spec.registry.credentials_secret:
         container["envFrom"] = [{"secretRef": {"name": spec.registry.credentials_secret}}]
     resources = container_resources(training.resources)
