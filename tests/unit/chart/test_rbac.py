@@ -1,0 +1,101 @@
+"""The operator's RBAC: least privilege, and cluster-wide only when it serves the whole cluster."""
+
+from __future__ import annotations
+
+from tests.unit.chart.conftest import CHART, Manifest, Render, by_kind
+
+NAMESPACED = CHART / "ci" / "namespaced-values.yaml"
+WRITE_VERBS = {"create", "patch", "update", "delete"}
+
+
+def grants(rules: list[dict[str, list[str]]]) -> dict[tuple[str, str], set[str]]:
+    """(apiGroup, resource) → verbs."""
+    result: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                result.setdefault((group, resource), set()).update(rule["verbs"])
+    return result
+
+
+def test_no_wildcards_anywhere(ci_manifests: list[Manifest]) -> None:
+    for role in by_kind(ci_manifests, "ClusterRole") + by_kind(ci_manifests, "Role"):
+        for rule in role["rules"]:
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[key], f"{role['kind']}/{role['metadata']['name']} {key}"
+            assert "resourceNames" not in rule or rule["resourceNames"]
+
+
+def test_cluster_wide_install_grants_one_cluster_role_and_no_roles(render: Render) -> None:
+    manifests = render()
+    [cluster_role] = by_kind(manifests, "ClusterRole")
+    [binding] = by_kind(manifests, "ClusterRoleBinding")
+    assert not by_kind(manifests, "Role")
+    assert not by_kind(manifests, "RoleBinding")
+    assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+    [subject] = binding["subjects"]
+    [account] = by_kind(manifests, "ServiceAccount")
+    assert (subject["name"], subject["namespace"]) == (account["metadata"]["name"], "modelpilot")
+    verbs = grants(cluster_role["rules"])
+    assert verbs[("kopf.dev", "clusterkopfpeerings")] == {"get", "list", "watch", "patch"}
+    assert verbs[("", "namespaces")] == {"list", "watch"}
+    [peering] = by_kind(manifests, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "mp-modelpilot-operator"
+
+
+def test_namespaced_install_grants_roles_only_in_the_served_namespaces(render: Render) -> None:
+    manifests = render(NAMESPACED)
+    assert not by_kind(manifests, "ClusterRole")
+    assert not by_kind(manifests, "ClusterRoleBinding")
+    roles = by_kind(manifests, "Role")
+    bindings = by_kind(manifests, "RoleBinding")
+    assert {role["metadata"]["namespace"] for role in roles} == {"ml-team-a", "ml-team-b"}
+    assert {binding["metadata"]["namespace"] for binding in bindings} == {"ml-team-a", "ml-team-b"}
+    for binding in bindings:
+        assert binding["subjects"][0]["namespace"] == "modelpilot"
+    for role in roles:
+        verbs = grants(role["rules"])
+        assert ("", "namespaces") not in verbs
+        assert verbs[("kopf.dev", "kopfpeerings")] == {"get", "list", "watch", "patch"}
+    peerings = by_kind(manifests, "KopfPeering")
+    assert {p["metadata"]["namespace"] for p in peerings} == {"ml-team-a", "ml-team-b"}
+    assert not by_kind(manifests, "ClusterKopfPeering")
+    [statefulset] = by_kind(manifests, "StatefulSet")
+    env = {e["name"]: e.get("value") for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MODELPILOT_NAMESPACES"] == "ml-team-a,ml-team-b"
+
+
+def test_the_operator_gets_what_it_needs_and_no_more(render: Render) -> None:
+    [cluster_role] = by_kind(render(), "ClusterRole")
+    verbs = grants(cluster_role["rules"])
+    assert verbs[("modelpilot.io", "modeldeployments")] == {"get", "list", "watch", "patch", "update"}
+    assert verbs[("modelpilot.io", "modeldeployments/status")] >= {"patch", "update"}
+    assert verbs[("", "events")] == {"create", "patch"}
+    owned = [
+        ("apps", "deployments"),
+        ("", "services"),
+        ("", "serviceaccounts"),
+        ("autoscaling", "horizontalpodautoscalers"),
+        ("policy", "poddisruptionbudgets"),
+        ("networking.k8s.io", "networkpolicies"),
+        ("networking.k8s.io", "ingresses"),
+        ("batch", "jobs"),
+        ("batch", "cronjobs"),
+        ("gateway.networking.k8s.io", "httproutes"),
+    ]
+    for key in owned:
+        assert verbs[key] == {"get", "list", "watch"} | WRITE_VERBS, key
+    assert verbs[("", "pods")] == {"get", "list", "watch"}
+    assert verbs[("apps", "replicasets")] == {"get", "list", "watch"}
+    # Secrets: read one by name, never list (which would reveal every Secret's data) or write.
+    assert verbs[("", "secrets")] == {"get"}
+    granted_resources = {resource for _, resource in verbs}
+    for forbidden in ("roles", "rolebindings", "clusterroles", "clusterrolebindings", "nodes", "pods/exec"):
+        assert forbidden not in granted_resources
+
+
+def test_rbac_can_be_left_to_the_cluster_admin(render: Render) -> None:
+    manifests = render(rbac__create="false", serviceAccount__create="false", serviceAccount__name="existing")
+    assert not [m for m in manifests if m["kind"] in {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}]
+    [statefulset] = by_kind(manifests, "StatefulSet")
+    assert statefulset["spec"]["template"]["spec"]["serviceAccountName"] == "existing"

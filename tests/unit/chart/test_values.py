@@ -1,0 +1,133 @@
+"""values.yaml is documented key by key, and values.schema.json refuses values that would break the chart."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.unit.chart.conftest import CHART, KUBE_VERSION, Manifest, Render, by_kind, run_helm
+
+KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.\-/]+):")
+
+
+def leaf_paths(node: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    if isinstance(node, dict) and node:
+        return [path for key, value in node.items() for path in leaf_paths(value, (*prefix, str(key)))]
+    return [prefix]
+
+
+def documented_paths(text: str) -> set[tuple[str, ...]]:
+    """Key paths whose line comes right after a comment line."""
+    documented: set[tuple[str, ...]] = set()
+    stack: list[tuple[int, str]] = []
+    previous = ""
+    for line in text.splitlines():
+        match = KEY_LINE.match(line)
+        if match and not line.lstrip().startswith("- "):
+            indent = len(match["indent"])
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            stack.append((indent, match["key"]))
+            if previous.lstrip().startswith("#"):
+                documented.add(tuple(key for _, key in stack))
+        if line.strip():
+            previous = line
+    return documented
+
+
+def test_every_value_is_commented() -> None:
+    text = (CHART / "values.yaml").read_text()
+    documented = documented_paths(text)
+    for path in leaf_paths(yaml.safe_load(text)):
+        assert any(path[:n] in documented for n in range(1, len(path) + 1)), ".".join(path)
+
+
+def test_schema_forbids_unknown_top_level_keys() -> None:
+    schema = yaml.safe_load((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert schema["additionalProperties"] is False
+    assert set(values) <= set(schema["properties"])
+
+
+BAD_VALUES = {
+    "no-replicas": ({"operator": {"replicas": 0}}, "/operator/replicas"),
+    "writable-root": ({"operator": {"securityContext": {"readOnlyRootFilesystem": False}}}, "readOnlyRootFilesystem"),
+    "root-pod": ({"operator": {"podSecurityContext": {"runAsNonRoot": False}}}, "runAsNonRoot"),
+    "typo": ({"opertor": {"replicas": 2}}, "opertor"),
+    "log-format": ({"operator": {"logFormat": "xml"}}, "/operator/logFormat"),
+    "bad-namespace": ({"operator": {"watchNamespaces": ["Team_A"]}}, "/operator/watchNamespaces/0"),
+    "bad-port": ({"operator": {"ports": {"health": 8081, "metrics": 70000, "webhook": 8443}}}, "metrics"),
+    "bad-interval": ({"metrics": {"serviceMonitor": {"interval": "often"}}}, "interval"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_VALUES))
+def test_schema_rejects_bad_values(case: str, tmp_path: Path) -> None:
+    values, where = BAD_VALUES[case]
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    result = run_helm("template", "mp", str(CHART), "--kube-version", KUBE_VERSION, "--values", str(values_file))
+    assert result.returncode != 0, f"{case} was accepted"
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert where in result.stderr
+
+
+def test_ci_variants_render(ci_manifests: list[Manifest]) -> None:
+    kinds = {manifest["kind"] for manifest in ci_manifests}
+    assert {"StatefulSet", "ServiceAccount", "Service"} <= kinds
+    for manifest in ci_manifests:
+        assert manifest["metadata"]["labels"]["app.kubernetes.io/part-of"] == "modelpilot", manifest["kind"]
+
+
+def test_services_target_ports_the_pods_declare(ci_manifests: list[Manifest]) -> None:
+    pods = {
+        manifest["metadata"]["name"]: manifest["spec"]["template"]
+        for manifest in ci_manifests
+        if manifest["kind"] in {"StatefulSet", "Deployment"}
+    }
+    for service in by_kind(ci_manifests, "Service"):
+        selector = service["spec"]["selector"]
+        [template] = [t for t in pods.values() if selector.items() <= t["metadata"]["labels"].items()]
+        port_names = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in port_names, f"{service['metadata']['name']} → {port['targetPort']}"
+
+
+def test_network_policy_opens_only_the_metrics_and_webhook_ports(render: Render) -> None:
+    [policy] = by_kind(render(), "NetworkPolicy")
+    ports = {port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+    assert ports == {"metrics", "webhook"}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    [without_webhook] = by_kind(render(webhook__enabled="false"), "NetworkPolicy")
+    assert {p["port"] for r in without_webhook["spec"]["ingress"] for p in r["ports"]} == {"metrics"}
+
+
+def test_webhook_secret_feeds_the_operator(render: Render) -> None:
+    manifests = render()
+    [secret] = by_kind(manifests, "Secret")
+    [statefulset] = by_kind(manifests, "StatefulSet")
+    env = {e["name"]: e for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
+    reference = env["MODELPILOT_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert reference == {"name": secret["metadata"]["name"], "key": "secret"}
+    assert len(secret["data"]["secret"]) >= 48
+    external = render(webhook__existingSecret="mlflow-webhook")
+    assert not by_kind(external, "Secret")
+    [statefulset] = by_kind(external, "StatefulSet")
+    env = {e["name"]: e for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MODELPILOT_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-webhook"
+
+
+def test_bundled_mlflow_accepts_its_service_name_and_keeps_its_data(render: Render) -> None:
+    manifests = render(mlflow__enabled="true")
+    [deployment] = [d for d in by_kind(manifests, "Deployment") if d["metadata"]["name"].endswith("mlflow")]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    hosts = next(arg for arg in args if arg.startswith("--allowed-hosts="))
+    assert "mp-modelpilot-mlflow:*" in hosts
+    assert "mp-modelpilot-mlflow.modelpilot*" in hosts
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    [claim] = by_kind(manifests, "PersistentVolumeClaim")
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
