@@ -1,8 +1,9 @@
 """Per-feature reference statistics of the training data: the baseline that serving inputs are compared with.
 
 For each feature: mean, std, min, max, and quantile bin edges with the share of training rows in each
-bin. A population stability index compares serving proportions over the same edges; a KS test can use
-the quantiles. The JSON layout is versioned so readers can reject a layout they do not know.
+bin (bins are [edge, next edge), the last one closed; a feature with at most `bins` distinct values
+gets one bin per value). A population stability index compares serving proportions over the same
+edges; a KS test can use the quantiles. The JSON layout is versioned so readers can reject a layout they do not know.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ REFERENCE_ARTIFACT = "reference/feature_stats.json"
 def feature_statistics(values: np.ndarray[Any, Any], bins: int = 10) -> dict[str, Any]:
     """Summary and quantile histogram of one feature; discrete features get fewer, unique edges."""
     values = np.asarray(values, dtype=np.float64)
-    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
-    if edges.size < 2:  # a constant column: one bin around its value
-        edges = np.array([edges[0], edges[0]])
-        proportions = np.array([1.0])
+    distinct = np.unique(values)
+    if distinct.size <= bins:
+        # A discrete feature (protocol, port class): one bin per value, [value, next value).
+        edges = np.append(distinct, distinct[-1] + 1.0)
     else:
-        counts, _ = np.histogram(values, bins=edges)
-        proportions = counts / counts.sum()
+        edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
+    counts, _ = np.histogram(values, bins=edges)
+    proportions = counts / counts.sum()
     return {
         "mean": float(values.mean()),
         "std": float(values.std()),

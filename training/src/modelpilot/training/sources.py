@@ -97,9 +97,10 @@ def validate_schema(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     """The FEATURES and LABEL columns as float32/int64, or a DataError that names every problem found."""
     missing = [name for name in [*FEATURES, LABEL] if name not in frame.columns]
     if missing:
+        found = ", ".join(map(str, frame.columns[:8])) + (", ..." if len(frame.columns) > 8 else "")
         raise DataError(
-            f"schema mismatch in {where}: missing column(s) {', '.join(missing)}; "
-            f"expected {LABEL} and the features {', '.join(FEATURES)}"
+            f"schema mismatch in {where}: missing column(s) {', '.join(missing)} "
+            f"(found {found or 'no columns'}); see modelpilot.training.data.FEATURES"
         )
     problems = []
     non_numeric = [name for name in FEATURES if not pd.api.types.is_numeric_dtype(frame[name])]
@@ -112,8 +113,8 @@ def validate_schema(frame: pd.DataFrame, where: str) -> pd.DataFrame:
             problems.append(f"missing or infinite values in {', '.join(not_finite)}")
     labels = frame[LABEL]
     if labels.isna().any() or not set(labels.unique()) <= {0, 1}:
-        found = sorted(map(str, labels.dropna().unique()))[:5]
-        problems.append(f"{LABEL} must be 0 (benign) or 1 (attack), found {', '.join(found)}")
+        label_values = ", ".join(sorted(map(str, labels.dropna().unique()))[:5])
+        problems.append(f"{LABEL} must be 0 (benign) or 1 (attack), found {label_values}")
     elif min((labels == 0).sum(), (labels == 1).sum()) < MIN_ROWS_PER_CLASS:
         problems.append(f"each class needs at least {MIN_ROWS_PER_CLASS} rows, found {labels.value_counts().to_dict()}")
     if problems:
