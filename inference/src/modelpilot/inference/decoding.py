@@ -1,0 +1,196 @@
+"""Request bodies of each protocol (MLflow, v1, Open Inference Protocol v2, CSV) into validated features."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from modelpilot.inference.errors import InvalidInputError, MalformedBodyError, UnsupportedMediaTypeError
+from modelpilot.inference.validation import Features, Validator
+
+MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+_V2_NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}
+
+
+@dataclass
+class DecodedRequest:
+    """Validated features plus the per-request options a protocol carries."""
+
+    features: Features
+    params: dict[str, Any] | None = None
+    want_gates: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_json(body: bytes) -> Any:
+    """orjson parse; a syntax error is the client's (400), never a 500."""
+    if not body:
+        raise MalformedBodyError("empty body; send a JSON document")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise MalformedBodyError(f"body is not valid JSON: {error}") from None
+
+
+def is_csv(content_type: str) -> bool:
+    """True for `text/csv` (any parameters)."""
+    return content_type.split(";", 1)[0].strip().lower() == "text/csv"
+
+
+def is_json(content_type: str) -> bool:
+    """True for JSON or no declared type."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in {"", "application/json"} or media.endswith("+json")
+
+
+def parse_csv(text: str, validator: Validator, where: str = "csv") -> Features:
+    """A CSV table with a header row into features."""
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InvalidInputError(where, "empty CSV; expected a header row") from None
+    except csv.Error as error:
+        raise MalformedBodyError(f"CSV: {error}") from None
+    try:
+        rows = [row for row in reader if row]
+    except csv.Error as error:
+        raise MalformedBodyError(f"CSV line {reader.line_num}: {error}") from None
+    return validator.from_text_rows([h.strip() for h in header], rows, where)
+
+
+def decode_csv_body(body: bytes, validator: Validator) -> Features:
+    """A `text/csv` body into features."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise MalformedBodyError("CSV body is not UTF-8") from None
+    return parse_csv(text, validator)
+
+
+def decode_invocations(body: bytes, content_type: str, validator: Validator) -> DecodedRequest:
+    """MLflow scoring protocol: one of dataframe_split / dataframe_records / instances / inputs, or CSV."""
+    if is_csv(content_type):
+        return DecodedRequest(decode_csv_body(body, validator))
+    if not is_json(content_type):
+        raise UnsupportedMediaTypeError(f"content type {content_type!r}; send application/json or text/csv")
+    payload = parse_json(body)
+    if not isinstance(payload, dict):
+        raise InvalidInputError("body", f"expected a JSON object with one of {list(MLFLOW_FORMATS)}")
+    present = [key for key in MLFLOW_FORMATS if key in payload]
+    if len(present) != 1:
+        reason = "none given" if not present else f"several given: {present}"
+        raise InvalidInputError("body", f"expected exactly one of {list(MLFLOW_FORMATS)}; {reason}")
+    unknown = [key for key in payload if key not in MLFLOW_FORMATS and key != "params"]
+    if unknown:
+        raise InvalidInputError(str(unknown[0]), "unknown top-level field")
+    params = payload.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise InvalidInputError("params", "expected an object")
+    key = present[0]
+    return DecodedRequest(_mlflow_features(key, payload[key], validator), params=params or None)
+
+
+def _mlflow_features(key: str, data: Any, validator: Validator) -> Features:
+    if key == "dataframe_split":
+        if not isinstance(data, dict):
+            raise InvalidInputError(key, "expected an object with columns and data")
+        columns = data.get("columns")
+        if columns is not None and not isinstance(columns, list):
+            raise InvalidInputError(f"{key}.columns", "expected a list of column names")
+        return validator.from_rows(data.get("data"), columns, f"{key}.data")
+    if key == "dataframe_records":
+        return validator.from_records(data, key)
+    if isinstance(data, dict):
+        return validator.from_columns(data, key)
+    return _rows_or_records(data, validator, key)
+
+
+def _rows_or_records(data: Any, validator: Validator, where: str) -> Features:
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        return validator.from_records(data, where)
+    if validator.schema.is_tensor:
+        return validator.from_tensor(data, where=where)
+    return validator.from_rows(data, None, where)
+
+
+def decode_v1_predict(body: bytes, validator: Validator) -> DecodedRequest:
+    """`{"records": […]}`, `{"columns": {…}}` or `{"instances": […]}`, with optional `return_gates`."""
+    payload = parse_json(body)
+    if isinstance(payload, list):
+        payload = {"records": payload} if payload and isinstance(payload[0], dict) else {"instances": payload}
+    if not isinstance(payload, dict):
+        raise InvalidInputError("body", "expected a JSON object with records, columns or instances")
+    forms = [key for key in ("records", "columns", "instances") if key in payload]
+    if len(forms) != 1:
+        raise InvalidInputError("body", "expected exactly one of records, columns, instances")
+    unknown = [key for key in payload if key not in {"records", "columns", "instances", "return_gates"}]
+    if unknown:
+        raise InvalidInputError(str(unknown[0]), "unknown top-level field")
+    want_gates = payload.get("return_gates", False)
+    if not isinstance(want_gates, bool):
+        raise InvalidInputError("return_gates", "expected true or false")
+    form = forms[0]
+    if form == "records":
+        features = validator.from_records(payload[form], "records")
+    elif form == "columns":
+        features = validator.from_columns(payload[form], "columns")
+    else:
+        features = _rows_or_records(payload[form], validator, "instances")
+    return DecodedRequest(features, want_gates=want_gates)
+
+
+def decode_v2_infer(body: bytes, validator: Validator) -> DecodedRequest:
+    """Open Inference Protocol v2: `{"inputs": [{name, shape, datatype, data}], "id"?, "parameters"?}`."""
+    payload = parse_json(body)
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
+        raise InvalidInputError("inputs", "expected a non-empty list of input tensors")
+    tensors = payload["inputs"]
+    for index, tensor in enumerate(tensors):
+        if not isinstance(tensor, dict):
+            raise InvalidInputError(f"inputs[{index}]", "expected an object with name, shape, datatype, data")
+        missing = [key for key in ("name", "shape", "datatype", "data") if key not in tensor]
+        if missing:
+            raise InvalidInputError(f"inputs[{index}].{missing[0]}", "required")
+        shape = tensor["shape"]
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            raise InvalidInputError(f"inputs[{index}].shape", "expected a list of integers")
+    parameters = payload.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInputError("parameters", "expected an object")
+    want_gates = bool(parameters.get("return_gates", False))
+    extra = {"id": payload["id"]} if isinstance(payload.get("id"), str) else {}
+    if validator.schema.is_tensor:
+        if len(tensors) != 1:
+            raise InvalidInputError("inputs", f"{len(tensors)} tensors; the model takes one")
+        tensor = tensors[0]
+        _check_v2_datatype(tensor, numeric=True, where="inputs[0].datatype")
+        features = validator.from_tensor(tensor["data"], tensor["shape"], f"inputs[0] ({tensor['name']})")
+        return DecodedRequest(features, want_gates=want_gates, extra=extra)
+    columns: dict[str, Any] = {}
+    kinds = {c.name: c.kind for c in validator.schema.columns}
+    for index, tensor in enumerate(tensors):
+        name = str(tensor["name"])
+        if name in kinds:
+            _check_v2_datatype(tensor, numeric=kinds[name] not in {"str", "any"}, where=f"inputs[{index}].datatype")
+        shape, data = tensor["shape"], tensor["data"]
+        if len(shape) == 2 and shape[1] == 1 and isinstance(data, list) and data and isinstance(data[0], list):
+            data = [row[0] if isinstance(row, list) and len(row) == 1 else row for row in data]
+        if len(shape) not in {1, 2} or (len(shape) == 2 and shape[1] != 1):
+            raise InvalidInputError(name, f"shape {shape}; a column input has shape [N] or [N, 1]")
+        if isinstance(data, list) and len(data) != shape[0]:
+            raise InvalidInputError(name, f"{len(data)} values, shape says {shape[0]}")
+        columns[name] = data
+    return DecodedRequest(validator.from_columns(columns, "inputs"), want_gates=want_gates, extra=extra)
+
+
+def _check_v2_datatype(tensor: dict[str, Any], *, numeric: bool, where: str) -> None:
+    datatype = str(tensor["datatype"]).upper()
+    if numeric and datatype not in _V2_NUMERIC:
+        raise InvalidInputError(where, f"{datatype} for a numeric input; use FP32, FP64, INT* or BOOL")
+    if not numeric and datatype != "BYTES":
+        raise InvalidInputError(where, f"{datatype} for a string input; use BYTES")

@@ -1,0 +1,113 @@
+"""Domain errors of the data plane and the one place that turns them into HTTP answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServingError(Exception):
+    """Base of every error the server answers on purpose; `status` is the HTTP code it maps to."""
+
+    status = 500
+    kind = "internal_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error document: `{"error": kind, "message": …, **details}`."""
+        return {"error": self.kind, "message": self.message, **self.details}
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers for this error."""
+        return {}
+
+
+class InvalidInputError(ServingError):
+    """The request body does not fit the model signature; `field` names what is wrong."""
+
+    status = 422
+    kind = "invalid_input"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}", field=field, reason=reason)
+        self.field = field
+        self.reason = reason
+
+
+class MalformedBodyError(ServingError):
+    """The body cannot be parsed at all (not JSON, not CSV, wrong content type)."""
+
+    status = 400
+    kind = "malformed_body"
+
+
+class UnsupportedMediaTypeError(ServingError):
+    """A content type the route does not read."""
+
+    status = 415
+    kind = "unsupported_media_type"
+
+
+class PayloadTooLargeError(ServingError):
+    """The body is above the configured limit."""
+
+    status = 413
+    kind = "payload_too_large"
+
+
+class UnknownModelError(ServingError):
+    """The route names a model this server does not serve."""
+
+    status = 404
+    kind = "model_not_found"
+
+
+class ModelNotReadyError(ServingError):
+    """The model is still loading, failed to load, or the server is shutting down."""
+
+    status = 503
+    kind = "model_not_ready"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
+
+
+class UnauthorizedError(ServingError):
+    """Missing or wrong API key / token."""
+
+    status = 401
+    kind = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="modelpilot"'}
+
+
+class RateLimitedError(ServingError):
+    """The client spent its request budget."""
+
+    status = 429
+    kind = "rate_limited"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many requests", retry_after_seconds=round(retry_after, 3))
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after + 0.5)))}
+
+
+class InjectedFaultError(ServingError):
+    """A failure injected by the fault settings, used to test rollbacks."""
+
+    status = 500
+    kind = "injected_fault"
+
+
+class PredictionFailedError(ServingError):
+    """The model raised on input that passed validation: a server-side fault, not the client's."""
+
+    status = 500
+    kind = "prediction_failed"

@@ -1,0 +1,160 @@
+"""Prometheus metrics with bounded labels; the canary analysis queries these names."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from modelpilot.inference.prediction import Prediction, bounded_label
+from modelpilot.inference.validation import Features
+
+# Fine steps between 5 ms and 1 s so p99 checks against thresholds like 250 ms interpolate well.
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1,
+    0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class FeatureStatistics(Collector):
+    """Per-feature count, sum and sum of squares of served inputs: the moments drift checks compare.
+
+    Kept in numpy arrays and turned into samples only at scrape time, so a batch costs two vector sums.
+    """
+
+    def __init__(self, features: tuple[str, ...]) -> None:
+        self.labels: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.reset(features)
+
+    def reset(self, features: tuple[str, ...]) -> None:
+        """Start over for a (new) feature list."""
+        with self._lock:
+            self.features = features
+            self.count = 0
+            self.sums = np.zeros(len(features))
+            self.squares = np.zeros(len(features))
+
+    def observe(self, features: Features) -> None:
+        """Add one batch's rows."""
+        width = len(self.features)
+        if width == 0:
+            return
+        if isinstance(features, dict):
+            columns = [features.get(name) for name in self.features]
+            if any(c is None or c.dtype.kind not in "fiub" for c in columns):
+                return
+            matrix = np.stack([np.asarray(c, dtype=np.float64) for c in columns if c is not None], axis=1)
+        else:
+            matrix = features.reshape(features.shape[0], -1)[:, :width].astype(np.float64)
+        with self._lock:
+            self.count += matrix.shape[0]
+            self.sums += np.nan_to_num(matrix).sum(axis=0)
+            self.squares += np.nan_to_num(matrix * matrix).sum(axis=0)
+
+    def collect(self) -> Iterator[Metric]:
+        """Samples: one series per feature for each statistic."""
+        names = ["feature", *self.labels]
+        base = list(self.labels.values())
+        count = CounterMetricFamily("modelpilot_feature_observations", "Rows observed per input feature.", labels=names)
+        sums = GaugeMetricFamily("modelpilot_feature_sum", "Sum of an input feature over served rows.", labels=names)
+        squares = GaugeMetricFamily(
+            "modelpilot_feature_sum_squares", "Sum of squares of an input feature over served rows.", labels=names
+        )
+        with self._lock:
+            for index, feature in enumerate(self.features):
+                count.add_metric([feature, *base], float(self.count))
+                sums.add_metric([feature, *base], float(self.sums[index]))
+                squares.add_metric([feature, *base], float(self.squares[index]))
+        yield count
+        yield sums
+        yield squares
+
+
+class ServingMetrics:
+    """All metrics of one server, in their own registry so several apps can live in one process."""
+
+    def __init__(self, model: str, version: str, track: str) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "modelpilot_http_requests",
+            "HTTP requests by route template and status code.",
+            ["route", "code", "model", "version", "track"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "modelpilot_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["route", "model", "version", "track"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "modelpilot_predictions", "Predicted rows by class.", ["model", "version", "track", "class"], registry=r
+        )
+        self.batch_size = Histogram(
+            "modelpilot_batch_size",
+            "Rows per forward pass.",
+            ["model", "version", "track"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.ready = Gauge(
+            "modelpilot_model_ready",
+            "1 when the model is loaded and warmed up.",
+            ["model", "version", "track"],
+            registry=r,
+        )
+        self.features = FeatureStatistics(())
+        r.register(self.features)
+        self._seen_classes: set[str] = set()
+        self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._class_children: dict[str, Any] = {}
+        self.set_identity(model, version, track)
+
+    def set_identity(self, model: str, version: str, track: str) -> None:
+        """The model/version/track labels; cached label children are rebuilt after a change."""
+        self.identity = (model, version, track)
+        self._request_children.clear()
+        self._class_children.clear()
+        self._batch_child = self.batch_size.labels(model, version, track)
+        self.features.labels = {"model": model, "version": version, "track": track}
+
+    def observe_request(self, route: str, code: int, seconds: float) -> None:
+        """Count one request and its latency."""
+        children = self._request_children.get((route, code))
+        if children is None:
+            model, version, track = self.identity
+            children = (
+                self.requests.labels(route, str(code), model, version, track),
+                self.duration.labels(route, model, version, track),
+            )
+            self._request_children[(route, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_batch(self, features: Features, prediction: Prediction) -> None:
+        """Batch size, predicted classes and feature moments of one forward pass."""
+        self._batch_child.observe(prediction.rows)
+        self.features.observe(features)
+        if prediction.classes is None:
+            return
+        values, counts = np.unique(prediction.classes, return_counts=True)
+        for value, count in zip(values, counts, strict=True):
+            label = bounded_label(value, self._seen_classes)
+            child = self._class_children.get(label)
+            if child is None:
+                child = self.predictions.labels(*self.identity, label)
+                self._class_children[label] = child
+            child.inc(int(count))
+
+    def set_ready(self, ready: bool) -> None:
+        """Export readiness as a gauge too."""
+        self.ready.labels(*self.identity).set(1 if ready else 0)

@@ -1,0 +1,279 @@
+"""Endpoints: thin functions that decode, call the data plane, and encode."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from modelpilot.inference.dataplane import DataPlane
+from modelpilot.inference.decoding import (
+    DecodedRequest,
+    decode_invocations,
+    decode_v1_predict,
+    decode_v2_infer,
+    is_csv,
+    parse_csv,
+)
+from modelpilot.inference.errors import (
+    InvalidInputError,
+    MalformedBodyError,
+    ModelNotReadyError,
+    UnknownModelError,
+    UnsupportedMediaTypeError,
+)
+from modelpilot.inference.http import json_bytes
+from modelpilot.inference.prediction import Prediction, csv_header, csv_rows, mlflow_predictions, v2_output
+from modelpilot.inference.validation import Features, Validator, row_count
+
+_JSON = "application/json"
+
+
+def _plane(request: Request) -> DataPlane:
+    plane: DataPlane = request.app.state.plane
+    return plane
+
+
+def _json(document: Any, status: int = 200) -> Response:
+    return Response(json_bytes(document), status_code=status, media_type=_JSON)
+
+
+async def _decode(request: Request, decode: Any, *args: Any) -> DecodedRequest:
+    """Read and decode the body while the batcher knows a request is on its way."""
+    plane = _plane(request)
+    validator = plane.model.require_validator()
+    plane.batcher.decoding += 1
+    try:
+        body = await request.body()
+        decoded: DecodedRequest = decode(body, *args, validator) if args else decode(body, validator)
+        return decoded
+    finally:
+        plane.batcher.decoding -= 1
+
+
+async def v1_predict(request: Request) -> Response:
+    """POST /v1/models/{name}/predict: records, columns or instances in; outputs, classes, gates out."""
+    plane = _plane(request)
+    plane.check_name(request.path_params["name"])
+    decoded = await _decode(request, decode_v1_predict)
+    prediction = await plane.predict(decoded)
+    document: dict[str, Any] = {
+        "model": plane.model.name,
+        "version": plane.model.version,
+        "track": plane.settings.track,
+        "predictions": mlflow_predictions(prediction.values),
+    }
+    if prediction.classes is not None:
+        document["classes"] = prediction.classes
+    if decoded.want_gates:
+        document["gates"] = prediction.gates
+    return _json(document)
+
+
+async def invocations(request: Request) -> Response:
+    """POST /invocations: the MLflow scoring protocol, JSON or CSV."""
+    plane = _plane(request)
+    decoded = await _decode(request, decode_invocations, request.headers.get("content-type", ""))
+    prediction = await plane.predict(decoded)
+    records = plane.model.loaded is not None and plane.model.loaded.runner.records_output
+    return _json({"predictions": mlflow_predictions(prediction.values, records=records)})
+
+
+async def v2_infer(request: Request) -> Response:
+    """POST /v2/models/{name}[/versions/{version}]/infer: Open Inference Protocol v2."""
+    plane = _plane(request)
+    plane.check_name(request.path_params["name"])
+    _check_version(plane, request)
+    decoded = await _decode(request, decode_v2_infer)
+    prediction = await plane.predict(decoded)
+    outputs = [v2_output(prediction.values, "output")]
+    if decoded.want_gates and prediction.gates is not None:
+        outputs.append(v2_output(prediction.gates, "gates"))
+    document: dict[str, Any] = {
+        "model_name": plane.model.name,
+        "model_version": plane.model.version,
+        "outputs": outputs,
+    }
+    document.update(decoded.extra)
+    return _json(document)
+
+
+async def predict_batch(request: Request) -> Response:
+    """POST /v1/models/{name}/predict_batch: a CSV upload in, a CSV of predictions streamed out."""
+    plane = _plane(request)
+    plane.check_name(request.path_params["name"])
+    validator = plane.model.require_validator()
+    features = await _read_csv_upload(request, validator)
+    chunk = plane.settings.batch_chunk_rows
+    first = await plane.predict_chunk(_rows(features, 0, min(chunk, row_count(features))))
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield _csv_lines([_header(first)])
+        yield _csv_lines(_cells(first))
+        total = row_count(features)
+        for start in range(chunk, total, chunk):
+            prediction = await plane.predict_chunk(_rows(features, start, min(start + chunk, total)))
+            yield _csv_lines(_cells(prediction))
+
+    return StreamingResponse(stream(), media_type="text/csv")
+
+
+async def _read_csv_upload(request: Request, validator: Validator) -> Features:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        async with request.form(max_files=1) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise InvalidInputError("file", "expected a CSV file in the form field 'file'")
+            data = await upload.read()
+    elif is_csv(content_type):
+        data = await request.body()
+    else:
+        raise UnsupportedMediaTypeError(f"content type {content_type!r}; upload text/csv or multipart/form-data")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise MalformedBodyError("CSV is not UTF-8") from None
+    return parse_csv(text, validator)
+
+
+def _rows(features: Features, start: int, stop: int) -> Features:
+    if isinstance(features, dict):
+        return {name: column[start:stop] for name, column in features.items()}
+    return features[start:stop]
+
+
+def _header(prediction: Prediction) -> list[str]:
+    header = csv_header(prediction.values)
+    return [*header, "class"] if prediction.classes is not None and len(header) > 1 else header
+
+
+def _cells(prediction: Prediction) -> list[list[Any]]:
+    rows = csv_rows(prediction.values)
+    if prediction.classes is not None and rows and len(rows[0]) > 1:
+        return [[*row, label] for row, label in zip(rows, prediction.classes.tolist(), strict=True)]
+    return rows
+
+
+def _csv_lines(rows: list[list[Any]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def _check_version(plane: DataPlane, request: Request) -> None:
+    version = request.path_params.get("version")
+    if version is not None and version != plane.model.version:
+        raise UnknownModelError(f"version {version!r} is not served here; this server serves {plane.model.version!r}")
+
+
+async def v1_model(request: Request) -> Response:
+    """GET /v1/models/{name}: version, signature, track, state."""
+    plane = _plane(request)
+    plane.check_name(request.path_params["name"])
+    return _json(plane.model.describe())
+
+
+async def v2_model_metadata(request: Request) -> Response:
+    """GET /v2/models/{name}[/versions/{version}]: Open Inference Protocol metadata."""
+    plane = _plane(request)
+    plane.check_name(request.path_params["name"])
+    _check_version(plane, request)
+    loaded = plane.model.loaded
+    if loaded is None:
+        raise ModelNotReadyError(plane.model.reason, state=plane.model.state)
+    schema = loaded.schema
+    if schema.is_tensor:
+        inputs = [
+            {
+                "name": schema.tensor_name or "input",
+                "datatype": _v2_type(schema.tensor_dtype),
+                "shape": [-1, *schema.row_shape],
+            }
+        ]
+    else:
+        inputs = [
+            {"name": c.name, "datatype": "BYTES" if c.kind in {"str", "any"} else _v2_type(c.dtype), "shape": [-1]}
+            for c in schema.columns
+        ]
+    return _json(
+        {
+            "name": plane.model.name,
+            "versions": [plane.model.version],
+            "platform": "mlflow",
+            "inputs": inputs,
+            "outputs": [{"name": "output"}],
+        }
+    )
+
+
+def _v2_type(dtype: Any) -> str:
+    import numpy as np
+
+    kind = np.dtype(dtype)
+    if kind.kind == "b":
+        return "BOOL"
+    prefix = {"f": "FP", "i": "INT", "u": "UINT"}.get(kind.kind, "BYTES")
+    return prefix if prefix == "BYTES" else f"{prefix}{kind.itemsize * 8}"
+
+
+async def v2_model_ready(request: Request) -> Response:
+    """GET /v2/models/{name}/ready."""
+    plane = _plane(request)
+    plane.check_name(request.path_params["name"])
+    ready, _ = plane.readiness()
+    return _json({"name": plane.model.name, "ready": ready}, 200 if ready else 503)
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the process answers."""
+    return _json({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: 200 only after load + warm-up, 503 with the reason otherwise."""
+    ready, body = _plane(request).readiness()
+    return _json(body, 200 if ready else 503)
+
+
+async def v2_live(request: Request) -> Response:
+    """GET /v2/health/live."""
+    return _json({"live": True})
+
+
+async def v2_ready(request: Request) -> Response:
+    """GET /v2/health/ready."""
+    ready, _ = _plane(request).readiness()
+    return _json({"ready": ready}, 200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    return Response(generate_latest(_plane(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+ROUTES: list[tuple[str, Any, list[str]]] = [
+    ("/v1/models/{name}/predict", v1_predict, ["POST"]),
+    ("/v1/models/{name}/predict_batch", predict_batch, ["POST"]),
+    ("/v1/models/{name}", v1_model, ["GET"]),
+    ("/invocations", invocations, ["POST"]),
+    ("/v2/health/live", v2_live, ["GET"]),
+    ("/v2/health/ready", v2_ready, ["GET"]),
+    ("/v2/models/{name}", v2_model_metadata, ["GET"]),
+    ("/v2/models/{name}/versions/{version}", v2_model_metadata, ["GET"]),
+    ("/v2/models/{name}/ready", v2_model_ready, ["GET"]),
+    ("/v2/models/{name}/infer", v2_infer, ["POST"]),
+    ("/v2/models/{name}/versions/{version}/infer", v2_infer, ["POST"]),
+    ("/healthz", healthz, ["GET"]),
+    ("/readyz", readyz, ["GET"]),
+    ("/metrics", metrics, ["GET"]),
+    # MLflow's scoring server answers these; clients written for it poll them for readiness.
+    ("/ping", readyz, ["GET"]),
+    ("/health", readyz, ["GET"]),
+]

@@ -1,0 +1,97 @@
+"""What runs a forward pass: the native torch path, and MLflow pyfunc for every other flavor."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from modelpilot.inference.prediction import Prediction, class_labels
+from modelpilot.inference.validation import Features, row_count
+
+
+class Runner(Protocol):
+    """Runs validated features through a loaded model."""
+
+    as_matrix: bool
+    gates_supported: bool
+    records_output: bool
+    description: str
+
+    def run(self, features: Features, *, want_gates: bool, params: dict[str, Any] | None) -> Prediction:
+        """Predict for all rows of `features`."""
+        ...
+
+
+class TorchRunner:
+    """A torch module called directly on a float tensor: no pandas, no autograd, one conversion each way.
+
+    For pt2 models the module is the exported program's `forward` only; a `gates(x)` method survives
+    only in the pickle format, so gating weights are available there alone.
+    """
+
+    as_matrix = True
+    records_output = False
+
+    def __init__(self, module: Any, *, device: str, serialization: str, column_output: bool = False) -> None:
+        import torch
+
+        self._torch = torch
+        self.module = module
+        self.device = torch.device(device)
+        self.serialization = serialization
+        self.gates_supported = callable(getattr(module, "gates", None))
+        # MLflow answers column-based torch models with records keyed by output position.
+        self.records_output = column_output
+        self.description = f"pytorch ({serialization}) on {device}"
+
+    def run(self, features: Features, *, want_gates: bool, params: dict[str, Any] | None) -> Prediction:
+        """Forward (and gates when asked) under inference_mode."""
+        assert isinstance(features, np.ndarray)
+        torch = self._torch
+        with torch.inference_mode():
+            batch = torch.from_numpy(features)
+            if self.device.type != "cpu":
+                batch = batch.to(self.device, non_blocking=True)
+            output = self.module(batch)
+            if not isinstance(output, torch.Tensor):
+                raise TypeError(f"the model returned {type(output).__name__}, expected one tensor")
+            gates = self.module.gates(batch) if want_gates and self.gates_supported else None
+            values = output.cpu().numpy()
+            gate_values = None if gates is None else gates.cpu().numpy()
+        return Prediction(values=values, rows=len(values), classes=class_labels(values), gates=gate_values)
+
+
+class PyfuncRunner:
+    """Any MLflow pyfunc model; column inputs become a DataFrame here and only here."""
+
+    gates_supported = False
+    records_output = False
+
+    def __init__(self, model: Any, *, as_matrix: bool, column_names: tuple[str, ...]) -> None:
+        self.model = model
+        self.as_matrix = as_matrix
+        self.column_names = column_names
+        self.description = f"pyfunc ({model.metadata.flavors.get('python_function', {}).get('loader_module')})"
+
+    def run(self, features: Features, *, want_gates: bool, params: dict[str, Any] | None) -> Prediction:
+        """`PyFuncModel.predict` on an ndarray (tensor signature) or a DataFrame (column signature)."""
+        rows = row_count(features)
+        if isinstance(features, dict):
+            import pandas as pd
+
+            data: Any = pd.DataFrame({n: features[n] for n in self.column_names if n in features})
+        else:
+            data = features
+        values = self.model.predict(data, params=params) if params else self.model.predict(data)
+        return Prediction(values=values, rows=rows, classes=class_labels(values))
+
+
+def concat_features(parts: list[Features]) -> Features:
+    """One feature set from several requests' features (same layout)."""
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    if isinstance(first, dict):
+        return {name: np.concatenate([p[name] for p in parts if isinstance(p, dict)]) for name in first}
+    return np.concatenate([p for p in parts if isinstance(p, np.ndarray)])

@@ -1,0 +1,67 @@
+"""One settings object for the server, read from `MODELPILOT_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told; the operator's Deployment sets these as env vars."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELPILOT_", extra="ignore", protected_namespaces=())
+
+    # What to serve.
+    model_uri: str = Field("", description="models:/<name>/<version> or models:/<name>@<alias>")
+    model_name: str = Field("", description="Name used in routes and metrics; defaults to the name in model_uri.")
+    model_version: str = Field("", description="Version label for metrics; defaults to the resolved version.")
+    track: Literal["stable", "canary"] = "stable"
+    tracking_uri: str = Field(
+        "",
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "MODELPILOT_TRACKING_URI"),
+        description="MLflow tracking server; the standard MLflow env var.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    torch_threads: int = Field(0, ge=0, description="0: derived from the CPU limit (cgroup) and CPU affinity.")
+    allow_nan: bool = Field(False, description="Accept NaN/null in float features instead of answering 422.")
+    load_retry_seconds: float = Field(30.0, gt=0, description="Back-off before retrying a failed model load.")
+
+    # Network.
+    host: str = "0.0.0.0"
+    port: int = 8080
+    graceful_shutdown_seconds: float = Field(30.0, ge=0, description="Time in-flight requests get after SIGTERM.")
+
+    # Micro-batching.
+    max_batch_size: int = Field(256, ge=1, description="Rows one forward pass may take from queued requests.")
+    max_batch_wait_ms: float = Field(
+        2.0, ge=0, description="Longest wait for requests already being decoded; never waited for when idle."
+    )
+    offload_inference: Literal["auto", "always", "never"] = Field(
+        "auto", description="Run forward passes in a worker thread; auto does so when more than one CPU is usable."
+    )
+
+    # Limits.
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_batch_body_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Limit for /predict_batch uploads.")
+    batch_chunk_rows: int = Field(4096, ge=1, description="Rows per forward pass in /predict_batch.")
+    rate_limit_rps: float = Field(0.0, ge=0, description="Requests per second per client; 0 disables the limit.")
+    rate_limit_burst: int = Field(0, ge=0, description="Bucket size; 0 means one second's worth.")
+
+    # Auth: API keys, or JWT HS256; either one accepted when both are set.
+    api_keys: str = Field("", description="Comma-separated API keys.")
+    api_keys_file: Path | None = Field(None, description="File with one API key per line (a mounted Secret).")
+    jwt_secret: str = ""
+    jwt_secret_file: Path | None = None
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+
+    # Logs.
+    access_log: bool = True
+    log_level: str = "info"
+
+    # For rollback tests only: make the prediction routes fail or slow down on purpose.
+    fault_error_rate: float = Field(0.0, ge=0, le=1, description="Testing only: share of predictions answered 500.")
+    fault_latency_ms: float = Field(0.0, ge=0, description="Testing only: delay added to each prediction request.")

@@ -1,0 +1,310 @@
+"""Check request data against the signature and turn it into arrays, without pandas.
+
+The fast path hands whole tables to numpy once; only when numpy refuses (or the result has the
+wrong type) does a slow path walk the cells to say which field is wrong and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias
+
+import numpy as np
+
+from modelpilot.inference.errors import InvalidInputError
+from modelpilot.inference.schema import Column, InputSchema
+
+Features: TypeAlias = np.ndarray[Any, Any] | dict[str, np.ndarray[Any, Any]]
+_NUMBER_KINDS = "fiub"
+
+
+def row_count(features: Features) -> int:
+    """Rows in a validated feature set."""
+    if isinstance(features, dict):
+        return len(next(iter(features.values()))) if features else 0
+    return int(features.shape[0])
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+class Validator:
+    """Validates one request's data for one schema; `as_matrix` yields a single `[N, …]` array."""
+
+    def __init__(self, schema: InputSchema, *, as_matrix: bool, allow_nan: bool = False) -> None:
+        if as_matrix and not schema.numeric:
+            raise ValueError("a matrix needs an all-numeric schema")
+        self.schema = schema
+        self.as_matrix = as_matrix
+        self.allow_nan = allow_nan
+        self.names = schema.column_names
+        self.labels = schema.features
+        self.width = schema.width
+        self.dtype = np.dtype(schema.tensor_dtype if schema.is_tensor else np.float32)
+        self._permutations: dict[tuple[str, ...], list[int]] = {}
+
+    def label(self, index: int) -> str:
+        """The field name of position `index` in a row."""
+        return self.labels[index] if index < len(self.labels) else f"input[{index}]"
+
+    # Entry points, one per way a request can lay out its data.
+
+    def from_rows(self, rows: Any, columns: Sequence[Any] | None = None, where: str = "data") -> Features:
+        """A list of rows (lists), optionally with the column names they follow."""
+        if not isinstance(rows, list):
+            raise InvalidInputError(where, f"expected a list of rows, got {_type_name(rows)}")
+        if not rows:
+            raise InvalidInputError(where, "no rows")
+        order = self._order(columns) if columns is not None else None
+        if self.as_matrix:
+            matrix = self._rows_to_matrix(rows, where)
+            return matrix if order is None else matrix[:, order]
+        names = [self.names[i] for i in order] if order is not None else list(self.names)
+        self._check_row_lengths(rows, len(names), where)
+        return self._columns_to_arrays({name: [row[i] for row in rows] for i, name in enumerate(names)})
+
+    def from_records(self, records: Any, where: str = "dataframe_records") -> Features:
+        """A list of `{column: value}` objects."""
+        if not isinstance(records, list) or not records:
+            raise InvalidInputError(where, "expected a non-empty list of records")
+        if not all(isinstance(r, dict) for r in records):
+            index = next(i for i, r in enumerate(records) if not isinstance(r, dict))
+            raise InvalidInputError(f"{where}[{index}]", f"expected an object, got {_type_name(records[index])}")
+        names = self.names if not self.schema.is_tensor else tuple(records[0])
+        required = self._required_names(names)
+        for index, record in enumerate(records):
+            if len(record) != len(names) or not all(n in record for n in required):
+                self._explain_record(record, names, required, f"{where}[{index}]")
+        if self.as_matrix:
+            rows = [[r[n] for n in names] for r in records]
+            return self._rows_to_matrix(rows, where)
+        present = [n for n in names if n in records[0]]
+        return self._columns_to_arrays({n: [r[n] for r in records] for n in present})
+
+    def from_columns(self, mapping: Any, where: str = "inputs") -> Features:
+        """A `{column: [values…]}` object."""
+        if not isinstance(mapping, dict) or not mapping:
+            raise InvalidInputError(where, "expected an object of columns")
+        self._order(list(mapping))
+        lengths = {name: len(v) if isinstance(v, list) else -1 for name, v in mapping.items()}
+        if -1 in lengths.values():
+            bad = next(n for n, length in lengths.items() if length == -1)
+            raise InvalidInputError(str(bad), f"expected a list of values, got {_type_name(mapping[bad])}")
+        if len(set(lengths.values())) > 1:
+            first = next(iter(lengths))
+            bad = next(n for n, length in lengths.items() if length != lengths[first])
+            raise InvalidInputError(str(bad), f"has {lengths[bad]} values where {first} has {lengths[first]}")
+        if self.as_matrix:
+            names = self.names if not self.schema.is_tensor else tuple(mapping)
+            rows = [list(r) for r in zip(*(mapping[n] for n in names), strict=True)]
+            return self._rows_to_matrix(rows, where)
+        return self._columns_to_arrays({n: mapping[n] for n in self.names if n in mapping})
+
+    def from_tensor(self, data: Any, shape: Sequence[int] | None = None, where: str = "inputs") -> Features:
+        """Nested lists `[N, …]`, or a flat list with its `shape` (Open Inference Protocol)."""
+        if not self.schema.is_tensor and not self.as_matrix:
+            raise InvalidInputError(where, "this model takes named columns; send records or columns")
+        if shape is not None:
+            try:
+                array = np.array(data)
+            except (ValueError, TypeError):
+                raise InvalidInputError(where, "data is not a regular array") from None
+            if array.size != int(np.prod(shape)) or any(int(d) < 0 for d in shape):
+                raise InvalidInputError(where, f"{array.size} values do not fill shape {list(shape)}")
+            array = self._finish_matrix(array, [data] if array.ndim == 1 else data, where)
+            return self._check_row_shape(array.reshape(tuple(int(d) for d in shape)), where)
+        if not isinstance(data, list) or not data:
+            raise InvalidInputError(where, "expected a non-empty list of rows")
+        if not self.schema.is_tensor or len(self.schema.row_shape) == 1:
+            return self._rows_to_matrix(data, where)
+        try:
+            array = np.array(data)
+        except ValueError:
+            raise InvalidInputError(where, f"rows do not all have shape {list(self.schema.row_shape)}") from None
+        return self._finish_matrix(self._check_row_shape(array, where), data, where)
+
+    def from_text_rows(self, header: Sequence[str], rows: list[list[str]], where: str = "csv") -> Features:
+        """CSV cells (strings) under a header row."""
+        if not rows:
+            raise InvalidInputError(where, "no rows below the header")
+        order = self._order(header)
+        self._check_row_lengths(rows, len(header), where)
+        if self.as_matrix:
+            try:
+                matrix = np.array(rows, dtype=np.float64)
+            except ValueError:
+                self._explain_text_cells(rows, header)
+                raise
+            checked = self._finish_matrix(matrix, rows, where)
+            return checked if order is None else checked[:, order]
+        columns = {name: [row[i] for row in rows] for i, name in enumerate(header)}
+        return self._columns_to_arrays(
+            {c.name: _parse_text_column(c, columns[c.name]) for c in self._columns_in(columns)}
+        )
+
+    # Shared checks.
+
+    def _order(self, columns: Sequence[Any]) -> list[int] | None:
+        """Index of each signature column in `columns`; None when they already match the signature order."""
+        if self.schema.is_tensor:
+            if len(columns) != self.width:
+                raise InvalidInputError("columns", f"{len(columns)} columns, the model takes {self.width} features")
+            return None
+        key = tuple(columns)
+        if key == self.names:
+            return None
+        cached = self._permutations.get(key)
+        if cached is not None:
+            return cached
+        position = {str(name): i for i, name in enumerate(columns)}
+        if len(position) != len(columns):
+            dup = next(n for n in columns if list(columns).count(n) > 1)
+            raise InvalidInputError(str(dup), "column given twice")
+        extra = [str(n) for n in columns if str(n) not in self.names]
+        if extra:
+            raise InvalidInputError(extra[0], f"unknown column; the model takes {list(self.names)}")
+        missing = [c.name for c in self.schema.columns if c.required and c.name not in position]
+        if missing:
+            raise InvalidInputError(missing[0], "required column missing")
+        if self.as_matrix and len(position) != len(self.names):
+            absent = next(n for n in self.names if n not in position)
+            raise InvalidInputError(absent, "column missing")
+        order = [position[n] for n in self.names if n in position]
+        if len(self._permutations) < 64:
+            self._permutations[key] = order
+        return order
+
+    def _required_names(self, names: Sequence[str]) -> tuple[str, ...]:
+        if self.schema.is_tensor or self.as_matrix:
+            return tuple(names)
+        return tuple(c.name for c in self.schema.columns if c.required)
+
+    def _explain_record(
+        self, record: dict[str, Any], names: Sequence[str], required: Sequence[str], where: str
+    ) -> None:
+        extra = [k for k in record if k not in names]
+        if extra:
+            raise InvalidInputError(str(extra[0]), f"unknown column in {where}")
+        missing = [n for n in required if n not in record]
+        if missing:
+            raise InvalidInputError(missing[0], f"required column missing in {where}")
+
+    def _check_row_lengths(self, rows: list[Any], width: int, where: str) -> None:
+        for index, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != width:
+                got = f"{len(row)} values" if isinstance(row, list) else _type_name(row)
+                raise InvalidInputError(f"{where}[{index}]", f"expected a row of {width} values, got {got}")
+
+    def _rows_to_matrix(self, rows: list[Any], where: str, *, flat: bool = False) -> np.ndarray[Any, Any]:
+        try:
+            matrix = np.array(rows)
+        except (ValueError, TypeError):
+            matrix = None
+        if matrix is None or matrix.ndim != 2 or (not flat and matrix.shape[1] != self.width):
+            if flat:
+                raise InvalidInputError(where, "expected a flat list of numbers")
+            self._check_row_lengths(rows, self.width, where)
+            raise InvalidInputError(where, "rows are not a table of numbers")
+        checked = self._finish_matrix(matrix, rows, where)
+        return checked.ravel() if flat else checked
+
+    def _finish_matrix(self, matrix: np.ndarray[Any, Any], rows: Any, where: str) -> np.ndarray[Any, Any]:
+        if matrix.dtype.kind not in _NUMBER_KINDS:
+            self._explain_cells(rows, where)
+            raise InvalidInputError(where, "expected numbers")
+        if matrix.dtype != self.dtype:
+            matrix = matrix.astype(self.dtype)
+        if not self.allow_nan and matrix.dtype.kind == "f" and not np.isfinite(matrix).all():
+            flat_index = int(np.argmin(np.isfinite(matrix.reshape(matrix.shape[0], -1)).all(axis=0)))
+            row = int(np.argmin(np.isfinite(matrix.reshape(matrix.shape[0], -1)).all(axis=1)))
+            raise InvalidInputError(self.label(flat_index), f"row {row}: NaN or infinity is not allowed")
+        return matrix
+
+    def _check_row_shape(self, array: np.ndarray[Any, Any], where: str) -> np.ndarray[Any, Any]:
+        expected = self.schema.row_shape if self.schema.is_tensor else (self.width,)
+        if array.ndim == 1 and expected == (1,):
+            array = array.reshape(-1, 1)
+        if tuple(array.shape[1:]) != tuple(expected):
+            raise InvalidInputError(
+                where, f"shape {list(array.shape)} does not match [-1, {', '.join(map(str, expected))}]"
+            )
+        return array
+
+    def _explain_cells(self, rows: Any, where: str) -> None:
+        for i, row in enumerate(rows):
+            cells = row if isinstance(row, list) else [row]
+            for j, value in enumerate(cells):
+                if value is None and self.allow_nan:
+                    continue
+                if not isinstance(value, (int, float)):
+                    field = self.label(j) if isinstance(row, list) else where
+                    raise InvalidInputError(field, f"row {i}: expected a number, got {_type_name(value)}")
+
+    def _explain_text_cells(self, rows: list[list[str]], header: Sequence[str]) -> None:
+        for i, row in enumerate(rows):
+            for j, value in enumerate(row):
+                try:
+                    float(value)
+                except ValueError:
+                    raise InvalidInputError(str(header[j]), f"row {i}: {value!r} is not a number") from None
+
+    def _columns_in(self, columns: Mapping[str, Any]) -> list[Column]:
+        return [c for c in self.schema.columns if c.name in columns]
+
+    def _columns_to_arrays(self, columns: dict[str, list[Any]]) -> dict[str, np.ndarray[Any, Any]]:
+        by_name = {c.name: c for c in self.schema.columns}
+        return {name: self._column_array(by_name[name], values) for name, values in columns.items()}
+
+    def _column_array(self, column: Column, values: list[Any]) -> np.ndarray[Any, Any]:
+        if column.kind in {"str", "any"}:
+            if column.kind == "str":
+                bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
+                if bad is not None:
+                    raise InvalidInputError(column.name, f"row {bad}: expected a string, got {_type_name(values[bad])}")
+            array = np.empty(len(values), dtype=object)
+            array[:] = values
+            return array
+        try:
+            array = np.array(values)
+        except (ValueError, TypeError):
+            raise InvalidInputError(column.name, "expected one value per row") from None
+        allowed = {"float": "fiub", "int": "iu", "bool": "b"}[column.kind]
+        if array.ndim != 1 or array.dtype.kind not in allowed:
+            for i, value in enumerate(values):
+                if not _fits(column.kind, value, self.allow_nan):
+                    raise InvalidInputError(column.name, f"row {i}: expected {column.kind}, got {_type_name(value)}")
+            if not (column.kind == "float" and self.allow_nan):
+                raise InvalidInputError(column.name, f"expected {column.kind} values")
+            array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        array = array.astype(column.dtype)
+        if column.kind == "float" and not self.allow_nan and not np.isfinite(array).all():
+            row = int(np.argmin(np.isfinite(array)))
+            raise InvalidInputError(column.name, f"row {row}: NaN or infinity is not allowed")
+        return array
+
+
+def _fits(kind: str, value: Any, allow_nan: bool) -> bool:
+    if kind == "float":
+        return (value is None and allow_nan) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, bool)
+
+
+def _parse_text_column(column: Column, cells: list[str]) -> list[Any]:
+    """CSV cells of one column to Python values of the column's kind; unparsable cells stay strings."""
+    if column.kind == "float":
+        return [_maybe(float, c) for c in cells]
+    if column.kind == "int":
+        return [_maybe(int, c) for c in cells]
+    if column.kind == "bool":
+        return [{"true": True, "false": False, "1": True, "0": False}.get(c.strip().lower(), c) for c in cells]
+    return cells
+
+
+def _maybe(parse: Any, cell: str) -> Any:
+    try:
+        return parse(cell)
+    except ValueError:
+        return cell
