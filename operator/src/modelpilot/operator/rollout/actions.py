@@ -1,0 +1,166 @@
+"""What the rollout state machine sees (`Observation`) and what it asks for (`Decision`, actions).
+
+Actions are small frozen dataclasses. All but the two registry writes are idempotent statements of
+desired state, restated on every call while they matter, so executing one twice is harmless and
+skipping one (a crash) is repaired by the next call. The executor performs `Decision.actions` in
+order and stops at the first that fails; the order is part of the decision (weight 0 before the
+canary goes, the canary gone before the registry is told).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from modelpilot.operator.status import AnalysisResult, CanaryStatus, HistoryEntry
+
+ABORT_ANNOTATION = "modelpilot.io/abort"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The facts one decision is taken on, gathered by the executor just before calling `decide`.
+
+    - now: timezone-aware current time.
+    - stable_version / candidate_version: what the registry's stable and candidate pointers (alias or
+      stage) name right now; read fresh on every call, they confirm the registry writes.
+    - stable_ready: the stable track's pods are all Ready and serve `stable_version`.
+    - canary_version_deployed: the version of the canary Deployment, None when there is none.
+    - canary_ready: the canary pods are all Ready and serve the rollout's version.
+    - abort_requested: the resource carries the `modelpilot.io/abort` annotation.
+    - analysis: the result of the analysis the previous decision asked for (`RunAnalysis`), if any.
+    """
+
+    now: datetime
+    stable_version: str | None
+    candidate_version: str | None
+    stable_ready: bool = False
+    canary_version_deployed: str | None = None
+    canary_ready: bool = False
+    abort_requested: bool = False
+    analysis: AnalysisResult | None = None
+
+
+@dataclass(frozen=True)
+class EnsureCanary:
+    """Apply the canary track at `version` (its HPA minimum scaled with `weight`), then route `weight`% to it."""
+
+    version: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class SetWeight:
+    """Route `weight`% of traffic to the canary and the rest to stable; touch nothing else."""
+
+    weight: int
+
+
+@dataclass(frozen=True)
+class RemoveCanary:
+    """Take the canary out of the router (weight 0) and delete the canary track's objects."""
+
+
+@dataclass(frozen=True)
+class RollStable:
+    """Apply the stable track at `version`."""
+
+    version: str
+
+
+@dataclass(frozen=True)
+class RunAnalysis:
+    """Analyse the canary step (`rollout.analysis.analyse`) and pass the result as `Observation.analysis`
+    on the next call, which should come at once."""
+
+    version: str
+    step: int
+    weight: int
+
+
+@dataclass(frozen=True)
+class PromoteInRegistry:
+    """Make `candidate` the stable version in the registry: tag `candidate` `modelpilot.io/promoted` and
+    `previous` `modelpilot.io/superseded` first, then move the stable alias (or stage, archiving the
+    old) — the pointer move is the commit the machine observes — and finally remove the candidate
+    alias if it still names `candidate`."""
+
+    candidate: str
+    previous: str | None
+
+
+@dataclass(frozen=True)
+class RejectInRegistry:
+    """Tag `version` `modelpilot.io/rejected` with the reason (and failing metric and value), then
+    remove the candidate alias if it still names `version` (or move it out of the candidate stage);
+    the stable pointer is not touched."""
+
+    version: str
+    reason: str
+    metric: str
+    value: float | None
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Post a Kubernetes Event on the resource; `Decision.history()` holds the same as status entries."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+    version: str | None = None
+
+
+Action = (
+    EnsureCanary | SetWeight | RemoveCanary | RollStable | RunAnalysis | PromoteInRegistry | RejectInRegistry | Emit
+)
+
+# Emit reasons that change the operator's rollout counter, and the counter's outcome label.
+OUTCOMES = {
+    "RolloutStarted": "started",
+    "RolloutSuperseded": "superseded",
+    "RolloutCancelled": "cancelled",
+    "RolloutAborted": "aborted",
+    "Promoted": "promoted",
+    "RolledBack": "rolled_back",
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of `decide`.
+
+    - canary: the new `status.canary`. Write it to the status BEFORE executing any action: a registry
+      write is only ever asked for when its intent is already in the status the machine was given.
+    - actions: to execute in order; stop at the first failure (the next call repeats what is needed).
+    - requeue_after: seconds until the next call is due; 0 means at once (after acting), None means
+      nothing is pending and the usual registry poll applies.
+    - time: when the decision was taken (RFC 3339), for the history entries.
+    - duration_seconds: how long the rollout ran, when this decision ends one.
+    """
+
+    canary: CanaryStatus
+    actions: tuple[Action, ...]
+    requeue_after: float | None
+    time: str
+    duration_seconds: float | None = field(default=None)
+
+    def events(self) -> tuple[Emit, ...]:
+        """The Events to post, in order."""
+        return tuple(action for action in self.actions if isinstance(action, Emit))
+
+    def history(self) -> list[HistoryEntry]:
+        """One status history entry per Event (append each with `status.append_history`)."""
+        return [
+            HistoryEntry(time=self.time, event=emit.reason, version=emit.version, message=emit.message)
+            for emit in self.events()
+        ]
+
+    def outcomes(self) -> tuple[str, ...]:
+        """Outcome labels of the operator's rollout counter for this decision (started, promoted, …)."""
+        return tuple(OUTCOMES[emit.reason] for emit in self.events() if emit.reason in OUTCOMES)
+
+    def registry_writes(self) -> tuple[PromoteInRegistry | RejectInRegistry, ...]:
+        """The registry writes among the actions (at most one)."""
+        return tuple(action for action in self.actions if isinstance(action, PromoteInRegistry | RejectInRegistry))

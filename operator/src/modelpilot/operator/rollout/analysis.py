@@ -1,0 +1,200 @@
+"""Analysis of one canary step against Prometheus: `analyse()` → an `AnalysisResult`.
+
+Usage by the executor of a `RunAnalysis` action:
+
+    result = await analyse(spec.rollout.analysis, AnalysisTarget(model, version, namespace, step, weight),
+                           client=shared_httpx_client)
+
+The verdict is
+- Inconclusive when Prometheus cannot be reached or refuses a query, when the canary served fewer
+  than `minRequests` requests in `window` (no traffic is not success), or when a metric a check needs
+  has no data (empty result or NaN) — the reason says which;
+- Failed when any bound is broken (`queries.violations`): the reason names the metric and its value;
+- Passed otherwise.
+
+All queries of one analysis run concurrently; `analyse` never raises for Prometheus trouble.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+import httpx
+
+from modelpilot.operator.rollout.queries import (
+    BUILTIN_METRICS,
+    ERROR_RATE,
+    P99_LATENCY,
+    REQUEST_COUNT,
+    STABLE_ERROR_RATE,
+    QueryTarget,
+    error_rate_query,
+    p99_latency_query,
+    render_custom_query,
+    request_count_query,
+    violations,
+)
+from modelpilot.operator.spec import Analysis
+from modelpilot.operator.status import AnalysisResult
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class AnalysisTarget:
+    """The canary step being analysed."""
+
+    model: str
+    version: str
+    namespace: str
+    step: int
+    weight: int
+
+
+Verdict = Literal["Passed", "Failed", "Inconclusive"]
+
+
+class _MakeResult(Protocol):
+    def __call__(self, verdict: Verdict, reason: str, values: dict[str, float]) -> AnalysisResult: ...
+
+
+class PrometheusUnavailableError(Exception):
+    """Prometheus could not be reached or answered with a server error."""
+
+
+class QueryRejectedError(Exception):
+    """Prometheus refused or could not evaluate a query (bad PromQL, wrong result shape)."""
+
+
+async def query_value(client: httpx.AsyncClient, base_url: str, promql: str) -> float | None:
+    """The single value of an instant query; None when the result is empty.
+
+    Raises PrometheusUnavailableError for network errors and 5xx, QueryRejectedError for refused
+    queries and results with more than one series.
+    """
+    url = base_url.rstrip("/") + "/api/v1/query"
+    try:
+        response = await client.get(url, params={"query": promql})
+    except httpx.HTTPError as error:
+        raise PrometheusUnavailableError(f"{base_url} unreachable: {error!r}") from error
+    if response.status_code >= 500:
+        raise PrometheusUnavailableError(f"{base_url} answered {response.status_code}: {response.text[:200]}")
+    body = _json(response)
+    if response.status_code >= 400 or body.get("status") != "success":
+        raise QueryRejectedError(
+            f"{body.get('errorType', response.status_code)}: {body.get('error', response.text[:200])}"
+        )
+    return _single_value(body.get("data") or {})
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _single_value(data: dict[str, Any]) -> float | None:
+    result_type = data.get("resultType")
+    result = data.get("result")
+    if result_type == "scalar" and isinstance(result, list):
+        return float(result[1])
+    if result_type != "vector" or not isinstance(result, list):
+        raise QueryRejectedError(f"expected an instant vector, got {result_type}")
+    if not result:
+        return None
+    if len(result) > 1:
+        raise QueryRejectedError(f"returned {len(result)} series; the query must return one")
+    return float(result[0]["value"][1])
+
+
+def analysis_queries(spec: Analysis, target: AnalysisTarget) -> dict[str, str]:
+    """The PromQL of each value the analysis measures, by metric name."""
+    canary = QueryTarget(model=target.model, track="canary", version=target.version, namespace=target.namespace)
+    queries = {
+        REQUEST_COUNT: request_count_query(canary, spec.window),
+        ERROR_RATE: error_rate_query(canary, spec.window),
+        P99_LATENCY: p99_latency_query(canary, spec.window),
+    }
+    if spec.compare_with_stable:
+        # Whatever version the stable track serves right now is the baseline.
+        stable = QueryTarget(model=target.model, track="stable", namespace=target.namespace)
+        queries[STABLE_ERROR_RATE] = error_rate_query(stable, spec.window)
+    for metric in spec.metrics:
+        queries[metric.name] = render_custom_query(metric.query, canary, spec.window)
+    return queries
+
+
+async def analyse(
+    spec: Analysis,
+    target: AnalysisTarget,
+    *,
+    client: httpx.AsyncClient | None = None,
+    request_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    now: datetime | None = None,
+) -> AnalysisResult:
+    """Query Prometheus for the canary step `target` and judge it against `spec`."""
+    started = now or datetime.now(UTC)
+
+    def result(verdict: Verdict, reason: str, values: dict[str, float]) -> AnalysisResult:
+        return AnalysisResult(
+            time=started.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            step=target.step,
+            weight=target.weight,
+            verdict=verdict,
+            reason=reason,
+            values=values,
+        )
+
+    clash = sorted(BUILTIN_METRICS & {metric.name for metric in spec.metrics})
+    if clash:
+        return result("Inconclusive", f"custom metric name {clash[0]} is reserved for a built-in metric", {})
+    queries = analysis_queries(spec, target)
+    owned = client is None
+    http = client or httpx.AsyncClient(timeout=request_timeout)
+    try:
+        outcomes = await asyncio.gather(
+            *(query_value(http, spec.prometheus, promql) for promql in queries.values()), return_exceptions=True
+        )
+    finally:
+        if owned:
+            await http.aclose()
+    measured: dict[str, float | None] = {}
+    for name, outcome in zip(queries, outcomes, strict=True):
+        if isinstance(outcome, PrometheusUnavailableError):
+            return result("Inconclusive", f"Prometheus unavailable: {outcome}", {})
+        if isinstance(outcome, QueryRejectedError):
+            return result("Inconclusive", f"query for {name} failed: {outcome}", {})
+        if isinstance(outcome, BaseException):
+            raise outcome
+        measured[name] = outcome if outcome is not None and math.isfinite(outcome) else None
+    return _judge(spec, measured, result)
+
+
+def _judge(spec: Analysis, measured: dict[str, float | None], result: _MakeResult) -> AnalysisResult:
+    values = {name: value for name, value in measured.items() if value is not None}
+    requests = values.get(REQUEST_COUNT, 0.0)
+    if requests < spec.min_requests:
+        return result(
+            "Inconclusive",
+            f"{requests:.0f} canary requests in {spec.window}, fewer than minRequests {spec.min_requests}",
+            values,
+        )
+    broken = violations(spec, values)
+    if broken:
+        return result("Failed", "; ".join(violation.describe() for violation in broken), values)
+    # The stable baseline may have no traffic (e.g. at 100%): the comparison is skipped then.
+    required = [ERROR_RATE, P99_LATENCY, *(metric.name for metric in spec.metrics)]
+    missing = [name for name in required if measured.get(name) is None]
+    if missing:
+        return result("Inconclusive", f"no data for {', '.join(missing)} in {spec.window}", values)
+    summary = (
+        f"{requests:.0f} requests, error_rate {values[ERROR_RATE]:.4g} <= {spec.max_error_rate:g}, "
+        f"p99 {values[P99_LATENCY]:.4g}s <= {spec.max_p99_latency}"
+    )
+    return result("Passed", summary, values)

@@ -1,0 +1,399 @@
+"""The rollout state machine: `decide(spec, status.canary, observation) -> Decision`, a pure function.
+
+States (`CanaryStatus.state`):
+
+    Idle ─▶ Progressing(step i, weight w) ─▶ Promoting ─▶ Succeeded
+                 │   ▲
+                 ▼   │ conclusive analysis
+               Paused          Progressing/Paused ─▶ RollingBack ─▶ RolledBack
+    Progressing/Paused ─▶ Aborted (annotation)   Progressing/Paused ─▶ Idle (candidate gone or now stable)
+
+- A rollout starts when the candidate differs from the stable version (neither missing) and the
+  abort annotation is absent. Idle, Succeeded, RolledBack and Aborted are at rest; a new candidate
+  starts a rollout from any of them (re-setting a rejected version's alias retries it).
+- Progressing and Paused carry traffic. Each step: wait for the canary to be Ready (weight 0 until it
+  is; `canaryReadyTimeout` ⇒ RollingBack), set the step's weight, hold `interval`, ask for an analysis
+  (`RunAnalysis`). Passed ⇒ next step (after the 100% step ⇒ Promoting); Failed ⇒ failures + 1,
+  `failureLimit` ⇒ RollingBack; Inconclusive ⇒ counted, `inconclusiveLimit` in a row ⇒ Paused. After
+  an analysis that does not advance, the step is held another `interval` from that analysis. Paused
+  never promotes: a conclusive analysis resumes Progressing at the same step, which is held and
+  analysed anew. A canary that stops being Ready gets weight 0 at once, and the step starts over.
+- A new candidate during Progressing/Paused supersedes the rollout (weight 0, canary replaced, fresh
+  counters). From Promoting on, the outcome is committed; a newer candidate waits for the next rollout.
+- Promoting: record the intent (state Promoting, `registryWritten` false), then on the next call ask
+  for `PromoteInRegistry` — again on every call until the registry's stable pointer names the version,
+  which confirms the write (`registryWritten` true). Then roll the stable track to the version, wait
+  until it is Ready, set weight 0, remove the canary ⇒ Succeeded.
+- RollingBack: weight 0 and remove the canary at once; from the next call on, `RejectInRegistry` until
+  the candidate pointer no longer names the version ⇒ RolledBack. The stable pointer is untouched.
+
+Crash safety: all state is in `status.canary`. A registry write is only asked for when the status the
+machine was given already records the intent, and never once the registry shows it done, so an
+operator killed anywhere resumes without skipping an analysis or writing the registry twice. The
+other actions are restated on every call while they apply.
+
+Timestamps written by the machine are rounded up to the second, so a hold is never shorter than
+`interval`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from modelpilot.operator.rollout.actions import (
+    Action,
+    Decision,
+    Emit,
+    EnsureCanary,
+    Observation,
+    PromoteInRegistry,
+    RejectInRegistry,
+    RemoveCanary,
+    RollStable,
+    RunAnalysis,
+    SetWeight,
+)
+from modelpilot.operator.rollout.queries import violations
+from modelpilot.operator.spec import ModelDeploymentSpec, Rollout, parse_duration
+from modelpilot.operator.status import AnalysisResult, CanaryStatus
+
+READY_POLL_SECONDS = 2.0
+CONFIRM_POLL_SECONDS = 1.0
+ANALYSES_KEPT = 30
+
+ACTIVE_STATES = frozenset({"Progressing", "Paused", "Promoting", "RollingBack"})
+TRAFFIC_STATES = frozenset({"Progressing", "Paused"})
+
+
+def is_active(canary: CanaryStatus | None) -> bool:
+    """Whether a rollout is in flight (the canary track and the router are the machine's to drive)."""
+    return canary is not None and canary.state in ACTIVE_STATES
+
+
+def decide(spec: ModelDeploymentSpec, canary: CanaryStatus | None, obs: Observation) -> Decision:
+    """The next status of the rollout and the actions that get there; see the module docstring."""
+    if obs.now.tzinfo is None:
+        raise ValueError("Observation.now must be timezone-aware")
+    current = canary or CanaryStatus()
+    step = _Step(current.model_copy(deep=True), obs)
+    if spec.rollout is None:
+        return _without_rollout(step)
+    if current.state in TRAFFIC_STATES:
+        return _progress(spec.rollout, step)
+    if current.state == "Promoting":
+        return _promote(step)
+    if current.state == "RollingBack":
+        return _roll_back(spec.rollout, step)
+    return _at_rest(step)
+
+
+@dataclass
+class _Step:
+    """The decision being built: the status changes, then the actions, in order."""
+
+    canary: CanaryStatus
+    obs: Observation
+    actions: list[Action] = field(default_factory=list)
+    duration: float | None = None
+
+    @property
+    def version(self) -> str:
+        return self.canary.version or ""
+
+    def act(self, *actions: Action) -> None:
+        self.actions.extend(actions)
+
+    def emit(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.actions.append(Emit(type_, reason, message, self.canary.version))
+
+    def finish_rollout(self) -> None:
+        started = _parse(self.canary.started_at)
+        self.duration = max((self.obs.now - started).total_seconds(), 0.0) if started else None
+
+    def done(self, requeue_after: float | None) -> Decision:
+        stamp = self.obs.now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        requeue = None if requeue_after is None else max(requeue_after, 0.0)
+        return Decision(self.canary, tuple(self.actions), requeue, stamp, self.duration)
+
+
+def _without_rollout(step: _Step) -> Decision:
+    if step.canary.state in ACTIVE_STATES:
+        _stop(step, "Idle")
+        step.emit("Normal", "RolloutCancelled", f"rollout of version {step.version} stopped: spec.rollout was removed")
+    elif step.obs.canary_version_deployed is not None:
+        step.act(RemoveCanary())
+    return step.done(None)
+
+
+def _at_rest(step: _Step) -> Decision:
+    obs = step.obs
+    if step.canary.weight:
+        step.canary.weight = 0
+        step.act(SetWeight(0))
+    if obs.canary_version_deployed is not None:
+        step.act(RemoveCanary())
+    candidate = obs.candidate_version
+    if candidate is None or obs.stable_version is None or candidate == obs.stable_version or obs.abort_requested:
+        return step.done(None)
+    _start(step, candidate, obs.stable_version)
+    return step.done(READY_POLL_SECONDS)
+
+
+def _start(step: _Step, candidate: str, stable: str) -> None:
+    now = _stamp(step.obs.now)
+    step.canary = CanaryStatus(
+        version=candidate,
+        state="Progressing",
+        weight=0,
+        step=0,
+        started_at=now,
+        step_started_at=now,
+        reason=f"waiting for the canary of version {candidate} to be Ready",
+    )
+    step.act(EnsureCanary(candidate, 0))
+    step.emit("Normal", "RolloutStarted", f"rolling out version {candidate} as a canary (stable is {stable})")
+
+
+def _progress(rollout: Rollout, step: _Step) -> Decision:
+    obs, canary = step.obs, step.canary
+    version = step.version
+    if obs.abort_requested:
+        _stop(step, "Aborted")
+        step.canary.reason = "aborted by the modelpilot.io/abort annotation"
+        step.emit("Warning", "RolloutAborted", f"rollout of version {version} aborted; all traffic on stable")
+        step.finish_rollout()
+        return step.done(None)
+    if obs.candidate_version is None or obs.candidate_version == obs.stable_version:
+        why = "no candidate any more" if obs.candidate_version is None else "it is now the stable version"
+        _stop(step, "Idle")
+        step.canary.reason = why
+        step.emit("Normal", "RolloutCancelled", f"rollout of version {version} stopped: {why}")
+        step.finish_rollout()
+        return step.done(None)
+    if obs.candidate_version != version:
+        step.act(SetWeight(0))
+        step.emit("Normal", "RolloutSuperseded", f"version {obs.candidate_version} replaces version {version}")
+        step.finish_rollout()
+        _start(step, obs.candidate_version, obs.stable_version or "unknown")
+        return step.done(READY_POLL_SECONDS)
+
+    index = min(canary.step, len(rollout.steps) - 1)
+    target = rollout.steps[index]
+    canary.step = index
+    if not _canary_ready(step):
+        return _wait_for_canary(rollout, step)
+    if canary.weight != target:
+        canary.weight = target
+        canary.step_started_at = _stamp(obs.now)
+        canary.reason = f"holding step {index + 1}/{len(rollout.steps)} at {target}%"
+        step.act(EnsureCanary(version, target))
+        step.emit("Normal", "StepStarted", f"canary Ready: step {index + 1}/{len(rollout.steps)}, weight {target}%")
+        return step.done(rollout.interval_seconds)
+
+    step.act(EnsureCanary(version, target))
+    hold_start = _hold_start(canary)
+    due = hold_start + timedelta(seconds=rollout.interval_seconds)
+    if obs.now < due:
+        return step.done((due - obs.now).total_seconds())
+    result = _fresh_analysis(canary, obs.analysis, hold_start)
+    if result is None:
+        step.act(RunAnalysis(version, index, target))
+        return step.done(0.0)
+    return _judge(rollout, step, result)
+
+
+def _canary_ready(step: _Step) -> bool:
+    return step.obs.canary_ready and step.obs.canary_version_deployed == step.version
+
+
+def _wait_for_canary(rollout: Rollout, step: _Step) -> Decision:
+    canary, now = step.canary, step.obs.now
+    if canary.weight > 0:
+        # It carried traffic and is not Ready any more: no traffic until it is, and the step starts over.
+        canary.weight = 0
+        canary.step_started_at = _stamp(now)
+        canary.reason = "canary not Ready; weight 0 until it is"
+        step.act(SetWeight(0), EnsureCanary(step.version, 0))
+        step.emit("Warning", "CanaryNotReady", f"canary of version {step.version} is not Ready; weight set to 0")
+        return step.done(READY_POLL_SECONDS)
+    timeout = parse_duration(rollout.canary_ready_timeout)
+    waited = (now - (_parse(canary.step_started_at) or now)).total_seconds()
+    if waited >= timeout:
+        reason = f"canary of version {step.version} not Ready within {rollout.canary_ready_timeout}"
+        return _begin_rollback(step, reason)
+    step.act(EnsureCanary(step.version, 0))
+    return step.done(min(READY_POLL_SECONDS, timeout - waited))
+
+
+def _hold_start(canary: CanaryStatus) -> datetime:
+    """When the current hold began: the step's start, or the step's latest analysis if later."""
+    start = _parse(canary.step_started_at) or datetime.min.replace(tzinfo=UTC)
+    last = canary.last_analysis
+    if last is not None and last.step == canary.step and last.weight == canary.weight:
+        analysed = _parse(last.time)
+        if analysed is not None and analysed > start:
+            return analysed
+    return start
+
+
+def _fresh_analysis(canary: CanaryStatus, result: AnalysisResult | None, hold_start: datetime) -> AnalysisResult | None:
+    """`result` if it is a new analysis of the current step taken after the hold began, else None."""
+    if result is None or result.step != canary.step or result.weight != canary.weight:
+        return None
+    if result in canary.analyses:
+        return None
+    taken = _parse(result.time)
+    if taken is None or taken < hold_start:
+        return None
+    return result
+
+
+def _judge(rollout: Rollout, step: _Step, result: AnalysisResult) -> Decision:
+    canary = step.canary
+    canary.last_analysis = result
+    canary.analyses = [*canary.analyses, result][-ANALYSES_KEPT:]
+    steps = rollout.steps
+    analysis = rollout.analysis
+    was_paused = canary.state == "Paused"
+    if result.verdict == "Inconclusive":
+        canary.inconclusive += 1
+        if not was_paused and canary.inconclusive >= analysis.inconclusive_limit:
+            canary.state = "Paused"
+            canary.reason = f"{canary.inconclusive} inconclusive analyses in a row: {result.reason}"
+            step.emit("Warning", "RolloutPaused", f"rollout paused at {canary.weight}%: {canary.reason}")
+        return step.done(rollout.interval_seconds)
+
+    canary.inconclusive = 0
+    canary.state = "Progressing"
+    if result.verdict == "Failed":
+        canary.failures += 1
+        if canary.failures >= analysis.failure_limit:
+            return _begin_rollback(step, result.reason)
+        canary.reason = f"analysis failed ({canary.failures} of {analysis.failure_limit}): {result.reason}"
+        step.emit("Warning", "AnalysisFailed", f"step {canary.step + 1} at {canary.weight}%: {canary.reason}")
+        return step.done(rollout.interval_seconds)
+    if was_paused:
+        canary.reason = f"analysis conclusive again; step {canary.step + 1} held anew"
+        step.emit("Normal", "RolloutResumed", f"rollout resumed at {canary.weight}%: {result.reason}")
+        return step.done(rollout.interval_seconds)
+    if canary.step + 1 >= len(steps):
+        canary.state = "Promoting"
+        canary.registry_written = False
+        canary.reason = "every step passed; promoting"
+        step.emit("Normal", "PromotionStarted", f"every step passed; promoting version {step.version}")
+        return step.done(0.0)
+    canary.step += 1
+    canary.weight = steps[canary.step]
+    canary.step_started_at = _stamp(step.obs.now)
+    canary.reason = f"holding step {canary.step + 1}/{len(steps)} at {canary.weight}%"
+    step.act(EnsureCanary(step.version, canary.weight))
+    step.emit(
+        "Normal",
+        "StepStarted",
+        f"analysis passed ({result.reason}); step {canary.step + 1}/{len(steps)}, weight {canary.weight}%",
+    )
+    return step.done(rollout.interval_seconds)
+
+
+def _begin_rollback(step: _Step, reason: str) -> Decision:
+    step.canary.state = "RollingBack"
+    step.canary.weight = 0
+    step.canary.registry_written = False
+    step.canary.reason = reason
+    step.act(SetWeight(0), RemoveCanary())
+    step.emit("Warning", "RollbackStarted", f"rolling back version {step.version}: {reason}")
+    return step.done(0.0)
+
+
+def _promote(step: _Step) -> Decision:
+    obs, canary, version = step.obs, step.canary, step.version
+    full = 100
+    if not canary.registry_written:
+        _keep_canary(step, full)
+        if obs.stable_version != version:
+            step.act(PromoteInRegistry(version, obs.stable_version))
+            return step.done(CONFIRM_POLL_SECONDS)
+        canary.registry_written = True
+        canary.reason = "registry names the version stable; rolling the stable track"
+        step.act(RollStable(version))
+        step.emit("Normal", "RegistryPromoted", f"registry's stable pointer now names version {version}")
+        return step.done(READY_POLL_SECONDS)
+    if obs.stable_version != version:
+        _stop(step, "Idle")
+        canary.reason = f"stable pointer moved to version {obs.stable_version} during the promotion"
+        step.emit("Warning", "RolloutCancelled", f"promotion of version {version} stopped: {canary.reason}")
+        step.finish_rollout()
+        return step.done(None)
+    if not obs.stable_ready:
+        _keep_canary(step, full)
+        step.act(RollStable(version))
+        return step.done(READY_POLL_SECONDS)
+    step.act(RollStable(version))
+    _stop(step, "Succeeded")
+    canary.reason = f"version {version} serves on the stable track"
+    step.finish_rollout()
+    step.emit("Normal", "Promoted", f"version {version} promoted after {step.duration or 0:.0f}s")
+    return step.done(None)
+
+
+def _keep_canary(step: _Step, weight: int) -> None:
+    """Keep serving from the canary while the stable track catches up; never from an unready one."""
+    ready = _canary_ready(step)
+    step.canary.weight = weight if ready else 0
+    if ready:
+        step.act(EnsureCanary(step.version, weight))
+    else:
+        step.act(SetWeight(0))
+
+
+def _roll_back(rollout: Rollout, step: _Step) -> Decision:
+    obs, canary, version = step.obs, step.canary, step.version
+    step.act(SetWeight(0), RemoveCanary())
+    if obs.candidate_version == version and not canary.registry_written:
+        metric, value = _rejection_evidence(rollout, canary)
+        step.act(RejectInRegistry(version, canary.reason or "rolled back", metric, value))
+        return step.done(CONFIRM_POLL_SECONDS)
+    canary.state = "RolledBack"
+    canary.registry_written = True
+    step.finish_rollout()
+    step.emit("Warning", "RolledBack", f"version {version} rejected: {canary.reason}")
+    return step.done(None)
+
+
+def _rejection_evidence(rollout: Rollout, canary: CanaryStatus) -> tuple[str, float | None]:
+    """The metric and value that caused the rollback, recomputed from the status."""
+    last = canary.last_analysis
+    # Analyses only cause a rollback by reaching failureLimit; below it, readiness did.
+    if canary.failures >= rollout.analysis.failure_limit and last is not None:
+        broken = violations(rollout.analysis, last.values)
+        if broken:
+            return broken[0].metric, broken[0].value
+        return "analysis", None
+    return "canary_ready", parse_duration(rollout.canary_ready_timeout)
+
+
+def _stop(step: _Step, state: str) -> None:
+    """End the rollout's traffic: weight 0 first, then the canary goes."""
+    step.canary.state = state
+    step.canary.weight = 0
+    step.act(SetWeight(0), RemoveCanary())
+
+
+def _stamp(moment: datetime) -> str:
+    """RFC 3339 with second precision, rounded up so that a hold is never shortened by the rounding."""
+    moment = moment.astimezone(UTC)
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _parse(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

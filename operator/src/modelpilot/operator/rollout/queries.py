@@ -1,0 +1,145 @@
+"""PromQL for canary analysis and the bounds a step must respect: pure, no I/O.
+
+The built-in queries read the two metrics every inference server exposes,
+`modelpilot_http_requests_total{route, code, model, version, track}` and
+`modelpilot_http_request_duration_seconds_bucket{route, model, version, track, le}`, restricted to
+one model, one track and (for the canary) one version, over `analysis.window`. Probe and scrape routes
+are left out so kubelet probes do not count as traffic.
+
+Measured values are keyed by these names in `AnalysisResult.values` (custom metrics use their own
+name, which must differ from the built-in ones):
+
+- `request_count`: canary requests in the window (fewer than `minRequests` is inconclusive);
+- `error_rate`: share of canary responses with a 5xx code;
+- `p99_latency_seconds`: 99th percentile of canary latency from the histogram;
+- `stable_error_rate`: the stable track's error rate (only with `compareWithStable`).
+
+`violations()` turns values into the bounds they break; the analysis and the state machine both use
+it, so the verdict and the reason written to the registry always agree.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from modelpilot.operator.spec import Analysis, parse_duration
+
+REQUESTS_METRIC = "modelpilot_http_requests_total"
+LATENCY_BUCKETS_METRIC = "modelpilot_http_request_duration_seconds_bucket"
+# Anchored by PromQL: routes that are not traffic (kubelet probes, Prometheus scrapes).
+NON_TRAFFIC_ROUTES = "/healthz|/readyz|/livez|/metrics"
+
+REQUEST_COUNT = "request_count"
+ERROR_RATE = "error_rate"
+P99_LATENCY = "p99_latency_seconds"
+STABLE_ERROR_RATE = "stable_error_rate"
+ERROR_RATE_ABOVE_STABLE = "error_rate_above_stable"
+BUILTIN_METRICS = frozenset({REQUEST_COUNT, ERROR_RATE, P99_LATENCY, STABLE_ERROR_RATE, ERROR_RATE_ABOVE_STABLE})
+
+_PLACEHOLDER = re.compile(r"\{\{\s*(track|model|version|namespace|window)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class QueryTarget:
+    """Whose metrics a query reads: one model's track, and the version when it matters."""
+
+    model: str
+    track: str
+    version: str | None = None
+    namespace: str = ""
+
+
+def label_value(text: str) -> str:
+    """`text` escaped for use inside a double-quoted PromQL label matcher."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def selector(target: QueryTarget, *, server_errors_only: bool = False) -> str:
+    """The label matchers of `target`'s traffic, e.g. `{model="m",track="canary",version="3",route!~"…"}`."""
+    matchers = [f'model="{label_value(target.model)}"', f'track="{label_value(target.track)}"']
+    if target.version is not None:
+        matchers.append(f'version="{label_value(target.version)}"')
+    matchers.append(f'route!~"{NON_TRAFFIC_ROUTES}"')
+    if server_errors_only:
+        matchers.append('code=~"5.."')
+    return "{" + ",".join(matchers) + "}"
+
+
+def request_count_query(target: QueryTarget, window: str) -> str:
+    """Requests served by `target` in the window."""
+    return f"sum(increase({REQUESTS_METRIC}{selector(target)}[{window}]))"
+
+
+def error_rate_query(target: QueryTarget, window: str) -> str:
+    """Share of `target`'s responses that are 5xx; 0 when there were requests and no errors at all."""
+    errors = f"sum(rate({REQUESTS_METRIC}{selector(target, server_errors_only=True)}[{window}]))"
+    total = f"sum(rate({REQUESTS_METRIC}{selector(target)}[{window}]))"
+    # No 5xx series at all leaves the numerator empty; `or vector(0)` keeps the ratio defined.
+    return f"({errors} or vector(0)) / {total}"
+
+
+def p99_latency_query(target: QueryTarget, window: str) -> str:
+    """99th percentile latency of `target` in seconds; `le` stays in `by` for histogram_quantile."""
+    return f"histogram_quantile(0.99, sum by (le) (rate({LATENCY_BUCKETS_METRIC}{selector(target)}[{window}])))"
+
+
+def render_custom_query(query: str, target: QueryTarget, window: str) -> str:
+    """A custom metric's PromQL with {{track}}, {{model}}, {{version}}, {{namespace}} and {{window}} filled in.
+
+    Values are escaped for a double-quoted label matcher, which is where they are meant to go.
+    """
+    values = {
+        "track": label_value(target.track),
+        "model": label_value(target.model),
+        "version": label_value(target.version or ""),
+        "namespace": label_value(target.namespace),
+        "window": window,
+    }
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], query)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A measured value outside its bound."""
+
+    metric: str
+    value: float
+    bound: float
+    limit: str
+
+    def describe(self) -> str:
+        """One line naming the metric, its value and the bound, e.g. `error_rate 0.2 above maxErrorRate 0.01`."""
+        side = "below" if self.limit.startswith("min") else "above"
+        return f"{self.metric} {_number(self.value)} {side} {self.limit} {_number(self.bound)}"
+
+
+def violations(spec: Analysis, values: Mapping[str, float]) -> list[Violation]:
+    """Every bound of `spec` that `values` break, built-in checks first; missing values break nothing."""
+    found: list[Violation] = []
+
+    def above(metric: str, value: float | None, bound: float, limit: str) -> None:
+        if value is not None and math.isfinite(value) and value > bound:
+            found.append(Violation(metric, value, bound, limit))
+
+    error_rate = values.get(ERROR_RATE)
+    above(ERROR_RATE, error_rate, spec.max_error_rate, "maxErrorRate")
+    above(P99_LATENCY, values.get(P99_LATENCY), parse_duration(spec.max_p99_latency), "maxP99Latency")
+    stable = values.get(STABLE_ERROR_RATE)
+    if spec.compare_with_stable and error_rate is not None and stable is not None:
+        above(ERROR_RATE_ABOVE_STABLE, error_rate - stable, spec.max_error_rate, "maxErrorRate")
+    for metric in spec.metrics:
+        value = values.get(metric.name)
+        if value is None or not math.isfinite(value):
+            continue
+        if metric.max is not None:
+            above(metric.name, value, metric.max, "max")
+        if metric.min is not None and value < metric.min:
+            found.append(Violation(metric.name, value, metric.min, "min"))
+    return found
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
