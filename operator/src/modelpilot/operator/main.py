@@ -13,10 +13,11 @@ from modelpilot.operator.runtime import current_runtime
 from modelpilot.operator.spec import GROUP, PLURAL, VERSION
 
 RESOURCE = (GROUP, VERSION, PLURAL)
+Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any) -> None:
+async def startup(*, settings: kopf.OperatorSettings, logger: Logger, **_: Any) -> None:
     await configure(settings, logger)
 
 
@@ -26,23 +27,19 @@ async def cleanup(**_: Any) -> None:
 
 
 @kopf.daemon(*RESOURCE, cancellation_timeout=10.0)
-async def serve(name: str, namespace: str, body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    await run_reconcile_loop(current_runtime(), namespace, name, body, stopped)
+async def serve(*, name: str, namespace: str | None, body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    await run_reconcile_loop(current_runtime(), namespace or "", name, body, stopped)
 
 
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
 @kopf.on.resume(*RESOURCE)
-async def wake_on_change(name: str, namespace: str, **_: Any) -> None:
-    current_runtime().wake(namespace, name)
-
-
 @kopf.on.field(*RESOURCE, field="metadata.annotations")
-async def wake_on_annotations(name: str, namespace: str, **_: Any) -> None:
-    current_runtime().wake(namespace, name)
+async def wake(*, name: str, namespace: str | None, **_: Any) -> None:
+    current_runtime().wake(namespace or "", name)
 
 
 @kopf.on.delete(*RESOURCE, optional=True)
-async def forget(name: str, namespace: str, **_: Any) -> None:
+async def forget(*, name: str, namespace: str | None, **_: Any) -> None:
     # Owned objects carry owner references and go with the resource; the registry is never touched.
-    current_runtime().forget(namespace, name)
+    current_runtime().forget(namespace or "", name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import kopf
 import prometheus_client
@@ -12,7 +13,7 @@ from modelpilot.operator.runtime import Runtime, current_runtime, install_runtim
 from modelpilot.operator.settings import OperatorSettings
 
 
-async def configure(kopf_settings: kopf.OperatorSettings, logger: logging.Logger) -> None:
+async def configure(kopf_settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
     """Create the process runtime and tune Kopf for this operator."""
     settings = OperatorSettings()
     kopf_settings.posting.level = logging.INFO

@@ -1,8 +1,8 @@
-"""One reconciliation of a ModelDeployment: registry → serving objects → honest status.
+"""One reconciliation of a ModelDeployment: registry → training → serving objects → honest status.
 
-Every run starts from a fresh read of the resource, so it never acts on a stale status, and
-ends with one status write (only when something changed). Nothing that already serves is deleted
-or changed when the registry cannot be read.
+Every run starts from a fresh read of the resource, so it never acts on a stale status, and ends
+with one status write (only when something changed). Nothing that already serves is deleted or
+changed when the registry cannot be read.
 """
 
 from __future__ import annotations
@@ -14,10 +14,18 @@ from typing import Any
 
 from modelpilot.operator.builders.common import Owner, track_name
 from modelpilot.operator.builders.routing import RouterPlan, build_router
-from modelpilot.operator.builders.serving import TrackPlan, build_track, track_object_keys
+from modelpilot.operator.builders.serving import TrackPlan, build_track, track_object_keys, unbuilt_track_keys
+from modelpilot.operator.handlers.rollout import drive_rollout
+from modelpilot.operator.handlers.training import reconcile_training
 from modelpilot.operator.kubeapi import KubeApi
 from modelpilot.operator.observe import TrackObservation, observe_track
-from modelpilot.operator.registry import Credentials, RegistryError, ResolvedVersions
+from modelpilot.operator.registry import (
+    Credentials,
+    ModelNotFoundError,
+    Registry,
+    RegistryError,
+    ResolvedVersions,
+)
 from modelpilot.operator.runtime import Runtime
 from modelpilot.operator.spec import GROUP, VERSION, InvalidSpecError, ModelDeploymentSpec, parse_spec
 from modelpilot.operator.status import (
@@ -25,6 +33,7 @@ from modelpilot.operator.status import (
     ModelDeploymentStatus,
     TrackStatus,
     append_history,
+    now_iso,
     set_condition,
 )
 
@@ -45,165 +54,256 @@ class Outcome:
     result: str = "ok"
 
 
+class CredentialsSecretMissingError(RegistryError):
+    """The Secret named in spec.registry.credentialsSecret does not exist."""
+
+    reason = "CredentialsSecretMissing"
+
+
 async def reconcile(runtime: Runtime, namespace: str, name: str, emit: EmitEvent) -> Outcome | None:
     """Reconcile one ModelDeployment; None when it is gone or being deleted."""
-    kube = runtime.kube
-    obj = await kube.get(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name)
+    obj = await runtime.kube.get(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
         return None
-    previous = ModelDeploymentStatus.model_validate(obj.get("status") or {})
-    status = previous.model_copy(deep=True)
-    generation = int(obj["metadata"].get("generation", 0))
-    status.observed_generation = generation
-    owner = Owner(name=name, namespace=namespace, uid=obj["metadata"]["uid"])
-    failures = runtime.failures.get((namespace, name), 0)
+    return await Reconciliation(runtime, obj, emit).run()
 
-    def notify(kind: str, reason: str, message: str, version: str | None = None) -> None:
-        status.history = append_history(status.history, HistoryEntry(event=reason, version=version, message=message))
-        emit(kind, reason, message)
 
-    try:
-        spec = parse_spec(obj.get("spec") or {})
-    except InvalidSpecError as error:
-        _mark_invalid(status, generation, str(error), notify)
-        await _write_status(kube, namespace, name, previous, status)
-        return Outcome(INVALID_SPEC_REQUEUE_SECONDS, "invalid")
-    status.model_name = spec.model.name
+class Reconciliation:
+    """The state of one reconciliation run; each step is a method."""
 
-    resolved_or_error = await _resolve(runtime, namespace, spec)
-    if isinstance(resolved_or_error, RegistryError):
-        error = resolved_or_error
-        runtime.failures[(namespace, name)] = failures + 1
-        was = _condition_status(previous, "RegistryReachable")
-        status.conditions = set_condition(
-            status.conditions, "RegistryReachable", False, error.reason, str(error), generation
+    def __init__(self, runtime: Runtime, obj: dict[str, Any], emit: EmitEvent) -> None:
+        self.runtime = runtime
+        self.kube: KubeApi = runtime.kube
+        self.obj = obj
+        self.emit = emit
+        meta = obj["metadata"]
+        self.owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+        self.generation = int(meta.get("generation", 0))
+        self.annotations: dict[str, str] = meta.get("annotations") or {}
+        self.previous = ModelDeploymentStatus.model_validate(obj.get("status") or {})
+        self.status = self.previous.model_copy(deep=True)
+        self.status.observed_generation = self.generation
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(namespace, name) of the resource."""
+        return (self.owner.namespace, self.owner.name)
+
+    def notify(self, kind: str, reason: str, message: str, version: str | None = None) -> None:
+        """Record a transition: an Event and a status history entry."""
+        self.status.history = append_history(
+            self.status.history, HistoryEntry(event=reason, version=version, message=message)
         )
-        if was != "False":
-            notify("Warning", error.reason, f"registry {spec.registry.tracking_uri}: {error}")
-        await _write_status(kube, namespace, name, previous, status)
-        delay = min(runtime.settings.retry_backoff_seconds * 2**failures, runtime.settings.retry_backoff_max_seconds)
-        return Outcome(delay, "retry")
-    resolved = resolved_or_error
-    runtime.failures.pop((namespace, name), None)
-    status.conditions = set_condition(
-        status.conditions, "RegistryReachable", True, "RegistryRead", f"read {spec.model.name}", generation
-    )
+        self.emit(kind, reason, message)
 
-    if resolved.stable is None:
-        pointer = spec.model.alias or spec.model.stage
-        status.phase = "Pending"
-        message = f"model {spec.model.name} has no version at {pointer}"
-        status.conditions = set_condition(status.conditions, "Ready", False, "NoStableVersion", message, generation)
-        await _write_status(kube, namespace, name, previous, status)
-        return Outcome(runtime.poll_seconds(spec))
+    def condition(self, type_: Any, value: bool | None, reason: str, message: str = "") -> None:
+        """Set a condition for this generation."""
+        self.status.conditions = set_condition(self.status.conditions, type_, value, reason, message, self.generation)
 
-    stable_version = resolved.stable
-    await _serve_stable_only(kube, owner, spec, stable_version)
-    observation = await observe_track(kube, namespace, track_name(name, "stable"), name, "stable", stable_version)
-    _record_stable(status, generation, stable_version, observation, notify)
-    await _write_status(kube, namespace, name, previous, status)
-    requeue = runtime.poll_seconds(spec) if observation.ready else NOT_READY_REQUEUE_SECONDS
-    return Outcome(min(requeue, runtime.poll_seconds(spec)))
+    async def run(self) -> Outcome:
+        """All steps, in order; each may end the run early."""
+        try:
+            spec = parse_spec(self.obj.get("spec") or {})
+        except InvalidSpecError as error:
+            self._mark_invalid(str(error))
+            await self.write_status()
+            return Outcome(INVALID_SPEC_REQUEUE_SECONDS, "invalid")
+        self.status.model_name = spec.model.name
 
+        resolved = await self._read_registry(spec)
+        if isinstance(resolved, RegistryError):
+            return await self._registry_failed(spec, resolved)
+        await reconcile_training(
+            self.kube,
+            self.owner,
+            spec,
+            self.status,
+            self.annotations,
+            has_any_version=resolved.stable is not None or resolved.candidate is not None,
+            notify=self.notify,
+        )
+        if resolved.stable is None and resolved.candidate is not None:
+            resolved = await self._promote_first_version(spec, resolved.candidate)
+        if resolved.stable is None:
+            return await self._nothing_to_serve(spec)
 
-async def _resolve(runtime: Runtime, namespace: str, spec: ModelDeploymentSpec) -> ResolvedVersions | RegistryError:
-    credentials = Credentials()
-    secret_name = spec.registry.credentials_secret
-    if secret_name:
-        data = await runtime.kube.read_secret(namespace, secret_name)
-        if data is None:
-            error = RegistryError(
-                f"Secret {namespace}/{secret_name} named in spec.registry.credentialsSecret is missing"
-            )
-            error.reason = "CredentialsSecretMissing"
+        poll = self.runtime.poll_seconds(spec)
+        if spec.rollout is not None and (resolved.candidate not in (None, resolved.stable) or self._rollout_open()):
+            registry = await self.registry(spec)
+            requeue = await drive_rollout(self, spec, resolved, registry)
+            await self.write_status()
+            return Outcome(min(requeue, poll))
+
+        observation = await self._serve_stable_only(spec, resolved.stable)
+        await self.write_status()
+        return Outcome(poll if observation.ready else min(NOT_READY_REQUEUE_SECONDS, poll))
+
+    # -- registry -------------------------------------------------------------------------------
+
+    async def registry(self, spec: ModelDeploymentSpec) -> Registry:
+        """The registry client for the spec's tracking server and credentials Secret."""
+        credentials = Credentials()
+        secret_name = spec.registry.credentials_secret
+        if secret_name:
+            data = await self.kube.read_secret(self.owner.namespace, secret_name)
+            if data is None:
+                raise CredentialsSecretMissingError(
+                    f"Secret {self.owner.namespace}/{secret_name} named in spec.registry.credentialsSecret is missing"
+                )
+            credentials = Credentials.from_secret_data(data)
+        return self.runtime.registry(spec.registry.tracking_uri, credentials)
+
+    async def _read_registry(self, spec: ModelDeploymentSpec) -> ResolvedVersions | RegistryError:
+        try:
+            resolved = await (await self.registry(spec)).resolve(spec.model)
+        except ModelNotFoundError as error:
+            if spec.training is None:
+                return error
+            # Nothing registered yet, and the spec says how to train it: the first training's job.
+            resolved = ResolvedVersions(stable=None, candidate=None)
+        except RegistryError as error:
             return error
-        credentials = Credentials.from_secret_data(data)
-    try:
-        return await runtime.registry(spec.registry.tracking_uri, credentials).resolve(spec.model)
-    except RegistryError as error:
-        return error
+        self.runtime.failures.pop(self.key, None)
+        self.condition("RegistryReachable", True, "RegistryRead", f"read {spec.model.name}")
+        return resolved
 
+    async def _registry_failed(self, spec: ModelDeploymentSpec, error: RegistryError) -> Outcome:
+        failures = self.runtime.failures.get(self.key, 0)
+        self.runtime.failures[self.key] = failures + 1
+        was = next((c.status for c in self.previous.conditions if c.type == "RegistryReachable"), None)
+        self.condition("RegistryReachable", False, error.reason, str(error))
+        if was != "False":
+            self.notify("Warning", error.reason, f"registry {spec.registry.tracking_uri}: {error}")
+        await self.write_status()
+        settings = self.runtime.settings
+        return Outcome(min(settings.retry_backoff_seconds * 2**failures, settings.retry_backoff_max_seconds), "retry")
 
-def _stable_plan(spec: ModelDeploymentSpec, version: str) -> TrackPlan:
-    autoscaling = spec.serving.autoscaling
-    return TrackPlan(
-        track="stable",
-        version=version,
-        model_uri=f"models:/{spec.model.name}/{version}",
-        replicas=spec.serving.replicas,
-        min_replicas=autoscaling.min_replicas if autoscaling else None,
-    )
+    async def _promote_first_version(self, spec: ModelDeploymentSpec, candidate: str) -> ResolvedVersions:
+        # The first version that passed the quality gate has nothing to be compared with: it becomes stable.
+        await promote_in_registry(await self.registry(spec), spec, candidate, previous_version=None)
+        self.notify("Normal", "InitialPromotion", f"version {candidate} is the first stable version", candidate)
+        return ResolvedVersions(stable=candidate, candidate=None)
 
+    async def _nothing_to_serve(self, spec: ModelDeploymentSpec) -> Outcome:
+        pointer = spec.model.alias or spec.model.stage
+        training_running = self.status.training is not None and self.status.training.result == "Running"
+        self.status.phase = "Training" if training_running else "Pending"
+        self.condition("Ready", False, "NoStableVersion", f"model {spec.model.name} has no version at {pointer}")
+        await self.write_status()
+        return Outcome(NOT_READY_REQUEUE_SECONDS if training_running else self.runtime.poll_seconds(spec))
 
-async def apply_all(kube: KubeApi, objects: list[dict[str, Any]]) -> None:
-    """Server-side apply each object, in order (ServiceAccount before the Deployment that uses it)."""
-    for obj in objects:
-        await kube.apply(obj)
+    # -- serving --------------------------------------------------------------------------------
 
+    def _rollout_open(self) -> bool:
+        canary = self.status.canary
+        return canary is not None and canary.state not in ("Idle", "Succeeded", "RolledBack", "Aborted")
 
-async def delete_all(kube: KubeApi, namespace: str, keys: list[tuple[str, str, str]]) -> None:
-    """Delete objects by (apiVersion, kind, name), tolerating those already gone."""
-    for api_version, kind, name in keys:
-        await kube.delete(api_version, kind, namespace, name)
-
-
-async def _serve_stable_only(kube: KubeApi, owner: Owner, spec: ModelDeploymentSpec, version: str) -> None:
-    await apply_all(kube, build_track(owner, spec, _stable_plan(spec, version)))
-    router = build_router(owner, spec, RouterPlan(canary_weight=0, canary_present=False))
-    await apply_all(kube, router.apply)
-    await delete_all(kube, owner.namespace, router.delete)
-    await delete_all(kube, owner.namespace, track_object_keys(owner.name, "canary"))
-
-
-def _record_stable(
-    status: ModelDeploymentStatus,
-    generation: int,
-    version: str,
-    observation: TrackObservation,
-    notify: Callable[..., None],
-) -> None:
-    before = status.stable.version if status.stable else None
-    status.stable = TrackStatus(
-        version=version, ready_replicas=observation.ready_with_version, replicas=observation.desired
-    )
-    if before != version:
-        notify(
-            "Normal",
-            "StableVersionChanged",
-            f"stable track rolls to version {version} (was {before})",
-            version,
+    def track_plan(
+        self, spec: ModelDeploymentSpec, track: Any, version: str, replicas: int, min_replicas: int | None
+    ) -> TrackPlan:
+        """The plan of one track at `version`."""
+        return TrackPlan(
+            track=track,
+            version=version,
+            model_uri=f"models:/{spec.model.name}/{version}",
+            replicas=replicas,
+            min_replicas=min_replicas,
         )
-    if observation.ready:
-        status.phase = "Ready"
-        message = f"version {version} serves on {observation.ready_with_version} ready pod(s)"
-        status.conditions = set_condition(status.conditions, "Ready", True, "Serving", message, generation)
-        status.conditions = set_condition(status.conditions, "Progressing", False, "Stable", "", generation)
-    else:
-        status.phase = "Progressing"
-        message = (
-            f"{observation.ready_with_version}/{max(observation.desired, 1)} pod(s) ready with version {version}"
-            + (
-                f", {observation.ready_with_other_version} with another version"
-                if observation.ready_with_other_version
-                else ""
+
+    async def apply_track(self, spec: ModelDeploymentSpec, plan: TrackPlan) -> None:
+        """Apply a track's objects and delete the ones the spec no longer asks for (e.g. the HPA)."""
+        await self.apply_all(build_track(self.owner, spec, plan))
+        await self.delete_all(unbuilt_track_keys(self.owner.name, spec, plan.track))
+
+    async def apply_router(self, spec: ModelDeploymentSpec, canary_weight: int, canary_present: bool) -> None:
+        """Set the traffic split."""
+        router = build_router(self.owner, spec, RouterPlan(canary_weight=canary_weight, canary_present=canary_present))
+        await self.apply_all(router.apply)
+        await self.delete_all(router.delete)
+
+    async def remove_canary(self) -> None:
+        """Delete every canary object."""
+        await self.delete_all(track_object_keys(self.owner.name, "canary"))
+
+    async def observe(self, track: Any, version: str) -> TrackObservation:
+        """Pods of a track, counted for `version`."""
+        return await observe_track(
+            self.kube, self.owner.namespace, track_name(self.owner.name, track), self.owner.name, track, version
+        )
+
+    async def apply_all(self, objects: list[dict[str, Any]]) -> None:
+        """Server-side apply each object, in order."""
+        for obj in objects:
+            await self.kube.apply(obj)
+
+    async def delete_all(self, keys: list[tuple[str, str, str]]) -> None:
+        """Delete objects by (apiVersion, kind, name), tolerating those already gone."""
+        for api_version, kind, name in keys:
+            await self.kube.delete(api_version, kind, self.owner.namespace, name)
+
+    async def _serve_stable_only(self, spec: ModelDeploymentSpec, version: str) -> TrackObservation:
+        autoscaling = spec.serving.autoscaling
+        plan = self.track_plan(
+            spec, "stable", version, spec.serving.replicas, autoscaling.min_replicas if autoscaling else None
+        )
+        await self.apply_track(spec, plan)
+        await self.apply_router(spec, canary_weight=0, canary_present=False)
+        await self.remove_canary()
+        observation = await self.observe("stable", version)
+        self.record_stable(version, observation)
+        self.set_serving_conditions(version, observation)
+        return observation
+
+    def record_stable(self, version: str, observation: TrackObservation) -> None:
+        """status.stable from an observation; a version change is a transition."""
+        before = self.status.stable.version if self.status.stable else None
+        self.status.stable = TrackStatus(
+            version=version, ready_replicas=observation.ready_with_version, replicas=observation.desired
+        )
+        if before != version:
+            self.notify(
+                "Normal", "StableVersionChanged", f"stable track serves version {version} (was {before})", version
             )
-        )
-        status.conditions = set_condition(status.conditions, "Ready", False, "PodsNotReady", message, generation)
-        status.conditions = set_condition(status.conditions, "Progressing", True, "RollingOut", message, generation)
-    status.conditions = set_condition(status.conditions, "Degraded", False, "AsExpected", "", generation)
 
+    def set_serving_conditions(self, version: str, observation: TrackObservation) -> None:
+        """Ready, Progressing and Degraded from what the stable track's pods show."""
+        if observation.ready:
+            self.status.phase = "Ready"
+            self.condition(
+                "Ready", True, "Serving", f"version {version} serves on {observation.ready_with_version} ready pod(s)"
+            )
+            self.condition("Progressing", False, "Stable")
+        else:
+            self.status.phase = "Progressing"
+            message = (
+                f"{observation.ready_with_version}/{max(observation.desired, 1)} pod(s) ready with version {version}"
+            )
+            if observation.ready_with_other_version:
+                message += f", {observation.ready_with_other_version} ready with another version"
+            self.condition("Ready", False, "PodsNotReady", message)
+            self.condition("Progressing", True, "RollingOut", message)
+        self.condition("Degraded", False, "AsExpected")
 
-def _mark_invalid(status: ModelDeploymentStatus, generation: int, message: str, notify: Callable[..., None]) -> None:
-    was = next((c for c in status.conditions if c.type == "Ready"), None)
-    status.phase = "Invalid"
-    status.conditions = set_condition(status.conditions, "Ready", False, "InvalidSpec", message, generation)
-    status.conditions = set_condition(status.conditions, "Degraded", True, "InvalidSpec", message, generation)
-    if was is None or was.reason != "InvalidSpec" or was.message != message:
-        notify("Warning", "InvalidSpec", message)
+    # -- status ---------------------------------------------------------------------------------
 
+    def _mark_invalid(self, message: str) -> None:
+        was = next((c for c in self.previous.conditions if c.type == "Ready"), None)
+        self.status.phase = "Invalid"
+        self.condition("Ready", False, "InvalidSpec", message)
+        self.condition("Degraded", True, "InvalidSpec", message)
+        if was is None or was.reason != "InvalidSpec" or was.message != message:
+            self.notify("Warning", "InvalidSpec", message)
 
-def _condition_status(status: ModelDeploymentStatus, type_: str) -> str | None:
-    return next((c.status for c in status.conditions if c.type == type_), None)
+    async def write_status(self) -> None:
+        """Write the status when it differs from what was read (ignoring condition timestamps)."""
+        if _comparable(self.previous) == _comparable(self.status):
+            return
+        body = self.status.dump()
+        # A merge patch keeps keys it does not mention: clear the sections that went away explicitly.
+        for key in self.previous.dump().keys() - body.keys():
+            body[key] = None
+        await self.kube.patch_status(self.owner.namespace, self.owner.name, body)
+        self.previous = self.status.model_copy(deep=True)
 
 
 def _comparable(status: ModelDeploymentStatus) -> dict[str, Any]:
@@ -213,13 +313,20 @@ def _comparable(status: ModelDeploymentStatus) -> dict[str, Any]:
     return dumped
 
 
-async def _write_status(
-    kube: KubeApi, namespace: str, name: str, previous: ModelDeploymentStatus, status: ModelDeploymentStatus
+async def promote_in_registry(
+    registry: Registry, spec: ModelDeploymentSpec, version: str, previous_version: str | None
 ) -> None:
-    if _comparable(previous) == _comparable(status):
-        return
-    body = status.dump()
-    # A merge patch keeps keys it does not mention: clear the sections that went away explicitly.
-    for key in previous.dump().keys() - body.keys():
-        body[key] = None
-    await kube.patch_status(namespace, name, body)
+    """Point the stable alias (or stage) at `version` and tag the versions with the outcome."""
+    model = spec.model
+    if model.alias is not None:
+        await registry.set_alias(model.name, model.alias, version)
+        if model.candidate_alias is not None:
+            await registry.delete_alias(model.name, model.candidate_alias)
+    elif model.stage is not None:
+        await registry.transition_stage(model.name, version, model.stage, archive_existing=True)
+    stamp = now_iso()
+    await registry.set_version_tag(model.name, version, "modelpilot.io/promoted", stamp)
+    if previous_version is not None:
+        await registry.set_version_tag(
+            model.name, previous_version, "modelpilot.io/superseded", f"{stamp} by {version}"
+        )

@@ -1,0 +1,203 @@
+"""Training Jobs of a ModelDeployment: when to start one, at most one at a time, and what it reported.
+
+A Job starts when the model has no version yet (trigger `initial`), when a person sets the annotation
+`modelpilot.io/retrain=<any new value>` (trigger `request`), or when drift is detected (trigger `drift`).
+A schedule becomes a CronJob. Job names derive from the trigger, so an operator that crashes after
+creating a Job and before recording it applies the same Job again instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from modelpilot.operator import metrics
+from modelpilot.operator.builders.common import Owner
+from modelpilot.operator.builders.training import build_training_cronjob, build_training_job
+from modelpilot.operator.kubeapi import KubeApi
+from modelpilot.operator.spec import ModelDeploymentSpec
+from modelpilot.operator.status import ModelDeploymentStatus, TrainingStatus, now_iso, set_condition
+
+RETRAIN_ANNOTATION = "modelpilot.io/retrain"
+TRAINING_COMPONENT_SELECTOR = "app.kubernetes.io/component=training"
+
+Notify = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What a training Job shows."""
+
+    name: str
+    result: str  # Running, Succeeded or Failed
+    message: str = ""
+    report: dict[str, Any] | None = None
+
+
+def job_name(owner: Owner, trigger: str, key: str) -> str:
+    """A stable, DNS-safe name for the Job of one trigger occurrence."""
+    digest = hashlib.sha256(f"{owner.uid}:{trigger}:{key}".encode()).hexdigest()[:8]
+    return f"{owner.name[:40]}-train-{digest}"
+
+
+def cronjob_name(owner: Owner) -> str:
+    """Name of the scheduled-training CronJob."""
+    return f"{owner.name[:40]}-train-scheduled"
+
+
+def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
+    """Interpret a Job and its pods; the report is the JSON the entrypoint writes as termination message."""
+    name = job["metadata"]["name"]
+    conditions = {c["type"]: c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+    report = _termination_report(pods)
+    if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
+        return JobState(name, "Succeeded", "training Job completed", report)
+    if "Failed" in conditions or "FailureTarget" in conditions:
+        failed = conditions.get("Failed") or conditions["FailureTarget"]
+        reason = (report or {}).get("reason") or failed.get("message") or failed.get("reason", "failed")
+        return JobState(name, "Failed", str(reason), report)
+    return JobState(name, "Running", "training Job running", report)
+
+
+def _termination_report(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            message = ((container.get("state") or {}).get("terminated") or {}).get("message")
+            if not message:
+                continue
+            last_line = message.strip().splitlines()[-1]
+            try:
+                parsed = json.loads(last_line)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict):
+                return parsed
+    return None
+
+
+def wanted_trigger(
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    annotations: dict[str, str],
+    *,
+    has_any_version: bool,
+    drift_detected: bool = False,
+) -> tuple[str, str] | None:
+    """(trigger, key) of a Job that should start now, or None."""
+    if spec.training is None:
+        return None
+    training = status.training or TrainingStatus()
+    request = annotations.get(RETRAIN_ANNOTATION)
+    if request and request != training.request:
+        return ("request", request)
+    if not has_any_version and training.trigger != "initial":
+        return ("initial", "initial")
+    if drift_detected and spec.training.retrain_on_drift and training.result != "Running":
+        return ("drift", now_iso()[:13])  # at most one drift retrain per hour
+    return None
+
+
+async def reconcile_training(
+    kube: KubeApi,
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    annotations: dict[str, str],
+    *,
+    has_any_version: bool,
+    notify: Notify,
+    drift_detected: bool = False,
+) -> None:
+    """Keep the CronJob in line with the schedule, follow the running Job, start a new one when wanted."""
+    generation = status.observed_generation
+    await _reconcile_schedule(kube, owner, spec)
+    if spec.training is None:
+        return
+    training = status.training or TrainingStatus()
+
+    if training.job and training.result == "Running":
+        state = await _read_job(kube, owner.namespace, training.job)
+        if state is None:
+            training.result, training.message = "Failed", "training Job disappeared before it finished"
+        else:
+            _record_job(training, state)
+        if training.result != "Running":
+            training.finished_at = now_iso()
+            succeeded = training.result == "Succeeded"
+            status.conditions = set_condition(
+                status.conditions,
+                "TrainingSucceeded",
+                succeeded,
+                "JobSucceeded" if succeeded else "JobFailed",
+                training.message or "",
+                generation,
+            )
+            metrics.TRAINING_JOBS.labels(event="succeeded" if succeeded else "failed").inc()
+            notify(
+                "Normal" if succeeded else "Warning",
+                "TrainingSucceeded" if succeeded else "TrainingFailed",
+                f"Job {training.job}: {training.message}",
+                training.version,
+            )
+        status.training = training
+        if training.result == "Running":
+            return
+
+    trigger = wanted_trigger(spec, status, annotations, has_any_version=has_any_version, drift_detected=drift_detected)
+    if trigger is None:
+        status.training = training if status.training or training.job else status.training
+        return
+    kind, key = trigger
+    if await _another_job_active(kube, owner):
+        return
+    name = job_name(owner, kind, key)
+    await kube.apply(build_training_job(owner, spec, job_name=name, trigger=kind))
+    status.training = TrainingStatus(
+        job=name,
+        trigger=kind,
+        result="Running",
+        message="training Job started",
+        started_at=now_iso(),
+        request=annotations.get(RETRAIN_ANNOTATION, training.request),
+    )
+    status.conditions = set_condition(
+        status.conditions, "TrainingSucceeded", None, "JobRunning", f"Job {name} ({kind})", generation
+    )
+    metrics.TRAINING_JOBS.labels(event="started").inc()
+    notify("Normal", "TrainingStarted", f"Job {name} started ({kind})")
+
+
+def _record_job(training: TrainingStatus, state: JobState) -> None:
+    training.result, training.message = state.result, state.message
+    if state.report:
+        training.run_id = str(state.report.get("run_id") or training.run_id or "") or None
+        version = state.report.get("version")
+        training.version = str(version) if version is not None else training.version
+        if state.report.get("gate") == "failed":
+            training.message = f"quality gate failed: {state.report.get('reason', '')}".strip()
+
+
+async def _read_job(kube: KubeApi, namespace: str, name: str) -> JobState | None:
+    job = await kube.get("batch/v1", "Job", namespace, name)
+    if job is None:
+        return None
+    pods = await kube.list_objects("v1", "Pod", namespace, f"job-name={name}")
+    return job_state(job, pods)
+
+
+async def _another_job_active(kube: KubeApi, owner: Owner) -> bool:
+    jobs = await kube.list_objects(
+        "batch/v1", "Job", owner.namespace, f"modelpilot.io/deployment={owner.name},{TRAINING_COMPONENT_SELECTOR}"
+    )
+    return any(job_state(job, []).result == "Running" for job in jobs)
+
+
+async def _reconcile_schedule(kube: KubeApi, owner: Owner, spec: ModelDeploymentSpec) -> None:
+    name = cronjob_name(owner)
+    if spec.training is not None and spec.training.schedule:
+        await kube.apply(build_training_cronjob(owner, spec, name=name))
+    else:
+        await kube.delete("batch/v1", "CronJob", owner.namespace, name)

@@ -1,0 +1,70 @@
+"""When a training Job starts, and how a finished Job is read."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from modelpilot.operator.builders.common import Owner
+from modelpilot.operator.handlers.training import job_name, job_state, wanted_trigger
+from modelpilot.operator.spec import parse_spec
+from modelpilot.operator.status import ModelDeploymentStatus, TrainingStatus
+from tests.support.crd_cases import valid_spec
+
+OWNER = Owner(name="fraud", namespace="ml", uid="1234-5678")
+
+
+def _job(*conditions: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "fraud-train-1"},
+        "status": {"conditions": [{"type": kind, "status": "True", "message": f"{kind} msg"} for kind in conditions]},
+    }
+
+
+def _pod(message: str) -> dict[str, Any]:
+    return {"status": {"containerStatuses": [{"state": {"terminated": {"message": message}}}]}}
+
+
+def test_job_names_are_stable_per_trigger_and_distinct_across_triggers() -> None:
+    assert job_name(OWNER, "request", "a") == job_name(OWNER, "request", "a")
+    assert job_name(OWNER, "request", "a") != job_name(OWNER, "request", "b")
+    assert len(job_name(Owner(name="x" * 63, namespace="ml", uid="u"), "initial", "initial")) <= 63
+
+
+def test_running_complete_and_failed_jobs() -> None:
+    assert job_state(_job(), []).result == "Running"
+    report = {"run_id": "abc", "version": "4", "gate": "passed"}
+    done = job_state(_job("Complete"), [_pod("epoch 3\n" + json.dumps(report))])
+    assert (done.result, done.report) == ("Succeeded", report)
+    failed = job_state(_job("Failed"), [_pod(json.dumps({"gate": "failed", "reason": "AUC 0.6 < 0.8"}))])
+    assert failed.result == "Failed"
+    assert "AUC 0.6" in failed.message
+
+
+@pytest.mark.parametrize(
+    ("annotations", "training", "has_version", "expected"),
+    [
+        ({}, None, False, ("initial", "initial")),
+        ({}, TrainingStatus(trigger="initial", result="Failed"), False, None),
+        ({}, None, True, None),
+        ({"modelpilot.io/retrain": "now"}, None, True, ("request", "now")),
+        ({"modelpilot.io/retrain": "now"}, TrainingStatus(request="now"), True, None),
+    ],
+)
+def test_wanted_trigger(
+    annotations: dict[str, str],
+    training: TrainingStatus | None,
+    has_version: bool,
+    expected: tuple[str, str] | None,
+) -> None:
+    spec = parse_spec(valid_spec())
+    status = ModelDeploymentStatus(training=training)
+    assert wanted_trigger(spec, status, annotations, has_any_version=has_version) == expected
+
+
+def test_no_training_section_never_trains() -> None:
+    raw = valid_spec()
+    del raw["training"]
+    assert wanted_trigger(parse_spec(raw), ModelDeploymentStatus(), {}, has_any_version=False) is None
