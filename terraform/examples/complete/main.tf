@@ -1,0 +1,70 @@
+# A complete modelpilot stack: a VPC with private subnets and one NAT gateway, the EKS cluster with CPU and
+# GPU node groups, the artifact bucket, IRSA roles and ECR repositories.
+#   terraform init && terraform apply
+#   aws eks update-kubeconfig --name modelpilot --region eu-west-1
+# then follow docs/install.md.
+
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = {
+      Project   = "modelpilot"
+      ManagedBy = "terraform"
+    }
+  }
+}
+
+locals {
+  azs = var.availability_zones
+}
+
+module "vpc" {
+  source  = "terraform-aws-modules/vpc/aws"
+  version = "6.6.0"
+
+  name = var.name
+  cidr = var.vpc_cidr
+
+  azs             = local.azs
+  private_subnets = [for index, _ in local.azs : cidrsubnet(var.vpc_cidr, 4, index)]
+  public_subnets  = [for index, _ in local.azs : cidrsubnet(var.vpc_cidr, 8, index + 48)]
+  intra_subnets   = [for index, _ in local.azs : cidrsubnet(var.vpc_cidr, 8, index + 52)]
+
+  enable_nat_gateway = true
+  single_nat_gateway = true
+
+  public_subnet_tags = {
+    "kubernetes.io/role/elb" = 1
+  }
+
+  private_subnet_tags = {
+    "kubernetes.io/role/internal-elb" = 1
+  }
+}
+
+module "modelpilot" {
+  source = "../.."
+
+  name                         = var.name
+  kubernetes_version           = "1.34"
+  vpc_id                       = module.vpc.vpc_id
+  subnet_ids                   = module.vpc.private_subnets
+  control_plane_subnet_ids     = module.vpc.intra_subnets
+  endpoint_public_access       = length(var.admin_cidrs) > 0
+  endpoint_public_access_cidrs = var.admin_cidrs
+
+  gpu_node_group = {
+    instance_types = ["g5.xlarge"]
+    min_size       = 0
+    desired_size   = 1
+    max_size       = 4
+  }
+
+  inference_service_accounts = ["ml:*-stable", "ml:*-canary"]
+  training_service_accounts  = ["ml:*-training"]
+
+  tags = {
+    Environment = "example"
+  }
+}

@@ -1,0 +1,39 @@
+variable "region" {
+  description = "AWS region of the stack."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "availability_zones" {
+  description = "Availability zones of the subnets (named, so the set never grows by itself when AWS adds one)."
+  type        = list(string)
+  default     = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+
+  validation {
+    condition     = length(var.availability_zones) >= 2
+    error_message = "availability_zones needs at least two zones."
+  }
+}
+
+variable "name" {
+  description = "Name of the cluster and prefix of every resource."
+  type        = string
+  default     = "modelpilot"
+}
+
+variable "vpc_cidr" {
+  description = "CIDR block of the VPC."
+  type        = string
+  default     = "10.40.0.0/16"
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0))
+    error_message = "vpc_cidr must be a CIDR block."
+  }
+}
+
+variable "admin_cidrs" {
+  description = "CIDR blocks that may reach the public Kubernetes API endpoint; empty keeps it private."
+  type        = list(string)
+  default     = []
+}

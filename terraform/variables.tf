@@ -1,0 +1,200 @@
+variable "name" {
+  description = "Name of the EKS cluster; also the prefix of every other resource (bucket, roles, repositories)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name))
+    error_message = "name must be 3-32 lowercase letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "kubernetes_version" {
+  description = "Kubernetes minor version of the EKS control plane, e.g. 1.34."
+  type        = string
+  default     = "1.34"
+
+  validation {
+    condition     = can(regex("^1\\.(3[0-9]|[4-9][0-9])$", var.kubernetes_version))
+    error_message = "kubernetes_version must be a minor version from 1.30 on, e.g. 1.34 (the chart needs pod-index labels)."
+  }
+}
+
+variable "vpc_id" {
+  description = "VPC the cluster runs in."
+  type        = string
+
+  validation {
+    condition     = can(regex("^vpc-[0-9a-f]+$", var.vpc_id))
+    error_message = "vpc_id must look like vpc-0123abcd."
+  }
+}
+
+variable "subnet_ids" {
+  description = "Private subnets for the nodes, in at least two availability zones."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) >= 2 && alltrue([for id in var.subnet_ids : can(regex("^subnet-[0-9a-f]+$", id))])
+    error_message = "subnet_ids needs at least two subnet ids (subnet-...)."
+  }
+}
+
+variable "control_plane_subnet_ids" {
+  description = "Subnets for the control plane's network interfaces; empty uses subnet_ids."
+  type        = list(string)
+  default     = []
+}
+
+variable "endpoint_public_access" {
+  description = "Expose the Kubernetes API endpoint publicly (restricted to endpoint_public_access_cidrs)."
+  type        = bool
+  default     = false
+}
+
+variable "endpoint_public_access_cidrs" {
+  description = "CIDR blocks allowed to reach a public API endpoint."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for cidr in var.endpoint_public_access_cidrs : can(cidrhost(cidr, 0)) && cidr != "0.0.0.0/0"])
+    error_message = "endpoint_public_access_cidrs must be valid CIDR blocks, and not 0.0.0.0/0."
+  }
+}
+
+variable "cpu_node_group" {
+  description = "The general-purpose node group: the operator, MLflow, CPU serving."
+  type = object({
+    instance_types = optional(list(string), ["m7i.xlarge"])
+    min_size       = optional(number, 2)
+    max_size       = optional(number, 6)
+    desired_size   = optional(number, 2)
+    disk_size_gib  = optional(number, 50)
+  })
+  default = {}
+
+  validation {
+    condition     = var.cpu_node_group.min_size >= 1 && var.cpu_node_group.min_size <= var.cpu_node_group.desired_size && var.cpu_node_group.desired_size <= var.cpu_node_group.max_size
+    error_message = "cpu_node_group needs 1 <= min_size <= desired_size <= max_size."
+  }
+}
+
+variable "gpu_node_group" {
+  description = "The GPU node group for serving and training (NVIDIA AMI, tainted nvidia.com/gpu=present:NoSchedule)."
+  type = object({
+    enabled        = optional(bool, true)
+    instance_types = optional(list(string), ["g5.xlarge", "g6.xlarge"])
+    capacity_type  = optional(string, "ON_DEMAND")
+    min_size       = optional(number, 0)
+    max_size       = optional(number, 4)
+    desired_size   = optional(number, 1)
+    disk_size_gib  = optional(number, 200)
+  })
+  default = {}
+
+  validation {
+    condition     = contains(["ON_DEMAND", "SPOT"], var.gpu_node_group.capacity_type)
+    error_message = "gpu_node_group.capacity_type must be ON_DEMAND or SPOT."
+  }
+
+  validation {
+    condition     = var.gpu_node_group.min_size >= 0 && var.gpu_node_group.min_size <= var.gpu_node_group.desired_size && var.gpu_node_group.desired_size <= var.gpu_node_group.max_size
+    error_message = "gpu_node_group needs 0 <= min_size <= desired_size <= max_size."
+  }
+}
+
+variable "artifact_bucket_name" {
+  description = "Name of the S3 bucket for MLflow artifacts and training data; empty derives <name>-artifacts-<account id>."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.artifact_bucket_name == "" || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.artifact_bucket_name))
+    error_message = "artifact_bucket_name must be a valid S3 bucket name."
+  }
+}
+
+variable "artifact_bucket_kms_key_arn" {
+  description = "KMS key for the artifact bucket; null creates a dedicated key with rotation."
+  type        = string
+  default     = null
+}
+
+variable "artifact_bucket_force_destroy" {
+  description = "Allow terraform destroy to delete a non-empty artifact bucket (never in production)."
+  type        = bool
+  default     = false
+}
+
+variable "artifact_access_log_bucket" {
+  description = "Existing bucket that receives the artifact bucket's access logs; empty disables access logging."
+  type        = string
+  default     = ""
+}
+
+variable "artifact_noncurrent_version_days" {
+  description = "Days an overwritten or deleted artifact version is kept before it expires."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.artifact_noncurrent_version_days >= 1
+    error_message = "artifact_noncurrent_version_days must be at least 1."
+  }
+}
+
+variable "operator_service_account" {
+  description = "namespace:name of the operator's ServiceAccount (the Helm release's)."
+  type        = string
+  default     = "modelpilot:modelpilot-operator"
+
+  validation {
+    condition     = can(regex("^[a-z0-9-]+:[a-z0-9.-]+$", var.operator_service_account))
+    error_message = "operator_service_account must be namespace:name."
+  }
+}
+
+variable "inference_service_accounts" {
+  description = "namespace:name patterns (* allowed in the name) of the serving pods' ServiceAccounts, which may read artifacts."
+  type        = list(string)
+  default     = ["ml:*-stable", "ml:*-canary"]
+
+  validation {
+    condition     = length(var.inference_service_accounts) > 0 && alltrue([for sa in var.inference_service_accounts : can(regex("^[a-z0-9-]+:[a-z0-9.*-]+$", sa))])
+    error_message = "inference_service_accounts must be namespace:name patterns; the namespace cannot be a wildcard."
+  }
+}
+
+variable "training_service_accounts" {
+  description = "namespace:name patterns (* allowed in the name) of the training Jobs' ServiceAccounts, which may read and write artifacts."
+  type        = list(string)
+  default     = ["ml:*-training"]
+
+  validation {
+    condition     = length(var.training_service_accounts) > 0 && alltrue([for sa in var.training_service_accounts : can(regex("^[a-z0-9-]+:[a-z0-9.*-]+$", sa))])
+    error_message = "training_service_accounts must be namespace:name patterns; the namespace cannot be a wildcard."
+  }
+}
+
+variable "ecr_repositories" {
+  description = "ECR repositories for the images (scan on push, immutable tags)."
+  type        = list(string)
+  default     = ["modelpilot-operator", "modelpilot-inference", "modelpilot-train"]
+
+  validation {
+    condition     = alltrue([for repository in var.ecr_repositories : can(regex("^[a-z0-9][a-z0-9._/-]*$", repository))])
+    error_message = "ecr_repositories must be valid repository names."
+  }
+}
+
+variable "ecr_untagged_expiry_days" {
+  description = "Days after which untagged images are removed from ECR."
+  type        = number
+  default     = 14
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}
