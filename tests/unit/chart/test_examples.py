@@ -16,9 +16,35 @@ from tests.unit.chart.conftest import REPO
 EXAMPLES = sorted((REPO / "k8s" / "examples").glob("*.yaml"))
 
 
+def refuse_unknown_fields(node: Any) -> Any:
+    """The schema with `additionalProperties: false` wherever it lists properties, as the API server's
+    strict field validation (kubectl's default) treats unknown fields as errors rather than pruning them."""
+    if isinstance(node, list):
+        return [refuse_unknown_fields(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: refuse_unknown_fields(value) for key, value in node.items()}
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
 def crd_schema() -> dict[str, Any]:
     schema: dict[str, Any] = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    return schema
+    strict: dict[str, Any] = refuse_unknown_fields(schema)
+    strict["properties"]["metadata"] = {"type": "object"}
+    return strict
+
+
+def test_unknown_fields_are_errors() -> None:
+    document = yaml.safe_load((REPO / "k8s" / "examples" / "minimal.yaml").read_text())
+    document["spec"]["serving"]["targetCPUUtilization"] = 70
+    with pytest.raises(jsonschema.ValidationError, match="targetCPUUtilization"):
+        jsonschema.Draft4Validator(crd_schema()).validate(document)
 
 
 def test_the_documented_examples_exist() -> None:
