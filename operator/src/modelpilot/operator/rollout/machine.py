@@ -192,14 +192,14 @@ def _progress(rollout: Rollout, step: _Step) -> Decision:
         step.emit("Normal", "StepStarted", f"canary Ready: step {index + 1}/{len(rollout.steps)}, weight {target}%")
         return step.done(rollout.interval_seconds)
 
-    step.act(EnsureCanary(version, target))
     hold_start = _hold_start(canary)
     due = hold_start + timedelta(seconds=rollout.interval_seconds)
     if obs.now < due:
+        step.act(EnsureCanary(version, target))
         return step.done((due - obs.now).total_seconds())
     result = _fresh_analysis(canary, obs.analysis, hold_start)
     if result is None:
-        step.act(RunAnalysis(version, index, target))
+        step.act(EnsureCanary(version, target), RunAnalysis(version, index, target))
         return step.done(0.0)
     return _judge(rollout, step, result)
 
@@ -257,7 +257,9 @@ def _judge(rollout: Rollout, step: _Step, result: AnalysisResult) -> Decision:
     steps = rollout.steps
     analysis = rollout.analysis
     was_paused = canary.state == "Paused"
+    hold = EnsureCanary(step.version, canary.weight)
     if result.verdict == "Inconclusive":
+        step.act(hold)
         canary.inconclusive += 1
         if not was_paused and canary.inconclusive >= analysis.inconclusive_limit:
             canary.state = "Paused"
@@ -272,16 +274,19 @@ def _judge(rollout: Rollout, step: _Step, result: AnalysisResult) -> Decision:
         if canary.failures >= analysis.failure_limit:
             return _begin_rollback(step, result.reason)
         canary.reason = f"analysis failed ({canary.failures} of {analysis.failure_limit}): {result.reason}"
+        step.act(hold)
         step.emit("Warning", "AnalysisFailed", f"step {canary.step + 1} at {canary.weight}%: {canary.reason}")
         return step.done(rollout.interval_seconds)
     if was_paused:
         canary.reason = f"analysis conclusive again; step {canary.step + 1} held anew"
+        step.act(hold)
         step.emit("Normal", "RolloutResumed", f"rollout resumed at {canary.weight}%: {result.reason}")
         return step.done(rollout.interval_seconds)
     if canary.step + 1 >= len(steps):
         canary.state = "Promoting"
         canary.registry_written = False
         canary.reason = "every step passed; promoting"
+        step.act(hold)
         step.emit("Normal", "PromotionStarted", f"every step passed; promoting version {step.version}")
         return step.done(0.0)
     canary.step += 1
