@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support.cluster import Cluster
 from tests.support.mlflow_server import MLFLOW_ENV, MlflowServer, mlflow_server
 
 for _name, _value in MLFLOW_ENV.items():
@@ -29,3 +31,21 @@ def mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """A real MLflow tracking server on loopback, shared by the session."""
     with mlflow_server(tmp_path_factory.mktemp("mlflow")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def modelpilot_crd(cluster: Cluster) -> dict[str, Any]:
+    """The ModelDeployment CRD, generated from the spec models, installed and Established (cluster tests)."""
+    from modelpilot.operator.crd import build_crd
+    from tests.support.cluster import apply_manifest, wait_for_condition
+
+    crd = build_crd()
+    apply_manifest(cluster.api_client, crd)
+    return wait_for_condition(
+        cluster.api_client,
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        crd["metadata"]["name"],
+        condition="Established",
+        timeout=60,
+    )
