@@ -12,7 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Everything the server can be told; the operator's Deployment sets these as env vars."""
 
-    model_config = SettingsConfigDict(env_prefix="MODELPILOT_", extra="ignore", protected_namespaces=())
+    model_config = SettingsConfigDict(
+        env_prefix="MODELPILOT_", extra="ignore", protected_namespaces=(), populate_by_name=True
+    )
 
     # What to serve.
     model_uri: str = Field("", description="models:/<name>/<version> or models:/<name>@<alias>")

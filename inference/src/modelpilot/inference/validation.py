@@ -214,7 +214,8 @@ class Validator:
             self._explain_cells(rows, where)
             raise InvalidInputError(where, "expected numbers")
         if matrix.dtype != self.dtype:
-            matrix = matrix.astype(self.dtype)
+            with np.errstate(over="ignore"):  # overflow becomes inf, which the finiteness check reports
+                matrix = matrix.astype(self.dtype)
         if not self.allow_nan and matrix.dtype.kind == "f" and not np.isfinite(matrix).all():
             flat_index = int(np.argmin(np.isfinite(matrix.reshape(matrix.shape[0], -1)).all(axis=0)))
             row = int(np.argmin(np.isfinite(matrix.reshape(matrix.shape[0], -1)).all(axis=1)))
