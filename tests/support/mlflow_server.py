@@ -14,6 +14,8 @@ from tests.support.processes import free_port, running
 MLFLOW_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
+    # The server's background job runner (several huey worker processes) is not used here and slows start-up.
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     # Webhooks to the operator's receiver on loopback.
     "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
     "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
@@ -45,5 +47,5 @@ def mlflow_server(root: Path, port: int | None = None) -> Iterator[MlflowServer]
         "--artifacts-destination", str(root / "artifacts"),
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    with running(args, log=root / "mlflow.log", env=MLFLOW_ENV, ready_url=f"{url}/health", timeout=120):
+    with running(args, log=root / "mlflow.log", env=MLFLOW_ENV, ready_url=f"{url}/health", timeout=180):
         yield MlflowServer(url=url, port=port, root=root)
