@@ -178,7 +178,8 @@ async def analyse(
 
 def _judge(spec: Analysis, measured: dict[str, float | None], result: _MakeResult) -> AnalysisResult:
     values = {name: value for name, value in measured.items() if value is not None}
-    requests = values.get(REQUEST_COUNT, 0.0)
+    # No series at all means no requests: that is a measurement too.
+    requests = values.setdefault(REQUEST_COUNT, 0.0)
     if requests < spec.min_requests:
         return result(
             "Inconclusive",
