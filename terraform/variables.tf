@@ -155,7 +155,7 @@ variable "operator_service_account" {
 }
 
 variable "inference_service_accounts" {
-  description = "namespace:name patterns (* allowed in the name) of the serving pods' ServiceAccounts, which may read artifacts."
+  description = "namespace:name patterns (* allowed in the name) of the serving pods' ServiceAccounts (<ModelDeployment>-stable and -canary), which may read artifacts."
   type        = list(string)
   default     = ["ml:*-stable", "ml:*-canary"]
 
@@ -166,9 +166,9 @@ variable "inference_service_accounts" {
 }
 
 variable "training_service_accounts" {
-  description = "namespace:name patterns (* allowed in the name) of the training Jobs' ServiceAccounts, which may read and write artifacts."
+  description = "namespace:name patterns (* allowed in the name) of the training Jobs' ServiceAccounts, which may read and write artifacts. Training Jobs run as the namespace's default ServiceAccount."
   type        = list(string)
-  default     = ["ml:*-training"]
+  default     = ["ml:default"]
 
   validation {
     condition     = length(var.training_service_accounts) > 0 && alltrue([for sa in var.training_service_accounts : can(regex("^[a-z0-9-]+:[a-z0-9.*-]+$", sa))])

@@ -62,7 +62,7 @@ module "modelpilot" {
   }
 
   inference_service_accounts = ["ml:*-stable", "ml:*-canary"]
-  training_service_accounts  = ["ml:*-training"]
+  training_service_accounts  = ["ml:default"]
 
   tags = {
     Environment = "example"

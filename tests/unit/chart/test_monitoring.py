@@ -18,24 +18,27 @@ DASHBOARDS = sorted((CHART / "files" / "dashboards").glob("*.json"))
 RULES = CHART / "files" / "prometheus" / "modelpilot.rules.yaml"
 RULE_TESTS = CHART / "files" / "prometheus" / "modelpilot.rules.test.yaml"
 
-# The metric contract of the inference server and the operator; histograms expose _bucket/_sum/_count.
-COUNTERS = {
-    "modelpilot_http_requests_total",
-    "modelpilot_predictions_total",
-    "modelpilot_operator_reconciles_total",
-    "modelpilot_operator_rollouts_total",
-}
-HISTOGRAMS = {
-    "modelpilot_http_request_duration_seconds",
-    "modelpilot_batch_size",
-    "modelpilot_operator_reconcile_duration_seconds",
-    "modelpilot_operator_registry_request_duration_seconds",
-    "modelpilot_operator_rollout_duration_seconds",
-}
-GAUGES = {"modelpilot_operator_canary_weight", "modelpilot_feature_drift_score", "up"}
-KNOWN_SERIES = (
-    COUNTERS | GAUGES | {f"{name}{suffix}" for name in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
-)
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+
+
+def exported_series() -> set[str]:
+    """Series names the operator and the inference server really export, read from their registries."""
+    from prometheus_client import REGISTRY
+
+    import modelpilot.operator.metrics  # noqa: F401 - registers the operator's metrics
+    from modelpilot.inference.metrics import ServingMetrics
+
+    families = [*REGISTRY.collect(), *ServingMetrics("model", "1", "stable").registry.collect()]
+    names = {
+        f"{family.name}{suffix}"
+        for family in families
+        if family.name.startswith("modelpilot_")
+        for suffix in SUFFIXES.get(family.type, ("",))
+    }
+    return names | {"up"}  # Prometheus's own scrape health
+
+
+KNOWN_SERIES = exported_series()
 NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool"}
 
@@ -66,6 +69,21 @@ def series_in(expression: str) -> set[str]:
 
 def dashboard_expressions(dashboard: dict[str, Any]) -> list[str]:
     return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+
+
+def test_the_metric_contract_the_rules_rely_on_is_exported() -> None:
+    for name in (
+        "modelpilot_http_requests_total",
+        "modelpilot_http_request_duration_seconds_bucket",
+        "modelpilot_predictions_total",
+        "modelpilot_batch_size_bucket",
+        "modelpilot_feature_observations_total",
+        "modelpilot_operator_reconciles_total",
+        "modelpilot_operator_rollouts_total",
+        "modelpilot_operator_canary_weight",
+        "modelpilot_operator_rollout_duration_seconds_bucket",
+    ):
+        assert name in KNOWN_SERIES, name
 
 
 def test_series_parser_finds_metrics_not_labels() -> None:
