@@ -11,13 +11,14 @@ import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from modelpilot.training.fit import TrainConfig
-from modelpilot.training.gate import GateConfig
+if TYPE_CHECKING:
+    from modelpilot.training.fit import TrainConfig
+    from modelpilot.training.gate import GateConfig
 
 TERMINATION_LOG = Path("/dev/termination-log")
 
@@ -100,6 +101,9 @@ class TrainSettings(BaseSettings):
 
     def train_config(self, seed: int | None = None) -> TrainConfig:
         """Hyperparameters for fit(), optionally with another seed."""
+        # Imported here: parsing settings (and --help) should not wait for torch to load.
+        from modelpilot.training.fit import TrainConfig
+
         return TrainConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
@@ -114,6 +118,8 @@ class TrainSettings(BaseSettings):
 
     def gate_config(self) -> GateConfig:
         """Tolerances for the quality gate."""
+        from modelpilot.training.gate import GateConfig
+
         return GateConfig(
             min_auc=self.min_auc,
             auc_tolerance=self.auc_tolerance,

@@ -1,0 +1,76 @@
+"""Run the `modelpilot-train` console script as the operator's Job does: a process, env vars, a result file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The generated data set the end-to-end runs train on: small enough for well under a minute per run on a CPU.
+ROWS = "4000"
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """What one `modelpilot-train` process left behind."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    result_file: Path
+
+    @property
+    def last_stdout_line(self) -> dict[str, Any]:
+        """The result JSON the entrypoint prints last."""
+        lines = [line for line in self.stdout.splitlines() if line.strip()]
+        assert lines, f"no stdout; stderr:\n{self.stderr[-3000:]}"
+        parsed: dict[str, Any] = json.loads(lines[-1])
+        return parsed
+
+    @property
+    def written_result(self) -> dict[str, Any]:
+        """The result JSON written to MODELPILOT_RESULT_FILE."""
+        parsed: dict[str, Any] = json.loads(self.result_file.read_text())
+        return parsed
+
+    @property
+    def error_line(self) -> str:
+        """The last stderr line."""
+        return self.stderr.strip().splitlines()[-1]
+
+
+Train = Callable[..., TrainRun]
+
+
+@dataclass
+class TrainRunner:
+    """Starts modelpilot-train processes against one MLflow server, each with its own result file."""
+
+    tracking_uri: str
+    bytecode_cache: Path
+    folder: Path
+    runs: int = 0
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600.0) -> TrainRun:
+        """Run modelpilot-train with `args` and extra `env`; what it left behind."""
+        executable = shutil.which("modelpilot-train", path=str(Path(sys.executable).parent))
+        assert executable, "the modelpilot-train console script is not installed in this environment"
+        self.runs += 1
+        result_file = self.folder / f"result-{self.runs}.json"
+        environment = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+        environment.update(
+            MLFLOW_TRACKING_URI=self.tracking_uri,
+            MODELPILOT_RESULT_FILE=str(result_file),
+            PYTHONPYCACHEPREFIX=str(self.bytecode_cache),
+        )
+        environment.update(env or {})
+        completed = subprocess.run(
+            [executable, *args], env=environment, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        return TrainRun(completed.returncode, completed.stdout, completed.stderr, result_file)
