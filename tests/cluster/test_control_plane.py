@@ -22,6 +22,7 @@ PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 UNREADY = "modelpilot.io/kwok-unready"
 FAIL = "modelpilot.io/kwok-fail"
+DURATION = "modelpilot.io/kwok-duration"
 
 
 def _container(**resources: Any) -> dict[str, Any]:
@@ -134,6 +135,23 @@ def test_job_completes_and_its_pod_succeeds(api_client: client.ApiClient, namesp
     [pod] = _pods(api_client, namespace, "job-name=train")
     assert pod["status"]["phase"] == "Succeeded"
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+
+
+def test_job_pod_with_duration_annotation_runs_that_long_before_it_succeeds(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    apply_manifest(api_client, _job("train", annotations={DURATION: "3s"}), namespace=namespace)
+
+    [running] = wait_until(
+        lambda: [p for p in _pods(api_client, namespace, "job-name=train") if p["status"].get("phase") == "Running"],
+        timeout=60,
+        description="the Job pod runs",
+    )
+    started = time.monotonic()
+    wait_for_condition(api_client, "batch/v1", "Job", "train", namespace=namespace, condition="Complete", timeout=60)
+
+    assert time.monotonic() - started >= 2.0  # 3 s after kwok saw it running, less the time to observe that
+    assert running["status"]["containerStatuses"][0]["state"]["running"]
 
 
 def test_job_pod_with_fail_annotation_fails_the_job(api_client: client.ApiClient, namespace: str) -> None:
