@@ -6,6 +6,8 @@ cache_root=${MODELPILOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelpilot}
 export UV_PROJECT_ENVIRONMENT=${UV_PROJECT_ENVIRONMENT:-$cache_root/venv}
 export UV_CACHE_DIR=${UV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/uv}
 export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
+# Compiled once at install: imports stay fast even where PYTHONDONTWRITEBYTECODE is set.
+export UV_COMPILE_BYTECODE=1
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

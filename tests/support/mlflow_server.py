@@ -16,6 +16,8 @@ MLFLOW_ENV = {
     "DO_NOT_TRACK": "true",
     # The server's background job runner (several huey worker processes) is not used here and slows start-up.
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    # Webhook subscriptions are cached by the server; tests create them and expect deliveries at once.
+    "MLFLOW_WEBHOOK_CACHE_TTL": "1",
     # Webhooks to the operator's receiver on loopback.
     "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
     "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",

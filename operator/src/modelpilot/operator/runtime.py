@@ -20,6 +20,7 @@ class Runtime:
     registries: dict[tuple[str, Credentials], MlflowRegistry] = field(default_factory=dict)
     wakeups: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    models: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def poll_seconds(self, spec: ModelDeploymentSpec) -> float:
         """How long a resource may wait for its next registry read when nothing wakes it."""
@@ -46,6 +47,17 @@ class Runtime:
         """Drop the state of a deleted resource."""
         self.wakeups.pop((namespace, name), None)
         self.failures.pop((namespace, name), None)
+        self.models.pop((namespace, name), None)
+
+    def serves(self, namespace: str, name: str, model_name: str) -> None:
+        """Remember which registered model a resource serves, so registry webhooks can wake it."""
+        self.models[(namespace, name)] = model_name
+
+    async def wake_model(self, model_name: str, event: str) -> None:
+        """Wake every resource that serves `model_name` (a registry webhook arrived)."""
+        for (namespace, name), served in list(self.models.items()):
+            if served == model_name:
+                self.wake(namespace, name)
 
     async def aclose(self) -> None:
         """Close every pooled client."""

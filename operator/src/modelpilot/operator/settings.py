@@ -17,6 +17,7 @@ class OperatorSettings(BaseSettings):
     health_port: int = Field(default=8081, description="Port of /healthz.")
     metrics_port: int = Field(default=9090, description="Port of /metrics; 0 disables.")
     webhook_port: int = Field(default=0, description="Port of the MLflow webhook receiver; 0 disables.")
+    webhook_host: str = Field(default="0.0.0.0", description="Address the webhook receiver binds.")
     webhook_secret: str = Field(default="", description="HMAC secret of MLflow webhooks (from a Secret).")
     field_manager: str = Field(default="modelpilot", description="Server-side apply field manager.")
     poll_floor_seconds: float = Field(default=1.0, description="Shortest registry poll interval allowed.")

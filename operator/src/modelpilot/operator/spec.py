@@ -219,7 +219,10 @@ class Autoscaling(SpecModel):
     max_replicas: int = Field(default=10, ge=1, le=1000, description="Most replicas of a track.")
     target_cpu_utilization: int = Field(
         alias="targetCPUUtilization",
-        default=70, ge=1, le=100, description="Average CPU utilisation (percent of requests) to keep."
+        default=70,
+        ge=1,
+        le=100,
+        description="Average CPU utilisation (percent of requests) to keep.",
     )
     metric: CustomScalingMetric | None = Field(default=None, description="An optional custom per-pod metric.")
 

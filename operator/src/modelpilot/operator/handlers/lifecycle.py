@@ -7,10 +7,12 @@ from typing import Any
 
 import kopf
 import prometheus_client
+from aiohttp import web
 
 from modelpilot.operator.kubeapi import KubeApi, load_api_client
 from modelpilot.operator.runtime import Runtime, current_runtime, install_runtime
 from modelpilot.operator.settings import OperatorSettings
+from modelpilot.operator.webhooks import webhook_app
 
 
 async def configure(kopf_settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
@@ -28,10 +30,26 @@ async def configure(kopf_settings: kopf.OperatorSettings, logger: logging.Logger
     install_runtime(runtime)
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
+    if settings.webhook_port:
+        await _start_webhook_receiver(runtime, settings)
     logger.info("modelpilot operator configured: namespaces=%s", settings.namespace_list or "all")
 
 
+async def _start_webhook_receiver(runtime: Runtime, settings: OperatorSettings) -> None:
+    if not settings.webhook_secret:
+        raise kopf.PermanentError("MODELPILOT_WEBHOOK_PORT is set but MODELPILOT_WEBHOOK_SECRET is empty")
+    app_runner = web.AppRunner(webhook_app(settings.webhook_secret, runtime.wake_model), access_log=None)
+    await app_runner.setup()
+    await web.TCPSite(app_runner, host=settings.webhook_host, port=settings.webhook_port).start()
+    _servers.append(app_runner)
+
+
+_servers: list[web.AppRunner] = []
+
+
 async def shut_down() -> None:
-    """Close the clients of the process runtime."""
+    """Stop the webhook receiver and close the clients of the process runtime."""
+    while _servers:
+        await _servers.pop().cleanup()
     await current_runtime().aclose()
     install_runtime(None)

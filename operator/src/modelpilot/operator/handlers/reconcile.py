@@ -15,7 +15,7 @@ from typing import Any
 from modelpilot.operator.builders.common import Owner, track_name
 from modelpilot.operator.builders.routing import RouterPlan, build_router
 from modelpilot.operator.builders.serving import TrackPlan, build_track, track_object_keys, unbuilt_track_keys
-from modelpilot.operator.handlers.rollout import drive_rollout
+from modelpilot.operator.handlers.rollout import drive_rollout, promote
 from modelpilot.operator.handlers.training import reconcile_training
 from modelpilot.operator.kubeapi import KubeApi
 from modelpilot.operator.observe import TrackObservation, observe_track
@@ -33,7 +33,6 @@ from modelpilot.operator.status import (
     ModelDeploymentStatus,
     TrackStatus,
     append_history,
-    now_iso,
     set_condition,
 )
 
@@ -109,6 +108,7 @@ class Reconciliation:
             await self.write_status()
             return Outcome(INVALID_SPEC_REQUEUE_SECONDS, "invalid")
         self.status.model_name = spec.model.name
+        self.runtime.serves(*self.key, spec.model.name)
 
         resolved = await self._read_registry(spec)
         if isinstance(resolved, RegistryError):
@@ -180,7 +180,7 @@ class Reconciliation:
 
     async def _promote_first_version(self, spec: ModelDeploymentSpec, candidate: str) -> ResolvedVersions:
         # The first version that passed the quality gate has nothing to be compared with: it becomes stable.
-        await promote_in_registry(await self.registry(spec), spec, candidate, previous_version=None)
+        await promote(await self.registry(spec), spec, candidate, previous=None)
         self.notify("Normal", "InitialPromotion", f"version {candidate} is the first stable version", candidate)
         return ResolvedVersions(stable=candidate, candidate=None)
 
@@ -311,22 +311,3 @@ def _comparable(status: ModelDeploymentStatus) -> dict[str, Any]:
     for condition in dumped.get("conditions", []):
         condition.pop("lastTransitionTime", None)
     return dumped
-
-
-async def promote_in_registry(
-    registry: Registry, spec: ModelDeploymentSpec, version: str, previous_version: str | None
-) -> None:
-    """Point the stable alias (or stage) at `version` and tag the versions with the outcome."""
-    model = spec.model
-    if model.alias is not None:
-        await registry.set_alias(model.name, model.alias, version)
-        if model.candidate_alias is not None:
-            await registry.delete_alias(model.name, model.candidate_alias)
-    elif model.stage is not None:
-        await registry.transition_stage(model.name, version, model.stage, archive_existing=True)
-    stamp = now_iso()
-    await registry.set_version_tag(model.name, version, "modelpilot.io/promoted", stamp)
-    if previous_version is not None:
-        await registry.set_version_tag(
-            model.name, previous_version, "modelpilot.io/superseded", f"{stamp} by {version}"
-        )
