@@ -49,7 +49,10 @@ FEATURE_COLUMNS = [f"f{i}" for i in range(N_FEATURES)]
 
 
 class RiskRules:
-    """A generic pyfunc model over mixed column types: amount (double), items (long), country (string), vip (boolean)."""
+    """A generic pyfunc model over mixed column types.
+
+    Columns: amount (double), items (long), country (string), vip (boolean).
+    """
 
     @staticmethod
     def predict_frame(frame: Any) -> np.ndarray[Any, Any]:
@@ -86,7 +89,9 @@ def log_all(tracking_uri: str) -> LoggedModels:
     # Explicit requirements: inferring them exports the whole workspace lock, seconds per model.
     requirements = {"pip_requirements": ["torch", "mlflow"]}
     with mlflow.start_run():
-        mlflow.pytorch.log_model(model, name="moe", input_example=example, registered_model_name=names.moe_pt2, **requirements)
+        mlflow.pytorch.log_model(
+            model, name="moe", input_example=example, registered_model_name=names.moe_pt2, **requirements
+        )
         mlflow.pytorch.log_model(
             model,
             name="moe-pickle",
@@ -105,12 +110,14 @@ def log_all(tracking_uri: str) -> LoggedModels:
             **requirements,
         )
         rules_signature = ModelSignature(
-            inputs=Schema([
-                ColSpec("double", "amount"),
-                ColSpec("long", "items"),
-                ColSpec("string", "country"),
-                ColSpec("boolean", "vip"),
-            ]),
+            inputs=Schema(
+                [
+                    ColSpec("double", "amount"),
+                    ColSpec("long", "items"),
+                    ColSpec("string", "country"),
+                    ColSpec("boolean", "vip"),
+                ]
+            ),
             outputs=Schema([ColSpec("string")]),
         )
         mlflow.pyfunc.log_model(
@@ -121,13 +128,14 @@ def log_all(tracking_uri: str) -> LoggedModels:
             registered_model_name=names.rules_pyfunc,
             **requirements,
         )
+    mlflow.MlflowClient().set_registered_model_alias(names.moe_pt2, "champion", "1")
     return names
 
 
 def _rules_model_class() -> Any:
     import mlflow.pyfunc
 
-    class RulesModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    class RulesModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
         """The pyfunc wrapper around `RiskRules`."""
 
         def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:

@@ -19,7 +19,8 @@ COLUMNS = [f"c{i}" for i in range(20)]
 
 def expected_logits(rows: np.ndarray[Any, Any] = ROWS) -> np.ndarray[Any, Any]:
     with torch.no_grad():
-        return make_moe()(torch.from_numpy(rows)).numpy()
+        logits: np.ndarray[Any, Any] = make_moe()(torch.from_numpy(rows)).numpy()
+    return logits
 
 
 def expected_gates(rows: np.ndarray[Any, Any] = ROWS) -> np.ndarray[Any, Any]:
@@ -157,7 +158,10 @@ def test_open_inference_protocol_v2(served: dict[str, TestClient], logged: Logge
     metadata = client.get(f"/v2/models/{name}").json()
     assert metadata["versions"] == ["1"]
     assert metadata["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 20]}]
-    body = {"id": "req-1", "inputs": [{"name": "input", "shape": [5, 20], "datatype": "FP32", "data": ROWS.ravel().tolist()}]}
+    body = {
+        "id": "req-1",
+        "inputs": [{"name": "input", "shape": [5, 20], "datatype": "FP32", "data": ROWS.ravel().tolist()}],
+    }
     for path in (f"/v2/models/{name}/infer", f"/v2/models/{name}/versions/1/infer"):
         answer = client.post(path, json=body).json()
         assert answer["id"] == "req-1"

@@ -17,13 +17,15 @@ NUMERIC_COLUMNS = Validator(
     as_matrix=True,
 )
 MIXED = Validator(
-    column_schema([
-        Column("amount", "float", np.float64),
-        Column("items", "int", np.int64),
-        Column("country", "str", object),
-        Column("vip", "bool", np.bool_),
-        Column("note", "str", object, required=False),
-    ]),
+    column_schema(
+        [
+            Column("amount", "float", np.float64),
+            Column("items", "int", np.int64),
+            Column("country", "str", object),
+            Column("vip", "bool", np.bool_),
+            Column("note", "str", object, required=False),
+        ]
+    ),
     as_matrix=False,
 )
 

@@ -53,10 +53,14 @@ class FeatureStatistics(Collector):
             matrix = np.stack([np.asarray(c, dtype=np.float64) for c in columns if c is not None], axis=1)
         else:
             matrix = features.reshape(features.shape[0], -1)[:, :width].astype(np.float64)
+        sums = matrix.sum(axis=0)
+        squares = np.einsum("ij,ij->j", matrix, matrix)
+        if not np.isfinite(sums).all():  # only when NaN inputs are allowed; the common path skips this
+            sums, squares = np.nansum(matrix, axis=0), np.nansum(matrix * matrix, axis=0)
         with self._lock:
             self.count += matrix.shape[0]
-            self.sums += np.nan_to_num(matrix).sum(axis=0)
-            self.squares += np.nan_to_num(matrix * matrix).sum(axis=0)
+            self.sums += sums
+            self.squares += squares
 
     def collect(self) -> Iterator[Metric]:
         """Samples: one series per feature for each statistic."""
@@ -146,14 +150,22 @@ class ServingMetrics:
         self.features.observe(features)
         if prediction.classes is None:
             return
-        values, counts = np.unique(prediction.classes, return_counts=True)
-        for value, count in zip(values, counts, strict=True):
+        classes = prediction.classes
+        if classes.dtype.kind in "iu" and classes.size and classes.min() >= 0:
+            counts = np.bincount(classes)
+            pairs = [(value, int(counts[value])) for value in np.flatnonzero(counts).tolist()]
+        else:
+            tally: dict[Any, int] = {}
+            for value in classes.tolist():
+                tally[value] = tally.get(value, 0) + 1
+            pairs = list(tally.items())
+        for value, count in pairs:
             label = bounded_label(value, self._seen_classes)
             child = self._class_children.get(label)
             if child is None:
                 child = self.predictions.labels(*self.identity, label)
                 self._class_children[label] = child
-            child.inc(int(count))
+            child.inc(count)
 
     def set_ready(self, ready: bool) -> None:
         """Export readiness as a gauge too."""

@@ -259,17 +259,18 @@ async def metrics(request: Request) -> Response:
 
 
 ROUTES: list[tuple[str, Any, list[str]]] = [
-    ("/v1/models/{name}/predict", v1_predict, ["POST"]),
-    ("/v1/models/{name}/predict_batch", predict_batch, ["POST"]),
-    ("/v1/models/{name}", v1_model, ["GET"]),
+    # Prediction routes first: the router tries routes in order.
     ("/invocations", invocations, ["POST"]),
+    ("/v1/models/{name}/predict", v1_predict, ["POST"]),
+    ("/v2/models/{name}/infer", v2_infer, ["POST"]),
+    ("/v1/models/{name}/predict_batch", predict_batch, ["POST"]),
+    ("/v2/models/{name}/versions/{version}/infer", v2_infer, ["POST"]),
+    ("/v1/models/{name}", v1_model, ["GET"]),
     ("/v2/health/live", v2_live, ["GET"]),
     ("/v2/health/ready", v2_ready, ["GET"]),
     ("/v2/models/{name}", v2_model_metadata, ["GET"]),
     ("/v2/models/{name}/versions/{version}", v2_model_metadata, ["GET"]),
     ("/v2/models/{name}/ready", v2_model_ready, ["GET"]),
-    ("/v2/models/{name}/infer", v2_infer, ["POST"]),
-    ("/v2/models/{name}/versions/{version}/infer", v2_infer, ["POST"]),
     ("/healthz", healthz, ["GET"]),
     ("/readyz", readyz, ["GET"]),
     ("/metrics", metrics, ["GET"]),

@@ -1,0 +1,278 @@
+"""Benchmark: modelpilot-serve vs `mlflow models serve` vs a bare Starlette floor on one registered MoE model.
+
+Each server runs alone, pinned to CPU 0 with one worker; wrk runs pinned to CPU 1 against 127.0.0.1.
+Run from the repository root:  python -m benchmarks.inference.run --duration 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+
+from tests.api.inference.models import make_moe, sample_rows
+from tests.support.mlflow_server import MLFLOW_ENV, mlflow_server
+from tests.support.processes import free_port, stop
+
+HERE = Path(__file__).parent
+BIN = Path(sys.executable).parent
+SERVER_CPU, LOAD_CPU = "0", "1"
+MODEL_NAME = "bench-moe"
+CONNECTIONS = (1, 8, 32)
+ROW_COUNTS = (1, 256)
+
+
+@dataclass
+class Cell:
+    """One wrk run."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    cpu_per_1k: float
+    failures: int
+
+
+@dataclass
+class ServerResult:
+    """Everything measured for one server."""
+
+    name: str
+    cold_start_s: float = 0.0
+    rss_mb: float = 0.0
+    cells: dict[tuple[int, int], Cell] = field(default_factory=dict)
+
+
+def register_model(tracking_uri: str) -> str:
+    """Log the MoE (pt2, tensor signature) and register it; returns its models:/ URI."""
+    import mlflow
+    import mlflow.pytorch
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("benchmark")
+    with mlflow.start_run():
+        mlflow.pytorch.log_model(
+            make_moe(),
+            name="moe",
+            input_example=sample_rows(4),
+            registered_model_name=MODEL_NAME,
+            pip_requirements=["torch"],
+        )
+    return f"models:/{MODEL_NAME}/1"
+
+
+def server_commands(name: str, uri: str, port: int) -> tuple[list[str], dict[str, str], str]:
+    """(argv, extra env, readiness path) of each contender."""
+    pin = ["taskset", "-c", SERVER_CPU]
+    if name == "modelpilot":
+        env = {"MODELPILOT_MODEL_URI": uri, "MODELPILOT_PORT": str(port), "MODELPILOT_HOST": "127.0.0.1"}
+        return [*pin, str(BIN / "modelpilot-serve")], env, "/readyz"
+    if name == "mlflow":
+        argv = [str(BIN / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1"]
+        return [*pin, *argv, "-p", str(port), "-w", "1"], {}, "/ping"
+    return [*pin, sys.executable, str(HERE / "floor.py")], {"FLOOR_MODEL_URI": uri, "FLOOR_PORT": str(port)}, "/ping"
+
+
+@contextmanager
+def started(
+    name: str, uri: str, log: Path, env: dict[str, str]
+) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+    """Start a server, yield (url, process, seconds from spawn to ready), stop it."""
+    port = free_port()
+    argv, extra, ready_path = server_commands(name, uri, port)
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        begin = time.perf_counter()
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env={**env, **extra}, start_new_session=True
+        )
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited early; see {log}")
+            try:
+                if httpx.get(url + ready_path, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.perf_counter() - begin > 300:
+                raise TimeoutError(f"{name} not ready in 300 s")
+            time.sleep(0.02)
+        yield url, process, time.perf_counter() - begin
+    finally:
+        stop(process)
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def cpu_seconds(root: int) -> float:
+    """utime + stime of the process tree."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def rss_mb(root: int) -> float:
+    """Resident memory of the process tree in MiB."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"VmRSS:\s+(\d+) kB", status)
+        total += int(match[1]) if match else 0
+    return total / 1024
+
+
+def run_wrk(url: str, body_file: Path, connections: int, duration: int, pid: int) -> Cell:
+    """One pinned wrk run; CPU is measured on the server's process tree."""
+    before = cpu_seconds(pid)
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s"]
+    argv += ["-s", str(HERE / "post.lua"), f"{url}/invocations"]
+    output = subprocess.run(
+        argv, env={**os.environ, "BODY_FILE": str(body_file)}, capture_output=True, text=True, check=True
+    ).stdout
+    used = cpu_seconds(pid) - before
+    stats = dict(re.findall(r"(\w+)=(\d+)", output.split("MPSTATS", 1)[1]))
+    requests = int(stats["requests"])
+    return Cell(
+        rps=requests / (int(stats["duration_us"]) / 1e6),
+        p50_ms=int(stats["p50"]) / 1000,
+        p99_ms=int(stats["p99"]) / 1000,
+        p999_ms=int(stats["p999"]) / 1000,
+        cpu_per_1k=used / max(requests, 1) * 1000,
+        failures=int(stats["non2xx"]) + int(stats["errors"]),
+    )
+
+
+def predictions(url: str, body: bytes) -> np.ndarray[Any, Any]:
+    """The `predictions` of one request as an array."""
+    response = httpx.post(f"{url}/invocations", content=body, headers={"content-type": "application/json"}, timeout=30)
+    response.raise_for_status()
+    return np.asarray(response.json()["predictions"], dtype=np.float64)
+
+
+def bodies(workdir: Path) -> dict[int, Path]:
+    """dataframe_split bodies of 1 and 256 rows."""
+    files = {}
+    columns = [f"f{i}" for i in range(20)]
+    for rows in ROW_COUNTS:
+        path = workdir / f"body-{rows}.json"
+        path.write_bytes(
+            orjson.dumps({"dataframe_split": {"columns": columns, "data": sample_rows(rows, seed=rows).tolist()}})
+        )
+        files[rows] = path
+    return files
+
+
+def main() -> None:
+    """Run all servers one after the other and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--servers", default="modelpilot,mlflow,floor")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        sys.exit("needs wrk and taskset (apt-get install -y wrk util-linux)")
+    workdir = Path(tempfile.mkdtemp(prefix="modelpilot-bench-"))
+    env = {**os.environ, **MLFLOW_ENV, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    files = bodies(workdir)
+    results: list[ServerResult] = []
+    reference: dict[int, np.ndarray[Any, Any]] = {}
+    with mlflow_server(workdir / "mlflow") as registry:
+        uri = register_model(registry.url)
+        env["MLFLOW_TRACKING_URI"] = registry.url
+        for name in args.servers.split(","):
+            result = ServerResult(name)
+            with started(name, uri, workdir / f"{name}.log", env) as (url, process, cold_start):
+                result.cold_start_s = cold_start
+                for rows, path in files.items():
+                    got = predictions(url, path.read_bytes())
+                    if rows in reference and not np.allclose(got, reference[rows], rtol=1e-4, atol=1e-5):
+                        sys.exit(f"{name} disagrees with the first server on the {rows}-row body")
+                    reference.setdefault(rows, got)
+                run_wrk(url, files[1], 8, 2, process.pid)  # warm-up
+                for rows, path in files.items():
+                    for connections in CONNECTIONS:
+                        result.cells[(rows, connections)] = run_wrk(url, path, connections, args.duration, process.pid)
+                        result.rss_mb = max(result.rss_mb, rss_mb(process.pid))
+            results.append(result)
+            print(f"done: {name} (cold start {result.cold_start_s:.1f} s)", file=sys.stderr)
+    print(report(results, args.duration))
+
+
+def report(results: list[ServerResult], duration: int) -> str:
+    """Markdown tables: absolute figures, then ratios against the floor and mlflow."""
+    lines = [
+        f"Same predictions from all servers: yes. {duration} s per cell; "
+        f"server on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU}.",
+        "",
+        "| server | rows | conns | req/s | p50 ms | p99 ms | p99.9 ms | CPU-s/1k req | failures |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        for (rows, connections), cell in result.cells.items():
+            lines.append(
+                f"| {result.name} | {rows} | {connections} | {cell.rps:,.0f} | {cell.p50_ms:.2f} | {cell.p99_ms:.2f} | "
+                f"{cell.p999_ms:.2f} | {cell.cpu_per_1k:.3f} | {cell.failures} |"
+            )
+    lines += ["", "| server | cold start s | RSS MiB |", "|---|---:|---:|"]
+    lines += [f"| {r.name} | {r.cold_start_s:.2f} | {r.rss_mb:.0f} |" for r in results]
+    by_name = {r.name: r for r in results}
+    ours = by_name.get("modelpilot")
+    if ours is not None:
+        lines += [
+            "",
+            "| rows | conns | req/s vs floor | p99 vs floor | req/s vs mlflow | p99 vs mlflow |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for key, cell in ours.cells.items():
+            ratios = []
+            for other in ("floor", "mlflow"):
+                base = by_name[other].cells[key] if other in by_name else None
+                ratios += [f"{cell.rps / base.rps:.2f}x", f"{cell.p99_ms / base.p99_ms:.2f}x"] if base else ["-", "-"]
+            lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(ratios) + " |")
+        if "mlflow" in by_name:
+            lines.append(f"\nCold start vs mlflow: {ours.cold_start_s / by_name['mlflow'].cold_start_s:.2f}x")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

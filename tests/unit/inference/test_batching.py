@@ -1,0 +1,88 @@
+"""The micro-batcher: shared forward passes under concurrency, no waiting when idle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+
+from modelpilot.inference.batching import MicroBatcher
+from modelpilot.inference.prediction import Prediction
+from modelpilot.inference.validation import Features
+
+
+class RecordingModel:
+    """Doubles its input and records the size of every forward pass."""
+
+    def __init__(self, row_aligned: bool = True) -> None:
+        self.batches: list[int] = []
+        self.row_aligned = row_aligned
+
+    def __call__(self, features: Features, want_gates: bool, params: dict[str, Any] | None) -> Prediction:
+        assert isinstance(features, np.ndarray)
+        self.batches.append(len(features))
+        values: Any = features * 2 if self.row_aligned else {"total": float(features.sum())}
+        return Prediction(values=values, rows=len(features))
+
+
+async def _with_batcher(model: RecordingModel, max_batch: int = 64, wait: float = 0.0) -> MicroBatcher:
+    batcher = MicroBatcher(model, max_batch_size=max_batch, max_wait_seconds=wait)
+    batcher.start()
+    return batcher
+
+
+async def test_concurrent_requests_share_forward_passes_and_get_their_own_rows() -> None:
+    model = RecordingModel()
+    batcher = await _with_batcher(model)
+    inputs = [np.full((i % 3 + 1, 2), i, dtype=np.float32) for i in range(12)]
+    results = await asyncio.gather(*(batcher.submit(x) for x in inputs))
+    await batcher.stop()
+    assert len(model.batches) < len(inputs)
+    assert sum(model.batches) == sum(len(x) for x in inputs)
+    for x, result in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(result.values, x * 2)
+
+
+async def test_a_lone_request_runs_at_once_even_with_a_max_wait() -> None:
+    model = RecordingModel()
+    batcher = await _with_batcher(model, wait=0.5)
+    start = time.perf_counter()
+    await batcher.submit(np.ones((1, 2), dtype=np.float32))
+    assert time.perf_counter() - start < 0.1
+    await batcher.stop()
+
+
+async def test_batcher_waits_for_requests_being_decoded() -> None:
+    model = RecordingModel()
+    batcher = await _with_batcher(model, wait=0.5)
+    batcher.decoding = 1
+    first = asyncio.ensure_future(batcher.submit(np.ones((1, 2), dtype=np.float32)))
+    await asyncio.sleep(0.02)
+    batcher.decoding = 0
+    second = await batcher.submit(np.ones((1, 2), dtype=np.float32))
+    await first
+    await batcher.stop()
+    assert model.batches == [2]
+    assert second.rows == 1
+
+
+async def test_batches_never_exceed_the_max_rows() -> None:
+    model = RecordingModel()
+    batcher = await _with_batcher(model, max_batch=4)
+    await asyncio.gather(*(batcher.submit(np.ones((3, 2), dtype=np.float32)) for _ in range(5)))
+    big = await batcher.submit(np.ones((10, 2), dtype=np.float32))
+    await batcher.stop()
+    assert max(model.batches[:-1]) <= 4
+    assert model.batches[-1] == 10
+    assert big.rows == 10
+
+
+async def test_outputs_without_a_row_axis_fall_back_to_one_pass_per_request() -> None:
+    model = RecordingModel(row_aligned=False)
+    batcher = await _with_batcher(model)
+    inputs = [np.full((2, 2), i, dtype=np.float32) for i in range(3)]
+    results = await asyncio.gather(*(batcher.submit(x) for x in inputs))
+    await batcher.stop()
+    assert [r.values["total"] for r in results] == [0.0, 4.0, 8.0]
