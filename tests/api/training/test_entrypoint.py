@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow.models
 import numpy as np
 import pytest
 import torch
-from mlflow import MlflowClient
+from mlflow import MlflowClient, get_tracking_uri, set_registry_uri, set_tracking_uri
+from mlflow.models import get_model_info
+from mlflow.pytorch import load_model
 
 from modelpilot.training.data import FEATURES, generate_flows
 from tests.api.training.runner import ROWS, Train, TrainRun, TrainRunner
@@ -21,8 +23,14 @@ WORSE = ("--epochs", "1", "--learning-rate", "1e-5", "--stability-seeds", "0")
 
 
 @pytest.fixture(scope="module")
-def client(mlflow: MlflowServer) -> MlflowClient:
-    return MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
+def client(mlflow: MlflowServer) -> Iterator[MlflowClient]:
+    """A client of the test server; MLflow's module-level functions point there too while the module runs."""
+    previous = get_tracking_uri()
+    set_tracking_uri(mlflow.url)
+    set_registry_uri(mlflow.url)
+    yield MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
+    set_tracking_uri(previous)
+    set_registry_uri(previous)
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +98,10 @@ def test_first_version_is_registered_with_every_artifact_and_tag(
     assert png.startswith(b"\x89PNG")
 
     # The registered model is a torch.export program with a tensor signature and an input example.
-    info = mlflow.models.get_model_info(f"models:/{MODEL}/1")
-    assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == [-1, len(FEATURES)]
+    info = get_model_info(f"models:/{MODEL}/1")
+    assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, len(FEATURES))
     assert info.saved_input_example_info is not None
-    loaded = mlflow.pytorch.load_model(f"models:/{MODEL}/1")
+    loaded = load_model(f"models:/{MODEL}/1")  # type: ignore[no-untyped-call]
     rows = torch.from_numpy(generate_flows(9, seed=99)[FEATURES].to_numpy().copy())
     assert loaded(rows).shape == (9, 2)
     gates = torch.export.load(client.download_artifacts(run.info.run_id, "gating/gates.pt2")).module()

@@ -6,6 +6,7 @@ algorithms, so the same seed gives the same model.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -133,7 +134,9 @@ def class_weights(labels: NDArray[np.int64], n_classes: int = 2) -> torch.Tensor
 
 def predict_proba(model: nn.Module, features: NDArray[np.float32], batch_size: int = 4096) -> NDArray[np.float64]:
     """Class probabilities [N, classes] of any module that maps raw features to logits, computed on the CPU."""
-    model.eval()
+    # A torch.export program (a loaded pt2 model) keeps the mode it was exported in and refuses eval().
+    with contextlib.suppress(NotImplementedError):
+        model.eval()
     outputs = []
     with torch.no_grad():
         for start in range(0, len(features), batch_size):
