@@ -81,4 +81,3 @@ def app_with(served: dict[str, TestClient], logged: LoggedModels) -> Iterator[Ca
     yield build
     for client in opened:
         client.__exit__(None, None, None)
-
