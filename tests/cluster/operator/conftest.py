@@ -14,7 +14,7 @@ from kubernetes import client
 from mlflow import MlflowClient
 
 from modelpilot.operator.spec import GROUP, PLURAL, VERSION
-from tests.support.cluster import Cluster, apply_manifest, get_object, wait_until
+from tests.support.cluster import Cluster, apply_manifest, get_object, list_objects, wait_until
 from tests.support.mlflow_server import MlflowServer
 from tests.support.operator_process import operator_process
 
@@ -36,8 +36,8 @@ class RegisteredModel:
         self.client.set_registered_model_alias(self.name, alias, version)
 
     def alias(self, alias: str) -> str | None:
-        model = self.client.get_registered_model(self.name)
-        return model.aliases.get(alias)
+        aliases: dict[str, str] = self.client.get_registered_model(self.name).aliases
+        return aliases.get(alias)
 
 
 def registered_model(server: MlflowServer) -> RegisteredModel:
@@ -101,6 +101,12 @@ class Resources:
             return found if found is not None and check(found) else None
 
         return wait_until(reached, timeout=timeout, description=f"{name}: {what}")
+
+    def list_of(self, api_version: str, kind: str, label_selector: str) -> list[dict[str, Any]]:
+        return list_objects(self.api, api_version, kind, self.namespace, label_selector)
+
+    def names(self, api_version: str, kind: str, label_selector: str) -> list[str]:
+        return sorted(item["metadata"]["name"] for item in self.list_of(api_version, kind, label_selector))
 
     def deployment(self, name: str) -> dict[str, Any] | None:
         return self.get("apps/v1", "Deployment", name)

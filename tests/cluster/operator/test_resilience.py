@@ -7,8 +7,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
-
 from tests.cluster.operator.conftest import (
     Resources,
     condition,
@@ -72,15 +70,10 @@ def test_killed_operator_converges_without_duplicates(
         kill_hard(first)  # mid-reconcile: the status has not been written yet, or only partly
     with operator_process(cluster.kubeconfig, namespace, log):
         resources.wait_mdep("crashy", is_ready_with(version), "Ready after restart")
-        apps = client.AppsV1Api(cluster.api_client)
-        deployments = apps.list_namespaced_deployment(namespace, label_selector="modelpilot.io/deployment=crashy")
-        assert sorted(item.metadata.name for item in deployments.items) == ["crashy-stable"]
-        replica_sets = apps.list_namespaced_replica_set(namespace, label_selector="modelpilot.io/deployment=crashy")
-        assert len(replica_sets.items) == 1, "a restart must not roll the Deployment"
-        services = client.CoreV1Api(cluster.api_client).list_namespaced_service(
-            namespace, label_selector="modelpilot.io/deployment=crashy"
-        )
-        assert sorted(item.metadata.name for item in services.items) == ["crashy", "crashy-stable"]
+        selector = "modelpilot.io/deployment=crashy"
+        assert resources.names("apps/v1", "Deployment", selector) == ["crashy-stable"]
+        assert len(resources.list_of("apps/v1", "ReplicaSet", selector)) == 1, "a restart must not roll the Deployment"
+        assert resources.names("v1", "Service", selector) == ["crashy", "crashy-stable"]
 
 
 def test_spec_that_cannot_be_acted_on_gets_a_condition_not_a_crash_loop(
@@ -106,11 +99,12 @@ def test_spec_that_cannot_be_acted_on_gets_a_condition_not_a_crash_loop(
     warnings = [e for e in resources.events("locked") if e["reason"] == "CredentialsSecretMissing"]
     assert len(warnings) == 1, "one Event for the problem, not one per retry"
 
-    client.CoreV1Api(cluster.api_client).create_namespaced_secret(
-        namespace,
+    resources.apply(
         {
+            "apiVersion": "v1",
+            "kind": "Secret",
             "metadata": {"name": "mlflow-auth"},
             "data": {"MLFLOW_TRACKING_TOKEN": base64.b64encode(b"token").decode()},
-        },
+        }
     )
     resources.wait_mdep("locked", is_ready_with(version), "Ready once the Secret exists")

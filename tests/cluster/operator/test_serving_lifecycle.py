@@ -46,6 +46,7 @@ def test_serves_the_alias_follows_it_and_cleans_up(
     model.set_alias("champion", second)
     resources.wait_mdep("fraud", is_ready_with(second), f"Ready with version {second}")
     deployment = resources.deployment("fraud-stable")
+    assert deployment is not None
     assert template_version(deployment) == second
     env = {item["name"]: item.get("value") for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MODELPILOT_MODEL_URI"] == f"models:/{model.name}/{second}"

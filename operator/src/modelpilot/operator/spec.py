@@ -194,6 +194,9 @@ class Scheduling(SpecModel):
     affinity: dict[str, Any] | None = Field(
         default=None, description="A Kubernetes affinity object, passed to the pods unchanged."
     )
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra annotations on the pods (e.g. for a service mesh or log shipper)."
+    )
 
 
 class CustomScalingMetric(SpecModel):

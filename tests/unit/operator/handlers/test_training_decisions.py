@@ -47,7 +47,8 @@ def test_running_complete_and_failed_jobs() -> None:
     ("annotations", "training", "has_version", "expected"),
     [
         ({}, None, False, ("initial", "initial")),
-        ({}, TrainingStatus(trigger="initial", result="Failed"), False, None),
+        ({}, TrainingStatus(job="fraud-train-1", trigger="initial", result="Failed"), False, None),
+        ({}, TrainingStatus(job="fraud-train-2", trigger="request", result="Failed"), False, None),
         ({}, None, True, None),
         ({"modelpilot.io/retrain": "now"}, None, True, ("request", "now")),
         ({"modelpilot.io/retrain": "now"}, TrainingStatus(request="now"), True, None),

@@ -216,6 +216,7 @@ def _deployment(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dic
                 "metadata": {
                     "labels": pod_labels,
                     "annotations": {
+                        **serving.pod_annotations,
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(serving.port),
                         "prometheus.io/path": METRICS_PATH,

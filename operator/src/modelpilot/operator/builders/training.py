@@ -109,7 +109,10 @@ def _pod_template(owner: Owner, spec: ModelDeploymentSpec, trigger: str) -> dict
         "volumes": [tmp_volume()],
         **scheduling(training.node_selector, training.tolerations, training.affinity, training.resources),
     }
-    return {"metadata": {"labels": _pod_labels(owner, spec, trigger)}, "spec": pod_spec}
+    metadata: dict[str, Any] = {"labels": _pod_labels(owner, spec, trigger)}
+    if training.pod_annotations:
+        metadata["annotations"] = dict(training.pod_annotations)
+    return {"metadata": metadata, "spec": pod_spec}
 
 
 def _job_spec(owner: Owner, spec: ModelDeploymentSpec, trigger: str) -> dict[str, Any]:

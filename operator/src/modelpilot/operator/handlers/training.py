@@ -93,7 +93,8 @@ def wanted_trigger(
     request = annotations.get(RETRAIN_ANNOTATION)
     if request and request != training.request:
         return ("request", request)
-    if not has_any_version and training.trigger != "initial":
+    if not has_any_version and training.job is None:
+        # Only the very first Job is automatic; after a failure a person asks again with the annotation.
         return ("initial", "initial")
     if drift_detected and spec.training.retrain_on_drift and training.result != "Running":
         return ("drift", now_iso()[:13])  # at most one drift retrain per hour
