@@ -55,6 +55,7 @@ class TrainSettings(BaseSettings):
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0, description="Dropout inside the experts.")
     seed: int = Field(default=0, description="Seed of weights and batch order.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: CUDA when available.")
+    cpu_threads: int = Field(default=1, ge=1, description="Torch threads when training on the CPU.")
 
     champion_alias: str = Field(default="champion", description="Alias of the version in production.")
     candidate_alias: str = Field(default="challenger", description="Alias set on a version that passes the gate.")
@@ -114,6 +115,7 @@ class TrainSettings(BaseSettings):
             hidden_units=self.hidden_units,
             dropout=self.dropout,
             seed=self.seed if seed is None else seed,
+            cpu_threads=self.cpu_threads,
         )
 
     def gate_config(self) -> GateConfig:
