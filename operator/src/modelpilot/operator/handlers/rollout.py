@@ -160,13 +160,15 @@ async def _apply_stable(rec: Reconciliation, spec: ModelDeploymentSpec, version:
 async def _apply_weight(
     rec: Reconciliation, spec: ModelDeploymentSpec, weight: int, canary_version: str | None
 ) -> None:
-    """Route `weight`% to the canary: router weights, or (router replicas) the replica ratio of both tracks."""
+    """Route `weight`% to the canary: router weights, or (router replicas) the replica ratio of both tracks;
+    the canary's replicas (or HPA minimum) scale with the weight."""
     if spec.traffic.router == "replicas":
         stable = rec.status.stable.version if rec.status.stable else None
         if stable is not None:
             await _apply_stable(rec, spec, stable, weight)
-        if canary_version is not None and weight > 0:
-            await _apply_canary(rec, spec, canary_version, weight)
+    if canary_version is not None and weight > 0:
+        # The canary's size (or its HPA minimum) follows its share of the traffic.
+        await _apply_canary(rec, spec, canary_version, weight)
     await rec.apply_router(spec, canary_weight=weight, canary_present=canary_version is not None)
 
 
