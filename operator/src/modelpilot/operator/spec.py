@@ -385,7 +385,13 @@ class Analysis(SpecModel):
     window: Duration = Field(default="1m", description="Range of the rate() windows in the built-in queries.")
     compare_with_stable: bool = Field(
         default=False,
-        description="Also fail when the canary's error rate exceeds the stable track's by maxErrorRate.",
+        description="Also fail when the canary's error rate exceeds the stable track's by over maxErrorRateIncrease.",
+    )
+    max_error_rate_increase: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description="With compareWithStable: how far the canary's error rate may exceed the stable track's.",
     )
     metrics: list[CustomMetric] = Field(
         default_factory=list, max_length=16, description="Extra PromQL checks with bounds."

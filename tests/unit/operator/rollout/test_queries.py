@@ -75,8 +75,9 @@ def test_violations_name_each_broken_bound_built_ins_first() -> None:
 
 
 def test_comparison_with_stable_bounds_the_difference() -> None:
-    spec = analysis_spec(maxErrorRate=0.05, compareWithStable=True)
-    assert violations(spec, {"error_rate": 0.04, "stable_error_rate": 0.0}) == []
-    above = violations(spec, {"error_rate": 0.2, "stable_error_rate": 0.01})[1]
-    assert (above.metric, above.limit, above.bound) == ("error_rate_above_stable", "maxErrorRate", 0.05)
-    assert above.value == pytest.approx(0.19)
+    spec = analysis_spec(maxErrorRate=0.05, maxErrorRateIncrease=0.01, compareWithStable=True)
+    assert violations(spec, {"error_rate": 0.04, "stable_error_rate": 0.035}) == []
+    # Within the absolute bound, yet clearly worse than stable: only the comparison catches it.
+    worse = violations(spec, {"error_rate": 0.04, "stable_error_rate": 0.0})
+    assert [(v.metric, v.limit, v.bound) for v in worse] == [("error_rate_above_stable", "maxErrorRateIncrease", 0.01)]
+    assert worse[0].value == pytest.approx(0.04)

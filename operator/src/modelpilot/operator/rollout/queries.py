@@ -129,7 +129,7 @@ def violations(spec: Analysis, values: Mapping[str, float]) -> list[Violation]:
     above(P99_LATENCY, values.get(P99_LATENCY), parse_duration(spec.max_p99_latency), "maxP99Latency")
     stable = values.get(STABLE_ERROR_RATE)
     if spec.compare_with_stable and error_rate is not None and stable is not None:
-        above(ERROR_RATE_ABOVE_STABLE, error_rate - stable, spec.max_error_rate, "maxErrorRate")
+        above(ERROR_RATE_ABOVE_STABLE, error_rate - stable, spec.max_error_rate_increase, "maxErrorRateIncrease")
     for metric in spec.metrics:
         value = values.get(metric.name)
         if value is None or not math.isfinite(value):
