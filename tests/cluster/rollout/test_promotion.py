@@ -40,12 +40,6 @@ def test_good_candidate_is_promoted_and_written_back_to_mlflow(
     time.sleep(1.0)  # a second of traffic on the promoted stable track
     report = load.stop()
 
-    print(history_events(done))
-    print([(h["time"], h["event"], h["message"]) for h in (done["status"].get("history") or [])])
-    t0 = lab.supervisor.events[0].at
-    print([(round(e.at - t0, 2), e.what, e.deployment, e.version) for e in lab.supervisor.events])
-    print([(round(o.at - t0, 2), o.canary_weight, o.canary_version, o.stable_version) for o in lab.observations])
-    print(report.statuses, report.backends, time.monotonic() - t0)
     assert canary(done)["state"] == "Succeeded", canary(done)
     # MLflow: the champion moved, the candidate pointer is gone, both versions say what happened.
     assert model.alias("champion") == model.candidate
