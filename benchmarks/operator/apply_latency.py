@@ -32,6 +32,7 @@ from tests.support.operator_process import operator_process
 from tests.support.processes import free_port
 
 MIB = 1024 * 1024
+SERIES_INTERVAL = 10.0
 
 
 @dataclass
@@ -110,7 +111,12 @@ def checkpoint(bench: Bench, crs: int, window: float, apiserver_pid: int, etcd_p
     operator_pids = probes.process_tree(bench.operator_pid)
     counters, requests = probes.read_operator_counters(bench.metrics_url), probes.read_apiserver_requests(api)
     cpu, started = probes.cpu_seconds(operator_pids), time.monotonic()
-    time.sleep(window)
+    in_flight = [counters.registry_reads - counters.reconciles]
+    while (left := window - (time.monotonic() - started)) > 0:
+        time.sleep(min(SERIES_INTERVAL, left))
+        now = probes.read_operator_counters(bench.metrics_url)
+        # Every reconciliation reads the registry once near its start and counts itself at its end.
+        in_flight.append(now.registry_reads - now.reconciles)
     elapsed = time.monotonic() - started
     done = probes.read_operator_counters(bench.metrics_url).minus(counters)
     after = probes.read_apiserver_requests(api)
@@ -126,6 +132,7 @@ def checkpoint(bench: Bench, crs: int, window: float, apiserver_pid: int, etcd_p
         reconciles=done.reconciles,
         registry_reads=done.registry_reads,
         reconcile_seconds=round(done.reconcile_seconds, 2),
+        in_flight=in_flight,
         reconciles_since_start=counters.reconciles,
         registry_reads_since_start=counters.registry_reads,
         operator_cpu_seconds=round(probes.cpu_seconds(probes.process_tree(bench.operator_pid)) - cpu, 2),

@@ -36,6 +36,7 @@ class Checkpoint:
     reconciles: float
     registry_reads: float
     reconcile_seconds: float
+    in_flight: list[float]
     reconciles_since_start: float
     registry_reads_since_start: float
     operator_cpu_seconds: float
@@ -82,7 +83,8 @@ def render(report: Report) -> str:
             )
     lines += [
         "",
-        "Once all are Ready, over a quiet window (rates per second; API requests from every client)",
+        "Once all are Ready, over a window without applies (per second; expect = CRs / pollInterval;"
+        " API requests from every client)",
         f"{'CRs':>6}{'Ready':>7}{'wait s':>8}{'window':>8}{'reconc/s':>10}{'reads/s':>9}{'expect':>8}"
         f"{'mean rec s':>11}{'op CPU %':>10}{'API req/s':>11}  load",
     ]
@@ -100,6 +102,8 @@ def render(report: Report) -> str:
             f"  before the {point.crs}-CR window: {point.reconciles_since_start:.0f} reconciliations and "
             f"{point.registry_reads_since_start:.0f} registry reads since the operator started"
         )
+        series = " ".join(f"{value:.0f}" for value in point.in_flight)
+        lines.append(f"    reconciliations in flight every 10 s of the window: {series}")
     lines += ["", "RSS (MiB) at the end of each window, and the operator's peak so far"]
     for point in report.checkpoints:
         rss, peak = point.rss_mib, point.peak_rss_mib
