@@ -94,7 +94,8 @@ def test_operator_killed_mid_rollout_resumes_at_the_same_step_and_writes_the_reg
 
     assert canary(done)["state"] == "Succeeded", canary(done)
     # Resumed at the same step: never back to step 0, each step started once, none skipped.
-    assert steps_seen and min(steps_seen) >= at_kill["step"], steps_seen
+    assert steps_seen
+    assert min(steps_seen) >= at_kill["step"], steps_seen
     started = step_weights_started(done)
     assert len(started) == len(STEPS), started
     assert all(f"weight {step}%" in message for message, step in zip(started, STEPS, strict=True))
