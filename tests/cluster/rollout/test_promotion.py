@@ -58,7 +58,9 @@ def test_good_candidate_is_promoted_and_written_back_to_mlflow(
     # Status history and Events show every step, each held and analysed.
     final = objects.wait(stable_is(model.candidate), "Ready with the promoted version")
     events = history_events(final)
-    rollout = [event for event in events[events.index("RolloutStarted") :] if event != "StableVersionChanged"]
+    # A noisy machine may fail one analysis of a good candidate (failureLimit 2 allows it); the milestones stay.
+    noise = {"StableVersionChanged", "AnalysisFailed"}
+    rollout = [event for event in events[events.index("RolloutStarted") :] if event not in noise]
     assert rollout == [
         "RolloutStarted",
         *["StepStarted"] * len(STEPS),

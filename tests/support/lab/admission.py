@@ -107,12 +107,22 @@ def webhook_app() -> web.Application:
     return app
 
 
-def webhook_configuration(name: str, namespace: str, resource_label: str, port: int, ca_pem: bytes) -> dict[str, Any]:
-    """A MutatingWebhookConfiguration for the serving pods of one ModelDeployment in one namespace."""
+def webhook_configuration(
+    name: str, namespace: str, namespace_uid: str, resource_label: str, port: int, ca_pem: bytes
+) -> dict[str, Any]:
+    """A MutatingWebhookConfiguration for the serving pods of one ModelDeployment in one namespace.
+
+    It is owned by the namespace, so it goes with it even when the lab could not remove it.
+    """
+    owner = {"apiVersion": "v1", "kind": "Namespace", "name": namespace, "uid": namespace_uid}
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "modelpilot-lab"}},
+        "metadata": {
+            "name": name,
+            "labels": {"app.kubernetes.io/part-of": "modelpilot-lab"},
+            "ownerReferences": [owner],
+        },
         "webhooks": [
             {
                 "name": "hold-unready.lab.modelpilot.io",

@@ -260,8 +260,15 @@ class Lab:
             await self._http.aclose()
 
     def _install_gate(self, port: int) -> None:
+        namespace = get_object(self.api_client, "v1", "Namespace", self.settings.namespace)
+        assert namespace is not None, f"namespace {self.settings.namespace} does not exist"
         body = admission.webhook_configuration(
-            self._webhook_name, self.settings.namespace, self.resource_label, port, self._certificate.cert_pem
+            self._webhook_name,
+            self.settings.namespace,
+            namespace["metadata"]["uid"],
+            self.resource_label,
+            port,
+            self._certificate.cert_pem,
         )
         apply_manifest(self.api_client, body, field_manager="modelpilot-lab")
         core = client.CoreV1Api(self.api_client)
