@@ -67,7 +67,9 @@ def test_serves_the_alias_follows_it_and_cleans_up(
     )
 
     resources.delete_mdep("fraud")
-    wait_until(lambda: resources.deployment("fraud-stable") is None, timeout=60, description="owned Deployment gone")
+    wait_until(
+        lambda: resources.deployment("fraud-stable") is None, timeout=180, description="owned Deployment gone"
+    )  # GC
     wait_until(lambda: resources.get("v1", "Service", "fraud-stable") is None, timeout=60, description="Service gone")
     assert model.alias("champion") == second  # the registry is never touched on delete
 

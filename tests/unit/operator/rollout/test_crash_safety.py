@@ -172,3 +172,14 @@ def _random_run(rng: random.Random) -> set[str]:
         delay = decision.requeue_after if decision.requeue_after is not None else 30.0
         now += timedelta(seconds=delay + rng.random() * 5)
     return seen
+
+
+def test_killed_before_the_weight_reached_the_router_the_hold_starts_over() -> None:
+    # The step to 100% was recorded at t=131, but the router still carries 50%: the operator stopped in between.
+    passed = decide(SPEC, holding(1, 50, since=100), observe(131, analysis=analysis(131, 1, 50)))
+    restarted = decide(SPEC, passed.canary, observe(200, router_weight=50))
+    assert restarted.actions == (EnsureCanary("2", 100),)
+    assert restarted.canary.step_started_at == "2026-03-01T12:03:20Z"
+    # Once the router carries the weight, the new hold runs its full interval before any analysis.
+    held = decide(SPEC, restarted.canary, observe(201, router_weight=100))
+    assert not any(isinstance(action, RunAnalysis) for action in held.actions)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -26,6 +28,8 @@ async def configure(kopf_settings: kopf.OperatorSettings, logger: logging.Logger
     )
     kopf_settings.watching.server_timeout = 300
     kopf_settings.networking.request_timeout = 30
+    # Kubernetes calls run in worker threads; the default pool (cores + 4) queues every reconciliation behind a few.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=settings.api_threads))
     runtime = Runtime(settings=settings, kube=KubeApi(load_api_client(), settings.field_manager))
     install_runtime(runtime)
     if settings.metrics_port:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from modelpilot.operator import metrics
+from modelpilot.operator.builders.routing import canary_ingress_name, router_weight
 from modelpilot.operator.builders.serving import replica_split
 from modelpilot.operator.registry import Registry, ResolvedVersions
 from modelpilot.operator.rollout.actions import (
@@ -91,6 +92,7 @@ async def _observe(
     if deployed_version is not None and rollout_version is not None:
         canary_ready = (await rec.observe("canary", rollout_version)).ready
     return Observation(
+        router_weight=await _router_weight(rec, spec),
         now=datetime.now(UTC),
         stable_version=resolved.stable,
         candidate_version=resolved.candidate,
@@ -100,6 +102,19 @@ async def _observe(
         abort_requested=ABORT_ANNOTATION in rec.annotations,
         analysis=analysis,
     )
+
+
+async def _router_weight(rec: Reconciliation, spec: ModelDeploymentSpec) -> int | None:
+    """The canary weight the router carries now; None for the replica router."""
+    if spec.traffic.router == "gateway":
+        route = await rec.kube.get("gateway.networking.k8s.io/v1", "HTTPRoute", rec.owner.namespace, rec.owner.name)
+    elif spec.traffic.router == "ingress":
+        route = await rec.kube.get(
+            "networking.k8s.io/v1", "Ingress", rec.owner.namespace, canary_ingress_name(rec.owner.name)
+        )
+    else:
+        return None
+    return 0 if route is None else router_weight(route)
 
 
 async def _execute(

@@ -30,6 +30,8 @@ class Observation:
     - canary_ready: the canary pods are all Ready and serve the rollout's version.
     - abort_requested: the resource carries the `modelpilot.io/abort` annotation.
     - analysis: the result of the analysis the previous decision asked for (`RunAnalysis`), if any.
+    - router_weight: the canary weight the router (HTTPRoute or canary Ingress) carries right now;
+      None when it cannot be read (replica router). A hold only counts while the router carries it.
     """
 
     now: datetime
@@ -40,6 +42,7 @@ class Observation:
     canary_ready: bool = False
     abort_requested: bool = False
     analysis: AnalysisResult | None = None
+    router_weight: int | None = None
 
 
 @dataclass(frozen=True)

@@ -192,6 +192,13 @@ def _progress(rollout: Rollout, step: _Step) -> Decision:
         step.emit("Normal", "StepStarted", f"canary Ready: step {index + 1}/{len(rollout.steps)}, weight {target}%")
         return step.done(rollout.interval_seconds)
 
+    if obs.router_weight is not None and obs.router_weight != target:
+        # The step was recorded but its weight never reached the router (the operator stopped in between):
+        # the hold starts now, so the step is analysed on traffic at its own weight.
+        canary.step_started_at = _stamp(obs.now)
+        step.act(EnsureCanary(version, target))
+        return step.done(rollout.interval_seconds)
+
     hold_start = _hold_start(canary)
     due = hold_start + timedelta(seconds=rollout.interval_seconds)
     if obs.now < due:
