@@ -233,13 +233,24 @@ class Reconciliation:
 
     async def apply_all(self, objects: list[dict[str, Any]]) -> None:
         """Server-side apply each object, in order."""
+        absent = self.runtime.absent_objects(*self.key)
         for obj in objects:
             await self.kube.apply(obj)
+            absent.discard((obj["apiVersion"], obj["kind"], obj["metadata"]["name"]))
 
     async def delete_all(self, keys: list[tuple[str, str, str]]) -> None:
-        """Delete objects by (apiVersion, kind, name), tolerating those already gone."""
-        for api_version, kind, name in keys:
+        """Delete objects by (apiVersion, kind, name), tolerating those already gone.
+
+        Only this operator creates them, so one this process has deleted (or found gone) stays gone
+        until it applies it again: such deletes are skipped instead of asking the API server each run.
+        """
+        absent = self.runtime.absent_objects(*self.key)
+        for key in keys:
+            if key in absent:
+                continue
+            api_version, kind, name = key
             await self.kube.delete(api_version, kind, self.owner.namespace, name)
+            absent.add(key)
 
     async def _serve_stable_only(self, spec: ModelDeploymentSpec, version: str) -> TrackObservation:
         autoscaling = spec.serving.autoscaling
