@@ -8,14 +8,11 @@ namespace that enforces the `restricted` Pod Security Standard, so a non-complia
 from __future__ import annotations
 
 import copy
-import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from modelpilot.operator.builders.common import Owner
@@ -23,12 +20,11 @@ from modelpilot.operator.builders.routing import RouterPlan, build_router, route
 from modelpilot.operator.builders.serving import build_track
 from modelpilot.operator.builders.training import build_training_cronjob, build_training_job
 from modelpilot.operator.kubeapi import KubeApi, KubeError
+from tests.support.gateway_api import install_gateway_api_crds
 from tests.unit.operator.builders.examples import gateway_raw, ingress_raw, replicas_raw, spec_of, track_plan
 
-REPO = Path(__file__).resolve().parents[3]
 FIELD_MANAGER = "modelpilot"
 CRD_ESTABLISHED_TIMEOUT = 60.0
-BUNDLE_ANNOTATION = "gateway.networking.k8s.io/bundle-version"
 
 EXAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
     "full": gateway_raw,
@@ -54,50 +50,10 @@ TRAFFIC = {
 PLANS = {"stable-only": RouterPlan(0, False), "canary-25": RouterPlan(25, True)}
 
 
-def _crd_documents() -> list[dict[str, Any]]:
-    script = REPO / "hack" / "gateway-api-crds"
-    output = subprocess.run([str(script)], check=True, capture_output=True, text=True, timeout=600).stdout
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses the 1 MB of schemas 10x faster
-    return [doc for doc in yaml.load_all(output, Loader=loader) if doc]
-
-
-def _established(crd: Any) -> bool:
-    conditions = (crd.status.conditions if crd.status else None) or []
-    return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-
-def _installed_bundle(extensions: client.ApiextensionsV1Api, name: str) -> str | None:
-    try:
-        crd = extensions.read_custom_resource_definition(name)
-    except client.ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    annotations = (crd.metadata.annotations if crd.metadata else None) or {}
-    return str(annotations.get(BUNDLE_ANNOTATION)) if _established(crd) else None
-
-
 @pytest.fixture(scope="session")
 def gateway_api_crds(api_client: client.ApiClient) -> list[str]:
     """The Gateway API standard-channel CRDs, installed (server-side apply) and Established."""
-    extensions = client.ApiextensionsV1Api(api_client)
-    names = []
-    for crd in _crd_documents():
-        name = crd["metadata"]["name"]
-        names.append(name)
-        if _installed_bundle(extensions, name) == crd["metadata"]["annotations"][BUNDLE_ANNOTATION]:
-            continue  # a cluster kept between runs already has them; 1 MB of schemas is slow to re-apply
-        extensions.patch_custom_resource_definition(
-            name, crd, field_manager=f"{FIELD_MANAGER}-tests", force=True, _content_type="application/apply-patch+yaml"
-        )
-    deadline = time.monotonic() + CRD_ESTABLISHED_TIMEOUT
-    pending = set(names)
-    while pending and time.monotonic() < deadline:
-        pending = {name for name in pending if not _established(extensions.read_custom_resource_definition(name))}
-        if pending:
-            time.sleep(0.2)
-    assert not pending, f"CRDs not Established within {CRD_ESTABLISHED_TIMEOUT}s: {sorted(pending)}"
-    return names
+    return install_gateway_api_crds(api_client, timeout=CRD_ESTABLISHED_TIMEOUT)
 
 
 @pytest.fixture

@@ -3,13 +3,13 @@ beside a kwok cluster, driven by what the operator writes (Deployments and the H
 
 - `lab.running_lab(LabSettings(...))`: the whole lab for one ModelDeployment (see `lab.py`);
 - `model.log_classifier` / `model.register_versions`: a real torch model in MLflow, as versions;
-- `gateway.install_gateway_api_crds`: the HTTPRoute CRD the gateway router needs;
+- `install_gateway_api_crds` (from `tests/support/gateway_api.py`): the HTTPRoute CRD the gateway router needs;
 - `pool.WarmServerPool`: pre-imported server processes, shared between labs to save start-up time.
 
 Usable outside pytest (e.g. by a demo script): nothing here depends on fixtures.
 """
 
-from tests.support.lab.gateway import install_gateway_api_crds
+from tests.support.gateway_api import install_gateway_api_crds
 from tests.support.lab.lab import Lab, LabSettings, LoadRun, running_lab
 from tests.support.lab.model import LoggedClassifier, invocation_body, log_classifier, register_versions
 from tests.support.lab.pool import WarmServerPool

@@ -10,9 +10,9 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLE_ANNOTATION = "gateway.networking.k8s.io/bundle-version"
-FIELD_MANAGER = "modelpilot-lab"
+FIELD_MANAGER = "modelpilot-tests"
 
 
 def _crd_documents() -> list[dict[str, Any]]:
