@@ -14,7 +14,13 @@ from typing import Any
 
 from modelpilot.operator.builders.common import Owner, track_name
 from modelpilot.operator.builders.routing import RouterPlan, build_router
-from modelpilot.operator.builders.serving import TrackPlan, build_track, track_object_keys, unbuilt_track_keys
+from modelpilot.operator.builders.serving import (
+    TrackPlan,
+    build_track,
+    replica_split,
+    track_object_keys,
+    unbuilt_track_keys,
+)
 from modelpilot.operator.handlers.rollout import drive_rollout, promote
 from modelpilot.operator.handlers.training import reconcile_training
 from modelpilot.operator.kubeapi import KubeApi
@@ -215,6 +221,15 @@ class Reconciliation:
         await self.apply_all(build_track(self.owner, spec, plan))
         await self.delete_all(unbuilt_track_keys(self.owner.name, spec, plan.track))
 
+    async def apply_stable(self, spec: ModelDeploymentSpec, version: str, canary_weight: int = 0) -> None:
+        """Apply the stable track at `version`; with the replica router its size leaves the canary's share."""
+        autoscaling = spec.serving.autoscaling
+        replicas = spec.serving.replicas
+        if spec.traffic.router == "replicas":
+            replicas = replica_split(spec.serving.replicas, canary_weight)[0]
+        plan = self.track_plan(spec, "stable", version, replicas, autoscaling.min_replicas if autoscaling else None)
+        await self.apply_track(spec, plan)
+
     async def apply_router(self, spec: ModelDeploymentSpec, canary_weight: int, canary_present: bool) -> None:
         """Set the traffic split."""
         router = build_router(self.owner, spec, RouterPlan(canary_weight=canary_weight, canary_present=canary_present))
@@ -253,11 +268,7 @@ class Reconciliation:
             absent.add(key)
 
     async def _serve_stable_only(self, spec: ModelDeploymentSpec, version: str) -> TrackObservation:
-        autoscaling = spec.serving.autoscaling
-        plan = self.track_plan(
-            spec, "stable", version, spec.serving.replicas, autoscaling.min_replicas if autoscaling else None
-        )
-        await self.apply_track(spec, plan)
+        await self.apply_stable(spec, version)
         await self.apply_router(spec, canary_weight=0, canary_present=False)
         await self.remove_canary()
         observation = await self.observe("stable", version)

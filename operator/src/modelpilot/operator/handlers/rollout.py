@@ -133,7 +133,7 @@ async def _execute(
             await _apply_weight(rec, spec, 0, None)
             await rec.remove_canary()
         case RollStable(version=version):
-            await _apply_stable(rec, spec, version, canary_weight=0)
+            await rec.apply_stable(spec, version)
         case RunAnalysis(version=version, step=step, weight=weight):
             assert spec.rollout is not None
             target = AnalysisTarget(
@@ -163,15 +163,6 @@ async def _apply_canary(rec: Reconciliation, spec: ModelDeploymentSpec, version:
     await rec.apply_track(spec, rec.track_plan(spec, "canary", version, replicas, min_replicas))
 
 
-async def _apply_stable(rec: Reconciliation, spec: ModelDeploymentSpec, version: str, canary_weight: int) -> None:
-    autoscaling = spec.serving.autoscaling
-    replicas = spec.serving.replicas
-    if spec.traffic.router == "replicas":
-        replicas = replica_split(spec.serving.replicas, canary_weight)[0]
-    plan = rec.track_plan(spec, "stable", version, replicas, autoscaling.min_replicas if autoscaling else None)
-    await rec.apply_track(spec, plan)
-
-
 async def _apply_weight(
     rec: Reconciliation, spec: ModelDeploymentSpec, weight: int, canary_version: str | None
 ) -> None:
@@ -180,7 +171,7 @@ async def _apply_weight(
     if spec.traffic.router == "replicas":
         stable = rec.status.stable.version if rec.status.stable else None
         if stable is not None:
-            await _apply_stable(rec, spec, stable, weight)
+            await rec.apply_stable(spec, stable, weight)
     if canary_version is not None and weight > 0:
         # The canary's size (or its HPA minimum) follows its share of the traffic.
         await _apply_canary(rec, spec, canary_version, weight)
