@@ -36,6 +36,9 @@ ensure_python_env() {
   log "syncing the Python environment into $UV_PROJECT_ENVIRONMENT"
   (cd "$repo_root" && uv sync --frozen --all-packages --quiet)
   export PATH="$UV_PROJECT_ENVIRONMENT/bin:$PATH"
+  # The cached venv is shared by every checkout and its editable installs point at the last one synced;
+  # this checkout's sources come first on the path for this shell and every process it starts.
+  export PYTHONPATH="$repo_root/operator/src:$repo_root/inference/src:$repo_root/training/src${PYTHONPATH:+:$PYTHONPATH}"
 }
 
 ensure_control_plane_binaries() {

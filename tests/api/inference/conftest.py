@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
-from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from modelpilot.inference.app import create_app
+from modelpilot.inference.http import ServingEdge
 from modelpilot.inference.model import ServedModel
 from modelpilot.inference.settings import Settings
 from tests.api.inference.models import LoggedModels, log_all
@@ -68,12 +68,13 @@ def served(mlflow: MlflowServer, logged: LoggedModels) -> Iterator[dict[str, Tes
 def app_with(served: dict[str, TestClient], logged: LoggedModels) -> Iterator[Callable[..., TestClient]]:
     """A fresh app around the already loaded pt2 model, with other settings (auth, limits, faults)."""
     opened: list[TestClient] = []
-    app: FastAPI = served[logged.moe_pt2].app  # type: ignore[assignment]
+    app: ServingEdge = served[logged.moe_pt2].app  # type: ignore[assignment]
     model: ServedModel = app.state.plane.model
 
-    def build(**overrides: Any) -> TestClient:
+    def build(access_stream: BinaryIO | None = None, **overrides: Any) -> TestClient:
         settings = model.settings.model_copy(update=overrides)
-        client = TestClient(create_app(settings, model=model), raise_server_exceptions=False)
+        app = create_app(settings, model=model, access_stream=access_stream)
+        client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         opened.append(client)
         return client

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import logging
+import io
 import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
@@ -131,15 +132,21 @@ def test_fault_latency_delays_predictions(app_with: Any) -> None:
     assert time.perf_counter() - start >= 0.15
 
 
-def test_access_log_line_carries_the_request_id(app_with: Any, caplog: pytest.LogCaptureFixture) -> None:
-    client = app_with(access_log=True)
-    with caplog.at_level(logging.INFO, logger="modelpilot.access"):
-        response = client.post("/invocations", json=BODY, headers={"x-request-id": "abc-123"})
-        generated = client.get("/healthz")
+def test_access_log_line_carries_the_request_id(app_with: Any) -> None:
+    stream = io.BytesIO()
+    client = app_with(access_log=True, access_stream=stream)
+    response = client.post("/invocations", json=BODY, headers={"x-request-id": "abc-123"})
+    generated = client.get("/healthz")
+    refused = client.get("/invocations")
+    client.__exit__(None, None, None)  # shutdown writes what is still buffered
     assert response.headers["x-request-id"] == "abc-123"
     assert generated.headers["x-request-id"]
-    lines = [r.fields for r in caplog.records if r.name == "modelpilot.access"]  # type: ignore[attr-defined]
+    assert (refused.status_code, refused.headers["allow"]) == (405, "POST")
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    assert all(line["logger"] == "modelpilot.access" and line["time"].endswith("Z") for line in lines)
     first = next(line for line in lines if line["request_id"] == "abc-123")
     assert (first["route"], first["status"], first["method"]) == ("/invocations", 200, "POST")
     assert first["duration_ms"] > 0
+    assert first["bytes_in"] == int(response.request.headers["content-length"])
     assert any(line["request_id"] == generated.headers["x-request-id"] for line in lines)
+    assert any(line["route"] == "/invocations" and line["status"] == 405 for line in lines)

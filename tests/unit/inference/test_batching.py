@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -86,3 +88,65 @@ async def test_outputs_without_a_row_axis_fall_back_to_one_pass_per_request() ->
     results = await asyncio.gather(*(batcher.submit(x) for x in inputs))
     await batcher.stop()
     assert [r.values["total"] for r in results] == [0.0, 4.0, 8.0]
+
+
+async def test_a_lone_request_runs_in_its_own_task() -> None:
+    tasks: list[asyncio.Task[Any] | None] = []
+
+    def run(features: Features, want_gates: bool, params: dict[str, Any] | None) -> Prediction:
+        tasks.append(asyncio.current_task())
+        return Prediction(values=features, rows=len(features))
+
+    batcher = MicroBatcher(run, max_batch_size=64, max_wait_seconds=0.0)
+    batcher.start()
+    await batcher.submit(np.ones((1, 2), dtype=np.float32))
+    await batcher.stop()
+    assert tasks == [asyncio.current_task()]
+
+
+async def test_requests_arriving_during_an_offloaded_pass_share_the_next_one() -> None:
+    release = threading.Event()
+    model = RecordingModel()
+
+    def slow(features: Features, want_gates: bool, params: dict[str, Any] | None) -> Prediction:
+        if not model.batches:
+            release.wait(5)
+        return model(features, want_gates, params)
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher = MicroBatcher(slow, max_batch_size=64, max_wait_seconds=0.0, executor=executor)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(np.ones((1, 2), dtype=np.float32)))
+        await asyncio.sleep(0.05)  # the first pass is now running in the thread
+        later = [asyncio.ensure_future(batcher.submit(np.full((1, 2), i, dtype=np.float32))) for i in range(5)]
+        await asyncio.sleep(0.05)
+        release.set()
+        results = await asyncio.gather(first, *later)
+        await batcher.stop()
+    assert model.batches == [1, 5]
+    for i, result in enumerate(results[1:]):
+        np.testing.assert_array_equal(result.values, np.full((1, 2), i * 2, dtype=np.float32))
+
+
+async def test_a_cancelled_leader_still_answers_the_requests_it_took_along() -> None:
+    release = threading.Event()
+    model = RecordingModel()
+
+    def slow(features: Features, want_gates: bool, params: dict[str, Any] | None) -> Prediction:
+        if not model.batches:
+            release.wait(5)
+        return model(features, want_gates, params)
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher = MicroBatcher(slow, max_batch_size=64, max_wait_seconds=0.0, executor=executor)
+        batcher.start()
+        inputs = [np.full((1, 2), i, dtype=np.float32) for i in range(4)]
+        tasks = [asyncio.ensure_future(batcher.submit(x)) for x in inputs]
+        await asyncio.sleep(0.05)  # the first request leads one pass with all four, now in the thread
+        tasks[0].cancel()
+        release.set()
+        results = await asyncio.gather(*tasks[1:])
+        await batcher.stop()
+    assert tasks[0].cancelled()
+    for x, result in zip(inputs[1:], results, strict=True):
+        np.testing.assert_array_equal(result.values, x * 2)

@@ -4,26 +4,43 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import BinaryIO
 
 from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
 
 from modelpilot.inference.auth import load_authenticator
 from modelpilot.inference.dataplane import DataPlane
 from modelpilot.inference.errors import ServingError
-from modelpilot.inference.http import ServingMiddleware, serving_error_handler
+from modelpilot.inference.http import ServingEdge
+from modelpilot.inference.logs import AccessLog
 from modelpilot.inference.metrics import ServingMetrics
 from modelpilot.inference.model import ServedModel
 from modelpilot.inference.ratelimit import RateLimiter
-from modelpilot.inference.routes import ROUTES
+from modelpilot.inference.responses import json_bytes, serving_error_handler
+from modelpilot.inference.routes import PREDICTION_ROUTES, ROUTES
 from modelpilot.inference.settings import Settings
 
 
-def create_app(settings: Settings | None = None, model: ServedModel | None = None) -> FastAPI:
-    """The ASGI app; the model loads in the background at startup unless `model` is ready already."""
+async def _internal_error(request: Request, error: Exception) -> Response:
+    """A JSON 500 for an unexpected error in a routed request; the edge logs it."""
+    body = {"error": "internal_error", "message": "internal error", "request_id": request.state.request_id}
+    return Response(json_bytes(body), status_code=500, media_type="application/json")
+
+
+def create_app(
+    settings: Settings | None = None, model: ServedModel | None = None, *, access_stream: BinaryIO | None = None
+) -> ServingEdge:
+    """The ASGI app; the model loads in the background at startup unless `model` is ready already.
+
+    Access lines go to `access_stream` (stdout when None) when `settings.access_log` is on.
+    """
     settings = settings or Settings()
     model = model or ServedModel(settings)
     metrics = ServingMetrics(model.name, model.version, settings.track)
     plane = DataPlane(settings, model, metrics)
+    access_log = AccessLog(access_stream) if settings.access_log else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,6 +49,8 @@ def create_app(settings: Settings | None = None, model: ServedModel | None = Non
             yield
         finally:
             await plane.stop()
+            if access_log is not None:
+                access_log.flush()
 
     app = FastAPI(
         title="modelpilot inference",
@@ -47,14 +66,15 @@ def create_app(settings: Settings | None = None, model: ServedModel | None = Non
     for path, endpoint, methods in ROUTES:
         app.add_route(path, endpoint, methods=methods)
     app.add_exception_handler(ServingError, serving_error_handler)
+    app.add_exception_handler(Exception, _internal_error)
     limiter = RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst) if settings.rate_limit_rps > 0 else None
-    app.add_middleware(
-        ServingMiddleware,
-        metrics=metrics,
+    return ServingEdge(
+        app,
+        plane=plane,
+        routes=PREDICTION_ROUTES,
         authenticator=load_authenticator(settings),
         limiter=limiter,
         max_body_bytes=settings.max_body_bytes,
         max_batch_body_bytes=settings.max_batch_body_bytes,
-        access_log_enabled=settings.access_log,
+        access_log=access_log,
     )
-    return app

@@ -1,8 +1,10 @@
 """Adaptive micro-batching: concurrent requests share one forward pass.
 
-The batcher never waits when the server is idle: a lone request runs at once. While a forward
-pass runs, new requests queue up and the next pass takes all of them (up to `max_batch_size`
-rows). Only when requests are known to be mid-decode does it wait, at most `max_wait`, for them.
+The batcher never waits when the server is idle: a lone request runs at once. The request that finds
+the model free leads: it yields once so requests that are already runnable can queue, takes them into
+its pass and runs it in its own task (no hand-over to a worker task). While a pass runs, new requests
+queue up; the worker runs them next, all in one pass (up to `max_batch_size` rows). Only when requests
+are known to be mid-decode does a pass wait, at most `max_wait`, for them.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Item] | None = None
         self._worker: asyncio.Task[None] | None = None
         self.decoding = 0  # requests that entered a prediction route and have not been submitted yet
+        self._busy = False  # a leader or the worker holds requests: newcomers queue
+        self._free = asyncio.Event()  # set while nobody holds the model
+        self._free.set()
 
     def start(self) -> None:
         """Start the worker task on the running loop."""
@@ -77,8 +82,25 @@ class MicroBatcher:
         if self._queue is None:
             return self._run(features, want_gates, params)
         future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(features, row_count(features), want_gates, params, future))
-        return await future
+        item = _Item(features, row_count(features), want_gates, params, future)
+        if self._busy or not self._queue.empty():
+            self._queue.put_nowait(item)
+            return await future
+        batch = [item]
+        self._hold()
+        try:
+            if item.params is None and item.rows < self.max_batch_size:
+                await self._collect(batch)
+            await self._execute(batch)
+        except asyncio.CancelledError:
+            # The leader's request went away; the requests it took along still get their answer.
+            for other in batch[1:]:
+                if not other.future.done():
+                    self._queue.put_nowait(other)
+            raise
+        finally:
+            self._release(len(batch) - 1)
+        return future.result()
 
     async def run_alone(self, features: Features, *, want_gates: bool = False) -> Prediction:
         """One forward pass outside the queue (bulk CSV), off the loop when an executor is set."""
@@ -92,14 +114,26 @@ class MicroBatcher:
         queue = self._queue
         while True:
             first = await queue.get()
+            await self._free.wait()  # a leader's pass goes first
             batch = [first]
-            if first.params is None and first.rows < self.max_batch_size:
-                await self._collect(batch)
+            self._hold()
             try:
+                if first.params is None and first.rows < self.max_batch_size:
+                    await self._collect(batch)
                 await self._execute(batch)
             finally:
-                for _ in batch:
-                    queue.task_done()
+                self._release(len(batch))
+
+    def _hold(self) -> None:
+        self._busy = True
+        self._free.clear()
+
+    def _release(self, dequeued: int) -> None:
+        assert self._queue is not None
+        for _ in range(dequeued):
+            self._queue.task_done()
+        self._busy = False
+        self._free.set()
 
     async def _collect(self, batch: list[_Item]) -> None:
         assert self._queue is not None

@@ -51,6 +51,20 @@ class UnsupportedMediaTypeError(ServingError):
     kind = "unsupported_media_type"
 
 
+class MethodNotAllowedError(ServingError):
+    """A known route called with a method it does not answer."""
+
+    status = 405
+    kind = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": self.allow}
+
+
 class PayloadTooLargeError(ServingError):
     """The body is above the configured limit."""
 

@@ -1,94 +1,114 @@
 """The HTTP edge: request ids, body limits, auth, rate limits, metrics and access logs in one ASGI layer.
 
-A plain ASGI middleware (not BaseHTTPMiddleware) so a request costs a few dict lookups here.
+The edge is the outermost ASGI app and answers the prediction routes itself, so a prediction costs a
+few dict lookups here plus the work of the route, not a walk through a middleware stack and a router.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import FastAPI
+from starlette.datastructures import State
+from starlette.requests import ClientDisconnect
+from starlette.routing import Match, compile_path
+from starlette.types import Message, Receive, Scope, Send
 
 from modelpilot.inference.auth import Authenticator
-from modelpilot.inference.errors import PayloadTooLargeError, ServingError
-from modelpilot.inference.logs import ACCESS_LOGGER
-from modelpilot.inference.metrics import ServingMetrics
+from modelpilot.inference.dataplane import DataPlane
+from modelpilot.inference.errors import MethodNotAllowedError, PayloadTooLargeError, ServingError
+from modelpilot.inference.logs import AccessLog
 from modelpilot.inference.ratelimit import RateLimiter
+from modelpilot.inference.responses import error_response
+from modelpilot.inference.routes import PredictionCall, PredictionRoute
 
 log = logging.getLogger("modelpilot.inference")
-access_log = logging.getLogger(ACCESS_LOGGER)
 
 # Probes and scrapes never need credentials and are never rate limited.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 _JSON = [(b"content-type", b"application/json")]
 
 
-def json_default(value: Any) -> Any:
-    """orjson fallback for numpy scalars/object arrays and anything else with a string form."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
+class _PredictionRoutes:
+    """The prediction routes the edge answers itself: exact paths by dict lookup, templates by regex."""
+
+    def __init__(self, routes: list[tuple[str, PredictionRoute]]) -> None:
+        self.exact: dict[str, tuple[str, PredictionRoute]] = {}
+        self.templated: list[tuple[re.Pattern[str], str, PredictionRoute]] = []
+        for template, handler in routes:
+            if "{" in template:
+                pattern, _, _ = compile_path(template)
+                self.templated.append((pattern, template, handler))
+            else:
+                self.exact[template] = (template, handler)
+
+    def match(self, path: str) -> tuple[str, PredictionRoute, dict[str, str]] | None:
+        found = self.exact.get(path)
+        if found is not None:
+            return found[0], found[1], {}
+        for pattern, template, handler in self.templated:
+            matched = pattern.match(path)
+            if matched is not None:
+                return template, handler, matched.groupdict()
+        return None
 
 
-def json_bytes(document: Any) -> bytes:
-    """orjson with numpy arrays serialised natively."""
-    return orjson.dumps(document, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+class ServingEdge:
+    """The ASGI app the server runs: request id, size limit, auth, rate limit, metrics and one access line.
 
-
-def error_response(error: ServingError) -> Response:
-    """The one mapping from domain errors to HTTP answers."""
-    return Response(
-        json_bytes(error.body()), status_code=error.status, headers=error.headers(), media_type="application/json"
-    )
-
-
-async def serving_error_handler(request: Request, error: Exception) -> Response:
-    """Exception handler the app registers for `ServingError`."""
-    assert isinstance(error, ServingError)
-    return error_response(error)
-
-
-class ServingMiddleware:
-    """Wraps every HTTP request: id, size limit, auth, rate limit, then metrics and one access-log line."""
+    Prediction routes are answered here directly (decode → data plane → JSON), so they skip the router
+    and middleware stack of the inner FastAPI app; every other request (probes, metadata, metrics, CSV
+    batch) is passed to that app. Lifespan events go to the inner app as they are.
+    """
 
     def __init__(
         self,
-        app: ASGIApp,
+        app: FastAPI,
         *,
-        metrics: ServingMetrics,
+        plane: DataPlane,
+        routes: list[tuple[str, PredictionRoute]],
         authenticator: Authenticator,
         limiter: RateLimiter | None,
         max_body_bytes: int,
         max_batch_body_bytes: int,
-        access_log_enabled: bool,
+        access_log: AccessLog | None,
     ) -> None:
         self.app = app
-        self.metrics = metrics
+        self.plane = plane
+        self.metrics = plane.metrics
+        self.routes = _PredictionRoutes(routes)
         self.authenticator = authenticator
         self.limiter = limiter
         self.max_body = max_body_bytes
         self.max_batch_body = max_batch_body_bytes
-        self.access_log = access_log_enabled
+        self.access_log = access_log
         self._id_prefix = os.urandom(4).hex()
         self._counter = 0
+
+    @property
+    def state(self) -> State:
+        """The inner app's state (`state.plane`, `state.settings`)."""
+        return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id, content_length, authorization, api_key = self._read_headers(scope["headers"])
+        request_id, content_length, content_type, authorization, api_key = self._read_headers(scope["headers"])
         rid = request_id.encode()
-        state = {"status": 500, "started": False, "bytes_in": 0}
+        path: str = scope["path"]
+        prediction = self.routes.match(path)
+        route = prediction[0] if prediction is not None else None
+        limit = self.max_batch_body if path.endswith("/predict_batch") else self.max_body
+        state: dict[str, Any] = {"status": 500, "started": False, "bytes_in": 0}
+        client = "anonymous"
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -97,23 +117,20 @@ class ServingMiddleware:
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid)]
             await send(message)
 
-        path: str = scope["path"]
-        limit = self.max_batch_body if path.endswith("/predict_batch") else self.max_body
-        client = "anonymous"
         try:
-            if content_length is not None and content_length > limit:
-                raise PayloadTooLargeError(
-                    f"body of {content_length} bytes is over the {limit}-byte limit", limit=limit
-                )
-            if path not in OPEN_PATHS:
-                if self.authenticator.enabled:
-                    client = self.authenticator.authenticate(authorization, api_key)
-                elif scope.get("client"):
-                    client = scope["client"][0]
-                if self.limiter is not None:
-                    self.limiter.check(client)
-            scope.setdefault("state", {})["request_id"] = request_id
-            await self.app(scope, self._limit_receive(receive, limit, state), send_with_id)
+            client = self._admit(scope, path, limit, content_length, authorization, api_key)
+            if prediction is None:
+                scope.setdefault("state", {})["request_id"] = request_id
+                await self.app(scope, self._limit_receive(receive, limit, state), send_with_id)
+            elif scope["method"] != "POST":
+                raise MethodNotAllowedError(f"{scope['method']} {route}; use POST", allow="POST")
+            else:
+                call = PredictionCall(self._body_reader(receive, limit, state), content_type, prediction[2])
+                body = await prediction[1](self.plane, call)
+                headers = [*_JSON, (b"content-length", str(len(body)).encode()), (b"x-request-id", rid)]
+                state["status"], state["started"] = 200, True
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
         except ServingError as error:
             if not state["started"]:
                 await error_response(error)(scope, receive, send_with_id)
@@ -125,29 +142,50 @@ class ServingMiddleware:
                 await send_with_id({"type": "http.response.body", "body": body})
         finally:
             elapsed = time.perf_counter() - start
-            route = self._route_template(scope)
+            template = route if route is not None else self._route_template(scope)
             status = int(state["status"])
-            self.metrics.observe_request(route, status, elapsed)
-            if self.access_log:
-                access_log.info(
-                    "request",
-                    extra={
-                        "fields": {
-                            "request_id": request_id,
-                            "method": scope["method"],
-                            "path": path,
-                            "route": route,
-                            "status": status,
-                            "duration_ms": round(elapsed * 1000, 3),
-                            "bytes_in": state["bytes_in"],
-                            "client": client,
-                        }
-                    },
+            self.metrics.observe_request(template, status, elapsed)
+            if self.access_log is not None:
+                self.access_log.write(
+                    {
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "path": path,
+                        "route": template,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "bytes_in": state["bytes_in"],
+                        "client": client,
+                    }
                 )
 
-    def _read_headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, int | None, str | None, str | None]:
+    def _admit(
+        self,
+        scope: Scope,
+        path: str,
+        limit: int,
+        content_length: int | None,
+        authorization: str | None,
+        api_key: str | None,
+    ) -> str:
+        """Size limit, credentials, rate limit; returns the client name for logs and limits."""
+        if content_length is not None and content_length > limit:
+            raise PayloadTooLargeError(f"body of {content_length} bytes is over the {limit}-byte limit", limit=limit)
+        if path in OPEN_PATHS:
+            return "anonymous"
+        client = "anonymous"
+        if self.authenticator.enabled:
+            client = self.authenticator.authenticate(authorization, api_key)
+        elif scope.get("client"):
+            client = scope["client"][0]
+        if self.limiter is not None:
+            self.limiter.check(client)
+        return client
+
+    def _read_headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, int | None, str, str | None, str | None]:
         request_id = None
         content_length = None
+        content_type = ""
         authorization = None
         api_key = None
         for name, value in headers:
@@ -156,6 +194,8 @@ class ServingMiddleware:
                     content_length = int(value)
                 except ValueError:
                     content_length = None
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
             elif name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
                 request_id = value.decode()
             elif name == b"authorization":
@@ -165,7 +205,27 @@ class ServingMiddleware:
         if request_id is None:
             self._counter += 1
             request_id = f"{self._id_prefix}-{self._counter:x}"
-        return request_id, content_length, authorization, api_key
+        return request_id, content_length, content_type, authorization, api_key
+
+    def _body_reader(self, receive: Receive, limit: int, state: dict[str, Any]) -> Callable[[], Awaitable[bytes]]:
+        async def read() -> bytes:
+            chunks: list[bytes] = []
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                chunk = message.get("body", b"")
+                state["bytes_in"] += len(chunk)
+                if state["bytes_in"] > limit:
+                    raise PayloadTooLargeError(f"body is over the {limit}-byte limit", limit=limit)
+                if not message.get("more_body", False):
+                    if not chunks:
+                        return bytes(chunk)
+                    chunks.append(chunk)
+                    return b"".join(chunks)
+                chunks.append(chunk)
+
+        return read
 
     def _limit_receive(self, receive: Receive, limit: int, state: dict[str, Any]) -> Receive:
         async def limited() -> Message:
@@ -183,19 +243,8 @@ class ServingMiddleware:
         if route is not None:
             return str(getattr(route, "path", "unmatched"))
         # Rejected before routing (auth, limits): match the template without running the route.
-        router = getattr(self.app, "router", None) or _find_router(self.app)
-        for candidate in getattr(router, "routes", ()):
+        for candidate in self.app.router.routes:
             match, _ = candidate.matches(scope)
             if match == Match.FULL:
-                return str(candidate.path)
+                return str(getattr(candidate, "path", "unmatched"))
         return "unmatched"
-
-
-def _find_router(app: Any) -> Any:
-    seen = 0
-    while app is not None and seen < 16:
-        if hasattr(app, "routes"):
-            return app
-        app = getattr(app, "app", None)
-        seen += 1
-    return None

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -20,12 +20,14 @@ LATENCY_BUCKETS = (
     0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+# Rows of pending forward passes that trigger a fold of feature moments and class counts.
+FOLD_ROWS = 4096
 
 
 class FeatureStatistics(Collector):
     """Per-feature count, sum and sum of squares of served inputs: the moments drift checks compare.
 
-    Kept in numpy arrays and turned into samples only at scrape time, so a batch costs two vector sums.
+    Kept in numpy arrays and turned into samples only at scrape time.
     """
 
     def __init__(self, features: tuple[str, ...]) -> None:
@@ -41,18 +43,15 @@ class FeatureStatistics(Collector):
             self.sums = np.zeros(len(features))
             self.squares = np.zeros(len(features))
 
-    def observe(self, features: Features) -> None:
-        """Add one batch's rows."""
+    def observe(self, parts: list[Features]) -> None:
+        """Add the rows of several forward passes at once: a handful of vector operations for all of them."""
         width = len(self.features)
-        if width == 0:
+        if width == 0 or not parts:
             return
-        if isinstance(features, dict):
-            columns = [features.get(name) for name in self.features]
-            if any(c is None or c.dtype.kind not in "fiub" for c in columns):
-                return
-            matrix = np.stack([np.asarray(c, dtype=np.float64) for c in columns if c is not None], axis=1)
-        else:
-            matrix = features.reshape(features.shape[0], -1)[:, :width].astype(np.float64)
+        matrices = [m for m in (self._matrix(p, width) for p in parts) if m is not None]
+        if not matrices:
+            return
+        matrix = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
         sums = matrix.sum(axis=0)
         squares = np.einsum("ij,ij->j", matrix, matrix)
         if not np.isfinite(sums).all():  # only when NaN inputs are allowed; the common path skips this
@@ -61,6 +60,14 @@ class FeatureStatistics(Collector):
             self.count += matrix.shape[0]
             self.sums += sums
             self.squares += squares
+
+    def _matrix(self, features: Features, width: int) -> np.ndarray[Any, Any] | None:
+        if isinstance(features, dict):
+            columns = [features.get(name) for name in self.features]
+            if any(c is None or c.dtype.kind not in "fiub" for c in columns):
+                return None
+            return np.stack([np.asarray(c, dtype=np.float64) for c in columns if c is not None], axis=1)
+        return features.reshape(features.shape[0], -1)[:, :width].astype(np.float64)
 
     def collect(self) -> Iterator[Metric]:
         """Samples: one series per feature for each statistic."""
@@ -119,12 +126,17 @@ class ServingMetrics:
         self.features = FeatureStatistics(())
         r.register(self.features)
         self._seen_classes: set[str] = set()
+        # Forward passes not yet folded into the feature moments and class counts (see `observe_batch`).
+        self._pending_features: list[Features] = []
+        self._pending_classes: list[np.ndarray[Any, Any]] = []
+        self._pending_rows = 0
         self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._class_children: dict[str, Any] = {}
         self.set_identity(model, version, track)
 
     def set_identity(self, model: str, version: str, track: str) -> None:
         """The model/version/track labels; cached label children are rebuilt after a change."""
+        self.fold()  # pending rows belong to the old labels
         self.identity = (model, version, track)
         self._request_children.clear()
         self._class_children.clear()
@@ -145,12 +157,28 @@ class ServingMetrics:
         children[1].observe(seconds)
 
     def observe_batch(self, features: Features, prediction: Prediction) -> None:
-        """Batch size, predicted classes and feature moments of one forward pass."""
+        """Batch size now; feature moments and class counts at the next fold.
+
+        A forward pass only keeps references to its arrays. They are folded in every `FOLD_ROWS` rows and
+        before each scrape, so small batches share the numpy work and a scrape always sees every row.
+        """
         self._batch_child.observe(prediction.rows)
+        self._pending_features.append(features)
+        if prediction.classes is not None:
+            self._pending_classes.append(prediction.classes)
+        self._pending_rows += prediction.rows
+        if self._pending_rows >= FOLD_ROWS:
+            self.fold()
+
+    def fold(self) -> None:
+        """Fold pending forward passes into the feature moments and the per-class counters."""
+        features, classes = self._pending_features, self._pending_classes
+        self._pending_features, self._pending_classes, self._pending_rows = [], [], 0
         self.features.observe(features)
-        if prediction.classes is None:
-            return
-        classes = prediction.classes
+        if classes:
+            self._count_classes(classes[0] if len(classes) == 1 else np.concatenate(classes))
+
+    def _count_classes(self, classes: np.ndarray[Any, Any]) -> None:
         if classes.dtype.kind in "iu" and classes.size and classes.min() >= 0:
             counts = np.bincount(classes)
             pairs = [(value, int(counts[value])) for value in np.flatnonzero(counts).tolist()]
@@ -166,6 +194,11 @@ class ServingMetrics:
                 child = self.predictions.labels(*self.identity, label)
                 self._class_children[label] = child
             child.inc(count)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric, after folding what is pending."""
+        self.fold()
+        return generate_latest(self.registry)
 
     def set_ready(self, ready: bool) -> None:
         """Export readiness as a gauge too."""

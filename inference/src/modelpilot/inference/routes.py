@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -28,8 +29,8 @@ from modelpilot.inference.errors import (
     UnknownModelError,
     UnsupportedMediaTypeError,
 )
-from modelpilot.inference.http import json_bytes
 from modelpilot.inference.prediction import Prediction, csv_header, csv_rows, mlflow_predictions, v2_output
+from modelpilot.inference.responses import json_bytes
 from modelpilot.inference.validation import Features, Validator, row_count
 
 _JSON = "application/json"
@@ -44,24 +45,36 @@ def _json(document: Any, status: int = 200) -> Response:
     return Response(json_bytes(document), status_code=status, media_type=_JSON)
 
 
-async def _decode(request: Request, decode: Any, *args: Any) -> DecodedRequest:
+# Prediction routes. The serving edge (`http.ServingEdge`) calls these directly, without the router and
+# middleware stack of the app: each takes the data plane and a `PredictionCall` and returns the JSON body
+# of a 200 answer, or raises a `ServingError`.
+
+
+@dataclass(frozen=True)
+class PredictionCall:
+    """What a prediction route reads from its HTTP request."""
+
+    read_body: Callable[[], Awaitable[bytes]]
+    content_type: str
+    path_params: dict[str, str]
+
+
+async def _decode(plane: DataPlane, call: PredictionCall, decode: Any, *args: Any) -> DecodedRequest:
     """Read and decode the body while the batcher knows a request is on its way."""
-    plane = _plane(request)
     validator = plane.model.require_validator()
     plane.batcher.decoding += 1
     try:
-        body = await request.body()
+        body = await call.read_body()
         decoded: DecodedRequest = decode(body, *args, validator) if args else decode(body, validator)
         return decoded
     finally:
         plane.batcher.decoding -= 1
 
 
-async def v1_predict(request: Request) -> Response:
+async def v1_predict(plane: DataPlane, call: PredictionCall) -> bytes:
     """POST /v1/models/{name}/predict: records, columns or instances in; outputs, classes, gates out."""
-    plane = _plane(request)
-    plane.check_name(request.path_params["name"])
-    decoded = await _decode(request, decode_v1_predict)
+    plane.check_name(call.path_params["name"])
+    decoded = await _decode(plane, call, decode_v1_predict)
     prediction = await plane.predict(decoded)
     document: dict[str, Any] = {
         "model": plane.model.name,
@@ -73,24 +86,22 @@ async def v1_predict(request: Request) -> Response:
         document["classes"] = prediction.classes
     if decoded.want_gates:
         document["gates"] = prediction.gates
-    return _json(document)
+    return json_bytes(document)
 
 
-async def invocations(request: Request) -> Response:
+async def invocations(plane: DataPlane, call: PredictionCall) -> bytes:
     """POST /invocations: the MLflow scoring protocol, JSON or CSV."""
-    plane = _plane(request)
-    decoded = await _decode(request, decode_invocations, request.headers.get("content-type", ""))
+    decoded = await _decode(plane, call, decode_invocations, call.content_type)
     prediction = await plane.predict(decoded)
     records = plane.model.loaded is not None and plane.model.loaded.runner.records_output
-    return _json({"predictions": mlflow_predictions(prediction.values, records=records)})
+    return json_bytes({"predictions": mlflow_predictions(prediction.values, records=records)})
 
 
-async def v2_infer(request: Request) -> Response:
+async def v2_infer(plane: DataPlane, call: PredictionCall) -> bytes:
     """POST /v2/models/{name}[/versions/{version}]/infer: Open Inference Protocol v2."""
-    plane = _plane(request)
-    plane.check_name(request.path_params["name"])
-    _check_version(plane, request)
-    decoded = await _decode(request, decode_v2_infer)
+    plane.check_name(call.path_params["name"])
+    _check_version(plane, call.path_params.get("version"))
+    decoded = await _decode(plane, call, decode_v2_infer)
     prediction = await plane.predict(decoded)
     outputs = [v2_output(prediction.values, "output")]
     if decoded.want_gates and prediction.gates is not None:
@@ -101,7 +112,17 @@ async def v2_infer(request: Request) -> Response:
         "outputs": outputs,
     }
     document.update(decoded.extra)
-    return _json(document)
+    return json_bytes(document)
+
+
+PredictionRoute: TypeAlias = Callable[[DataPlane, PredictionCall], Awaitable[bytes]]
+
+PREDICTION_ROUTES: list[tuple[str, PredictionRoute]] = [
+    ("/invocations", invocations),
+    ("/v1/models/{name}/predict", v1_predict),
+    ("/v2/models/{name}/infer", v2_infer),
+    ("/v2/models/{name}/versions/{version}/infer", v2_infer),
+]
 
 
 async def predict_batch(request: Request) -> Response:
@@ -167,8 +188,7 @@ def _csv_lines(rows: list[list[Any]]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _check_version(plane: DataPlane, request: Request) -> None:
-    version = request.path_params.get("version")
+def _check_version(plane: DataPlane, version: str | None) -> None:
     if version is not None and version != plane.model.version:
         raise UnknownModelError(f"version {version!r} is not served here; this server serves {plane.model.version!r}")
 
@@ -184,7 +204,7 @@ async def v2_model_metadata(request: Request) -> Response:
     """GET /v2/models/{name}[/versions/{version}]: Open Inference Protocol metadata."""
     plane = _plane(request)
     plane.check_name(request.path_params["name"])
-    _check_version(plane, request)
+    _check_version(plane, request.path_params.get("version"))
     loaded = plane.model.loaded
     if loaded is None:
         raise ModelNotReadyError(plane.model.reason, state=plane.model.state)
@@ -255,16 +275,12 @@ async def v2_ready(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
-    return Response(generate_latest(_plane(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(_plane(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
+# Every other route goes through the app's router (the prediction routes above never reach it).
 ROUTES: list[tuple[str, Any, list[str]]] = [
-    # Prediction routes first: the router tries routes in order.
-    ("/invocations", invocations, ["POST"]),
-    ("/v1/models/{name}/predict", v1_predict, ["POST"]),
-    ("/v2/models/{name}/infer", v2_infer, ["POST"]),
     ("/v1/models/{name}/predict_batch", predict_batch, ["POST"]),
-    ("/v2/models/{name}/versions/{version}/infer", v2_infer, ["POST"]),
     ("/v1/models/{name}", v1_model, ["GET"]),
     ("/v2/health/live", v2_live, ["GET"]),
     ("/v2/health/ready", v2_ready, ["GET"]),
