@@ -48,10 +48,9 @@ class FeatureStatistics(Collector):
         width = len(self.features)
         if width == 0 or not parts:
             return
-        matrices = [m for m in (self._matrix(p, width) for p in parts) if m is not None]
-        if not matrices:
+        matrix = self._matrix(parts, width)
+        if matrix is None:
             return
-        matrix = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
         sums = matrix.sum(axis=0)
         squares = np.einsum("ij,ij->j", matrix, matrix)
         if not np.isfinite(sums).all():  # only when NaN inputs are allowed; the common path skips this
@@ -61,13 +60,20 @@ class FeatureStatistics(Collector):
             self.sums += sums
             self.squares += squares
 
-    def _matrix(self, features: Features, width: int) -> np.ndarray[Any, Any] | None:
-        if isinstance(features, dict):
-            columns = [features.get(name) for name in self.features]
-            if any(c is None or c.dtype.kind not in "fiub" for c in columns):
-                return None
-            return np.stack([np.asarray(c, dtype=np.float64) for c in columns if c is not None], axis=1)
-        return features.reshape(features.shape[0], -1)[:, :width].astype(np.float64)
+    def _matrix(self, parts: list[Features], width: int) -> np.ndarray[Any, Any] | None:
+        """All rows as one float64 matrix of the first `width` values: one concatenation, one cast."""
+        arrays = [p for p in parts if isinstance(p, np.ndarray)]
+        if len(arrays) == len(parts):
+            joined = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            return joined.reshape(joined.shape[0], -1)[:, :width].astype(np.float64)
+        matrices = [m for m in (self._column_matrix(p) for p in parts if isinstance(p, dict)) if m is not None]
+        return np.concatenate(matrices) if matrices else None
+
+    def _column_matrix(self, features: dict[str, np.ndarray[Any, Any]]) -> np.ndarray[Any, Any] | None:
+        columns = [features.get(name) for name in self.features]
+        if any(c is None or c.dtype.kind not in "fiub" for c in columns):
+            return None
+        return np.stack([np.asarray(c, dtype=np.float64) for c in columns if c is not None], axis=1)
 
     def collect(self) -> Iterator[Metric]:
         """Samples: one series per feature for each statistic."""

@@ -41,6 +41,7 @@ class TorchRunner:
         self.device = torch.device(device)
         self.serialization = serialization
         self.gates_supported = callable(getattr(module, "gates", None))
+        self._forward = graph_forward(module) or module
         # MLflow answers column-based torch models with records keyed by output position.
         self.records_output = column_output
         self.description = f"pytorch ({serialization}) on {device}"
@@ -53,7 +54,7 @@ class TorchRunner:
             batch = torch.from_numpy(features)
             if self.device.type != "cpu":
                 batch = batch.to(self.device, non_blocking=True)
-            output = self.module(batch)
+            output = self._forward(batch)
             if not isinstance(output, torch.Tensor):
                 raise TypeError(f"the model returned {type(output).__name__}, expected one tensor")
             gates = self.module.gates(batch) if want_gates and self.gates_supported else None
@@ -85,6 +86,19 @@ class PyfuncRunner:
             data = features
         values = self.model.predict(data, params=params) if params else self.model.predict(data)
         return Prediction(values=values, rows=rows, classes=class_labels(values))
+
+
+def graph_forward(module: Any) -> Any:
+    """The `forward` of a torch.export module whose graph checks its own input guards, or None.
+
+    Calling a module runs its forward pre-hooks. On a module unlifted from an exported program those
+    re-check, per call, that the inputs have the traced pytree structure — one tensor, which the
+    validator guarantees here — and the graph then checks its shape guards itself (`_guards_fn`).
+    Calling `forward` directly keeps the graph's guards and skips the per-call hook dispatch.
+    """
+    if hasattr(module, "_guards_fn") and hasattr(module, "_in_spec") and callable(getattr(module, "forward", None)):
+        return module.forward
+    return None
 
 
 def concat_features(parts: list[Features]) -> Features:
