@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,6 +19,9 @@ _KIND_OF_MLFLOW_TYPE: dict[str, tuple[ColumnKind, Any]] = {
     "boolean": ("bool", np.bool_),
     "string": ("str", object),
 }
+# MLflow's scalar column types (`DataType`) and the structured ones; any other type name is not MLflow's.
+_SCALAR_TYPES = frozenset({"string", "binary", "boolean", "integer", "long", "float", "double", "datetime"})
+_MLFLOW_COLUMN_TYPES = _SCALAR_TYPES | {"array", "object", "map", "sparkml_vector", "any"}
 _MAX_FEATURE_LABELS = 512
 
 
@@ -100,22 +104,55 @@ def column_schema(columns: list[Column]) -> InputSchema:
 def schema_from_signature(signature: Any) -> InputSchema:
     """Translate an MLflow `ModelSignature` into an `InputSchema`, or raise `UnsupportedSignatureError`."""
     if signature is None or signature.inputs is None:
+        return schema_from_inputs_json(None)
+    return schema_from_inputs_json(signature.inputs.to_json())
+
+
+def schema_from_inputs_json(inputs: str | None) -> InputSchema:
+    """The `signature.inputs` JSON of an `MLmodel` file as an `InputSchema`, or `UnsupportedSignatureError`.
+
+    Tensor specs look like `{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 20]}}`,
+    column specs like `{"type": "double", "name": "f0", "required": true}`; read as MLflow's `Schema.from_json`
+    reads them, without importing mlflow.
+    """
+    if not inputs:
         raise UnsupportedSignatureError("the model has no input signature; log it with one so inputs can be validated")
-    inputs = signature.inputs
-    if inputs.is_tensor_spec():
-        specs = inputs.inputs
+    try:
+        specs = json.loads(inputs)
+    except ValueError as error:
+        raise UnsupportedSignatureError(f"the signature's inputs are not JSON: {error}") from error
+    if not isinstance(specs, list) or not specs or not all(isinstance(s, dict) and "type" in s for s in specs):
+        raise UnsupportedSignatureError("the signature's inputs are not a list of typed input specs")
+    tensors = sum(1 for s in specs if s["type"] == "tensor")
+    if tensors:
+        if tensors != len(specs):
+            raise UnsupportedSignatureError("the signature mixes tensor and column inputs")
         if len(specs) != 1:
             raise UnsupportedSignatureError(f"{len(specs)} input tensors; only single-tensor signatures are served")
-        spec = specs[0]
-        shape = tuple(int(d) for d in spec.shape)
-        if not shape or shape[0] != -1:
-            raise UnsupportedSignatureError(f"tensor shape {list(shape)} has no variable batch dimension first")
-        if any(d < 0 for d in shape[1:]):
-            raise UnsupportedSignatureError(f"tensor shape {list(shape)} has a variable inner dimension")
-        return tensor_schema(shape[1:] or (1,), spec.type, spec.name)
+        return _tensor_spec_schema(specs[0])
     columns = []
-    for index, spec in enumerate(inputs.inputs):
-        type_name = getattr(spec.type, "name", None)
-        kind, dtype = _KIND_OF_MLFLOW_TYPE.get(str(type_name), ("any", object))
-        columns.append(Column(name=spec.name or str(index), kind=kind, dtype=dtype, required=bool(spec.required)))
+    for index, spec in enumerate(specs):
+        type_name = spec["type"]
+        if not isinstance(type_name, str) or type_name not in _MLFLOW_COLUMN_TYPES:
+            raise UnsupportedSignatureError(f"input {spec.get('name') or index} has the unknown type {type_name!r}")
+        kind, dtype = _KIND_OF_MLFLOW_TYPE.get(type_name, ("any", object))
+        # MLflow defaults `required` to True for scalar types and leaves it unset (falsy) for the others.
+        required = spec.get("required", True) if type_name in _SCALAR_TYPES else spec.get("required")
+        columns.append(Column(name=spec.get("name") or str(index), kind=kind, dtype=dtype, required=bool(required)))
     return column_schema(columns)
+
+
+def _tensor_spec_schema(spec: dict[str, Any]) -> InputSchema:
+    info = spec.get("tensor-spec")
+    if not isinstance(info, dict) or "dtype" not in info or not isinstance(info.get("shape"), list):
+        raise UnsupportedSignatureError("the input tensor spec has no dtype and shape")
+    try:
+        dtype = np.dtype(info["dtype"])
+        shape = tuple(int(d) for d in info["shape"])
+    except (TypeError, ValueError) as error:
+        raise UnsupportedSignatureError(f"the input tensor spec is invalid: {error}") from error
+    if not shape or shape[0] != -1:
+        raise UnsupportedSignatureError(f"tensor shape {list(shape)} has no variable batch dimension first")
+    if any(d < 0 for d in shape[1:]):
+        raise UnsupportedSignatureError(f"tensor shape {list(shape)} has a variable inner dimension")
+    return tensor_schema(shape[1:] or (1,), dtype, spec.get("name"))
