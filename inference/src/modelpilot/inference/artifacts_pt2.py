@@ -1,0 +1,168 @@
+"""A `pytorch`-flavor model saved as pt2 (torch.export), loaded the way `mlflow.pytorch.load_model` does.
+
+For pt2, `mlflow.pytorch.load_model` is `torch.export.load(<model_data>/model.pt2).module()`, preceded,
+when `MLFLOW_ALLOW_PICKLE_DESERIALIZATION` is false (it defaults to true), by a check that the archive holds
+nothing that `torch.export.load` would unpickle unsafely (it unpickles with `weights_only=False`). This module vouches
+for archives with its own, at least as strict, check; when it cannot vouch for one it says so and the
+caller hands the model to mlflow, which accepts or refuses it with its own reason.
+
+Records of the archive are accepted when they are
+- raw tensor bytes: named by a weights/constants payload config with `use_pickle: false` and a
+  `weight_`/`tensor_` file prefix (torch reads those without unpickling), and by no pickled entry;
+- short text metadata (`version`, `archive_format`, `archive_version`, `byteorder`, `serialization_id`);
+- `.json` documents (the exported program, the payload configs);
+- anything else only if it is a `torch.save` zip whose pickles reference none of the globals registered with
+  `torch.serialization.add_safe_globals` (they widen what the restricted unpickler admits, and their
+  reducers would run during this very check), and torch's restricted `weights_only` unpickler loads it
+  (tensors and plain containers).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickletools
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+PT2_FILE = "model.pt2"
+PICKLE_FILE = "model.pth"
+_TEXT_RECORDS = frozenset({"version", "archive_format", "archive_version", "byteorder", "serialization_id"})
+_TEXT_CONTENT = re.compile(rb"[A-Za-z0-9._-]{1,64}\n?")
+_PAYLOAD_CONFIG = re.compile(r"(?:^|/)data/(?:weights|constants)/[^/]+_config\.json$")
+_RAW_TENSOR_PREFIXES = ("weight_", "tensor_")
+_MIN_TORCH = (2, 10)  # below it torch's weights_only unpickler has known bypasses
+_PICKLE_STRING_OPCODES = frozenset(
+    {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"}
+)
+_PICKLE_MEMO_OPCODES = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"})
+
+
+def pickle_deserialization_allowed() -> bool:
+    """`MLFLOW_ALLOW_PICKLE_DESERIALIZATION` as mlflow 3.17 reads it: true unless set to false/0.
+
+    When it is true, `mlflow.pytorch.load_model` loads pt2 archives without checking them, and so does this
+    server. An unreadable value counts as false here (mlflow raises on it).
+    """
+    value = os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
+    return value is None or value.lower() in {"true", "1"}
+
+
+def unvouched_record(archive_path: Path, torch: Any) -> str | None:
+    """None when every record of the pt2 archive is safe to load; else the first one this check cannot vouch for."""
+    version = tuple(int(part) for part in re.findall(r"\d+", str(torch.__version__))[:2])
+    if version < _MIN_TORCH:
+        return f"(torch {torch.__version__} is older than 2.10)"
+    registered = _registered_safe_globals(torch)
+    try:
+        archive = zipfile.ZipFile(archive_path)
+    except (zipfile.BadZipFile, OSError):
+        return archive_path.name
+    with archive:
+        infos = [info for info in archive.infolist() if not info.is_dir()]
+        raw = _raw_tensor_records(archive, infos)
+        for info in infos:
+            if info.filename in raw:
+                continue
+            # One record in memory at a time, as the archive may be large.
+            if not _safe_record(info.filename, archive.read(info), torch, registered):
+                return info.filename
+    return None
+
+
+def _raw_tensor_records(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> set[str]:
+    raw: set[str] = set()
+    pickled: set[str] = set()
+    for info in infos:
+        if not _PAYLOAD_CONFIG.search(info.filename):
+            continue
+        try:
+            config = json.loads(archive.read(info)).get("config")
+        except (ValueError, AttributeError):
+            continue
+        if not isinstance(config, dict):
+            continue
+        directory = info.filename.rsplit("/", 1)[0]
+        for entry in config.values():
+            path_name = entry.get("path_name") if isinstance(entry, dict) else None
+            if not isinstance(path_name, str) or "/" in path_name:
+                continue
+            record = f"{directory}/{path_name}"
+            if entry.get("use_pickle") is False and path_name.startswith(_RAW_TENSOR_PREFIXES):
+                raw.add(record)
+            else:
+                pickled.add(record)
+    return raw - pickled
+
+
+def _safe_record(name: str, content: bytes, torch: Any, registered: set[str]) -> bool:
+    basename = name.rsplit("/", 1)[-1]
+    if basename in _TEXT_RECORDS and _TEXT_CONTENT.fullmatch(content):
+        return True
+    if basename.endswith(".json"):
+        try:
+            json.loads(content.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return False
+        return True
+    if _references_registered_globals(content, registered):
+        return False
+    try:
+        torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return True
+
+
+def _registered_safe_globals(torch: Any) -> set[str]:
+    """Names of the globals added to torch's weights_only allowlist, as the unpickler keys them."""
+    names: set[str] = set()
+    for entry in torch.serialization.get_safe_globals():
+        if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], str):
+            names.add(entry[1])
+        else:
+            names.add(f"{entry.__module__}.{entry.__qualname__}")
+    return names
+
+
+def _references_registered_globals(content: bytes, registered: set[str]) -> bool:
+    """True unless `content` is a torch.save zip whose pickles provably name none of `registered`."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as checkpoint:
+            pickles = [n for n in checkpoint.namelist() if n.rsplit("/", 1)[-1] == "data.pkl"]
+            if not pickles:
+                return True
+            for member in pickles:
+                referenced = _pickle_globals(checkpoint.read(member))
+                if referenced is None or referenced & registered:
+                    return True
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return True
+    return False
+
+
+def _pickle_globals(stream: bytes) -> set[str] | None:
+    """`module.name` of every global a pickle names, read without unpickling; None when not statically known."""
+    found: set[str] = set()
+    strings: list[str] = []
+    try:
+        for opcode, argument, _ in pickletools.genops(stream):
+            if opcode.name in {"GLOBAL", "INST"}:
+                module, _, attribute = str(argument).partition(" ")
+                found.add(f"{module}.{attribute}")
+                strings = []
+            elif opcode.name == "STACK_GLOBAL":
+                if len(strings) < 2:
+                    return None
+                found.add(f"{strings[-2]}.{strings[-1]}")
+                strings = []
+            elif opcode.name in _PICKLE_STRING_OPCODES:
+                strings.append(str(argument))
+            elif opcode.name not in _PICKLE_MEMO_OPCODES:
+                strings = []
+    except Exception:
+        return None
+    return found
