@@ -1,20 +1,38 @@
-"""Resolve a registry URI, download the model once, and pick the fastest runner its flavors allow."""
+"""Resolve a registry URI, download the model once, and pick the fastest runner its flavors allow.
+
+The common case, a registry on an MLflow server that proxies artifacts and a torch model saved as pt2, needs
+neither mlflow nor pandas: the registry answers over REST (`registry_rest`), the files come through the
+artifact proxy (`artifacts_rest`), the `MLmodel` file is read with PyYAML (`artifacts_mlmodel`) and the module
+with `torch.export.load` (`artifacts_pt2`). Importing mlflow takes seconds of a cold start, so it is imported
+only for what needs it: other artifact stores, pickle-format torch models, every other flavor, and
+configurations only mlflow's client understands.
+"""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import logging
 import re
 import tempfile
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from modelpilot.inference.artifacts_mlmodel import MLmodel, read_mlmodel
+from modelpilot.inference.artifacts_pt2 import PICKLE_FILE, PT2_FILE, pickle_deserialization_allowed, unvouched_record
+from modelpilot.inference.artifacts_rest import download_tree, proxied_artifacts, write_registered_model_meta
 from modelpilot.inference.cpus import usable_cpus
+from modelpilot.inference.registry_rest import RegistryClient, registry_client
 from modelpilot.inference.runners import PyfuncRunner, Runner, TorchRunner
-from modelpilot.inference.schema import InputSchema, schema_from_signature
+from modelpilot.inference.schema import InputSchema, schema_from_inputs_json
 from modelpilot.inference.settings import Settings
 from modelpilot.inference.validation import Features
 
@@ -25,12 +43,16 @@ _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/]+)|@(?
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a model comes from: registry name/version (resolved) and the URI to download."""
+    """Where a model comes from: registry name/version (resolved) and the URI to download.
+
+    `artifact_uri` is where the registry says the version's files are, when it was asked over REST.
+    """
 
     name: str
     version: str
     download_uri: str
     requested_uri: str
+    artifact_uri: str | None = None
 
 
 @dataclass
@@ -51,24 +73,34 @@ def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
     return match["name"], match["version"], match["alias"]
 
 
-def resolve_source(settings: Settings) -> ModelSource:
-    """Pin aliases and stages to a version, so what is downloaded is what the metrics say."""
+def resolve_source(settings: Settings, registry: RegistryClient | None = None) -> ModelSource:
+    """Pin aliases and stages to a version, so what is downloaded is what the metrics say.
+
+    With a `registry` client the registry is asked over REST, otherwise through mlflow's client.
+    """
     if not settings.model_uri:
         raise ValueError("MODELPILOT_MODEL_URI is not set")
     if not settings.model_uri.startswith("models:/"):
         name = settings.model_name or "model"
         return ModelSource(name, settings.model_version or "0", settings.model_uri, settings.model_uri)
+    name, version, alias = parse_registry_uri(settings.model_uri)
+    if registry is not None:
+        version = registry.pin_version(name, version, alias)
+        artifact_uri = registry.artifact_uri(name, version)
+        return ModelSource(name, version, f"models:/{name}/{version}", settings.model_uri, artifact_uri)
+    _mlflow(settings)
     from mlflow.tracking import MlflowClient
 
-    name, version, alias = parse_registry_uri(settings.model_uri)
     client = MlflowClient(tracking_uri=settings.tracking_uri or None, registry_uri=settings.tracking_uri or None)
     if alias is not None:
         version = str(client.get_model_version_by_alias(name, alias).version)
     elif version is not None and not version.isdigit():
-        latest = client.get_latest_versions(name, stages=[version])
+        # As mlflow reads models:/<name>/<suffix>: `latest` is the newest version of any stage.
+        stage = None if version.lower() == "latest" else version
+        latest = client.get_latest_versions(name, stages=None if stage is None else [stage])
         if not latest:
-            raise ValueError(f"model {name!r} has no version in stage {version!r}")
-        version = str(latest[0].version)
+            raise ValueError(f"model {name!r} has no version" + ("" if stage is None else f" in stage {stage!r}"))
+        version = str(max(int(v.version) for v in latest))
     assert version is not None
     return ModelSource(name, version, f"models:/{name}/{version}", settings.model_uri)
 
@@ -96,35 +128,65 @@ def configure_torch_threads(requested: int) -> int:
 
 def load_model(settings: Settings, download_root: Path | None = None) -> LoadedModel:
     """Download the model and build its runner; raises with a readable reason when it cannot."""
-    import mlflow
-    from mlflow.models import Model
-
-    if settings.tracking_uri:
-        mlflow.set_tracking_uri(settings.tracking_uri)
-        mlflow.set_registry_uri(settings.tracking_uri)
-    source = resolve_source(settings)
-    root = download_root or Path(tempfile.mkdtemp(prefix="modelpilot-model-"))
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source.download_uri, dst_path=str(root)))
-    metadata = Model.load(str(local))
-    schema = schema_from_signature(metadata.signature)
-    runner = _build_runner(local, metadata, schema, settings)
+    with _COLLECTOR.paused():
+        is_registry = settings.model_uri.startswith("models:/")
+        registry = registry_client(settings.tracking_uri) if is_registry and settings.tracking_uri else None
+        source = resolve_source(settings, registry)
+        local, via = fetch_model(source, settings, registry, download_root)
+        metadata = read_mlmodel(local)
+        schema = schema_from_inputs_json(metadata.signature_inputs)
+        runner = _build_runner(local, metadata, schema, settings)
     log.info(
         "model loaded",
-        extra={"fields": {"model": source.name, "version": source.version, "runner": runner.description}},
+        extra={"fields": {"model": source.name, "version": source.version, "runner": runner.description, "files": via}},
     )
     return LoadedModel(source=source, schema=schema, runner=runner, local_path=local)
 
 
-def _build_runner(local: Path, metadata: Any, schema: InputSchema, settings: Settings) -> Runner:
+def fetch_model(
+    source: ModelSource, settings: Settings, registry: RegistryClient | None, download_root: Path | None = None
+) -> tuple[Path, str]:
+    """The model's directory and how it got there: `local` (read in place), `rest` (artifact proxy) or `mlflow`."""
+    local = local_model_dir(source.download_uri)
+    if local is not None:
+        return local, "local"
+    proxied = None
+    if registry is not None and source.artifact_uri is not None:
+        proxied = proxied_artifacts(source.artifact_uri, registry.connection)
+    root = download_root or Path(tempfile.mkdtemp(prefix="modelpilot-model-"))
+    if proxied is not None:
+        download_tree(proxied, root)
+        write_registered_model_meta(root, source.name, source.version)
+        return root, "rest"
+    mlflow = _mlflow(settings)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=source.download_uri, dst_path=str(root))), "mlflow"
+
+
+def local_model_dir(uri: str) -> Path | None:
+    """A plain path or `file://` URI as a directory read in place (as mlflow does); None for other URIs."""
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme == "file" and parsed.netloc in {"", "localhost"} and not parsed.query:
+        path = Path(urllib.request.url2pathname(parsed.path))
+    elif not parsed.scheme:
+        path = Path(uri).expanduser()
+    else:
+        return None
+    if not path.exists():
+        raise FileNotFoundError(f"the model path {uri} does not exist")
+    return path.resolve() if path.is_dir() else None
+
+
+def _build_runner(local: Path, metadata: MLmodel, schema: InputSchema, settings: Settings) -> Runner:
     flavors = metadata.flavors
     if "pytorch" in flavors and schema.numeric:
-        import mlflow.pytorch
-
-        data_dir = local / flavors["pytorch"].get("model_data", "data")
-        serialization = "pt2" if (data_dir / "model.pt2").exists() else "pickle"
+        config = flavors["pytorch"]
+        data_dir = local / str(config.get("model_data") or "data")
+        serialization = "pt2" if (data_dir / PT2_FILE).exists() else "pickle"
         device = torch_device(settings.device)
         configure_torch_threads(settings.torch_threads)
-        module = mlflow.pytorch.load_model(str(local), weights_only=False)
+        module = load_pt2_module(data_dir, config) if serialization == "pt2" else None
+        if module is None:
+            module = _mlflow(settings).pytorch.load_model(str(local), weights_only=False)
         if serialization == "pickle":
             module.eval()
         if device != "cpu":
@@ -132,12 +194,91 @@ def _build_runner(local: Path, metadata: Any, schema: InputSchema, settings: Set
         return TorchRunner(module, device=device, serialization=serialization, column_output=not schema.is_tensor)
     if "python_function" not in flavors:
         raise ValueError(f"the model has flavors {sorted(flavors)} and none this server can run")
-    import mlflow.pyfunc
-
+    mlflow = _mlflow(settings)
     if "pytorch" in flavors:
         configure_torch_threads(settings.torch_threads)
     model = mlflow.pyfunc.load_model(str(local))
     return PyfuncRunner(model, as_matrix=schema.is_tensor, column_names=schema.column_names)
+
+
+def load_pt2_module(data_dir: Path, config: dict[str, Any]) -> Any | None:
+    """`torch.export.load(model.pt2).module()`, which is what `mlflow.pytorch.load_model` returns for pt2.
+
+    None when mlflow has to do it: code paths to put on sys.path, or an archive `artifacts_pt2` cannot vouch
+    for while pickle deserialization is not allowed (mlflow then loads or refuses it with its own reason).
+    """
+    archive = data_dir / PT2_FILE
+    if config.get("code") or (data_dir / PICKLE_FILE).exists() or not archive.is_file():
+        return None
+    import torch
+
+    if not pickle_deserialization_allowed():
+        record = unvouched_record(archive, torch)
+        if record is not None:
+            log.info("pt2 archive left to mlflow's check", extra={"fields": {"record": record}})
+            return None
+    stored = config.get("pytorch_version")
+    if stored and str(stored) != torch.__version__:
+        log.warning(
+            "the model was saved with another torch version",
+            extra={"fields": {"saved_with": str(stored), "installed": torch.__version__}},
+        )
+    return torch.export.load(str(archive)).module()
+
+
+def _mlflow(settings: Settings) -> Any:
+    """mlflow with the tracking and registry URIs from the settings; imported on first need only."""
+    import mlflow
+    import mlflow.artifacts
+    import mlflow.pyfunc
+    import mlflow.pytorch
+
+    if settings.tracking_uri and mlflow.get_tracking_uri() != settings.tracking_uri:
+        mlflow.set_tracking_uri(settings.tracking_uri)
+        mlflow.set_registry_uri(settings.tracking_uri)
+    return mlflow
+
+
+class _CollectorPause:
+    """The cyclic garbage collector off while a model loads, then the survivors frozen.
+
+    Importing torch and `torch.export.load` allocate ~600k long-lived objects; with the collector on, its
+    full passes over them cost about a second of a one-CPU cold start, and the first pass after re-enabling
+    it another 0.3 s. Frozen objects are never scanned again (`gc.freeze`); they are unfrozen at exit so
+    that interpreter shutdown still finalises them. Loads may overlap (tests load several models at once):
+    the first one in turns the collector off, the last one out turns it back on if it was on.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._was_enabled = False
+        self._unfreeze_registered = False
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        with self._lock:
+            if self._active == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._active += 1
+        loaded = False
+        try:
+            yield
+            loaded = True
+        finally:
+            with self._lock:
+                self._active -= 1
+                if loaded:
+                    gc.freeze()
+                    if not self._unfreeze_registered:
+                        atexit.register(gc.unfreeze)
+                        self._unfreeze_registered = True
+                if self._active == 0 and self._was_enabled:
+                    gc.enable()
+
+
+_COLLECTOR = _CollectorPause()
 
 
 def warmup_features(schema: InputSchema, rows: int = 2) -> Features:
