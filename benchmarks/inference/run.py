@@ -1,7 +1,10 @@
 """Benchmark: modelpilot-serve vs `mlflow models serve` vs a bare Starlette floor on one registered MoE model.
 
-Each server runs alone, pinned to CPU 0 with one worker; wrk runs pinned to CPU 1 against 127.0.0.1.
-Run from the repository root:  python -m benchmarks.inference.run --duration 10
+The servers are started one after the other (cold start measured for each), each pinned to CPU 0 with
+one worker; wrk runs pinned to CPU 1 against 127.0.0.1. Load is applied to one server at a time, in
+rounds that visit every cell of every server, so slow drifts of a shared machine hit all servers alike;
+each figure is the median over the rounds. Run from the repository root:
+    python -m benchmarks.inference.run --duration 5 --rounds 3
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,12 +54,31 @@ class Cell:
 
 @dataclass
 class ServerResult:
-    """Everything measured for one server."""
+    """Everything measured for one server: every round of every cell."""
 
     name: str
     cold_start_s: float = 0.0
     rss_mb: float = 0.0
-    cells: dict[tuple[int, int], Cell] = field(default_factory=dict)
+    runs: dict[tuple[int, int], list[Cell]] = field(default_factory=dict)
+
+    @property
+    def cells(self) -> dict[tuple[int, int], Cell]:
+        """The median of each figure over the rounds."""
+        return {key: _median(runs) for key, runs in self.runs.items()}
+
+
+def _median(runs: list[Cell]) -> Cell:
+    def mid(values: list[float]) -> float:
+        return float(statistics.median(values))
+
+    return Cell(
+        rps=mid([r.rps for r in runs]),
+        p50_ms=mid([r.p50_ms for r in runs]),
+        p99_ms=mid([r.p99_ms for r in runs]),
+        p999_ms=mid([r.p999_ms for r in runs]),
+        cpu_per_1k=mid([r.cpu_per_1k for r in runs]),
+        failures=sum(r.failures for r in runs),
+    )
 
 
 def register_model(tracking_uri: str) -> str:
@@ -204,9 +227,10 @@ def bodies(workdir: Path) -> dict[int, Path]:
 
 
 def main() -> None:
-    """Run all servers one after the other and print the table."""
+    """Start all servers one after the other, load them in rounds, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every cell per server (medians reported)")
     parser.add_argument("--servers", default="modelpilot,mlflow,floor")
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
@@ -214,35 +238,40 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="modelpilot-bench-"))
     env = {**os.environ, **MLFLOW_ENV, "PATH": f"{BIN}:{os.environ['PATH']}"}
     files = bodies(workdir)
-    results: list[ServerResult] = []
+    names = args.servers.split(",")
+    results = {name: ServerResult(name) for name in names}
     reference: dict[int, np.ndarray[Any, Any]] = {}
-    with mlflow_server(workdir / "mlflow") as registry:
+    with mlflow_server(workdir / "mlflow") as registry, ExitStack() as servers:
         uri = register_model(registry.url)
         env["MLFLOW_TRACKING_URI"] = registry.url
-        for name in args.servers.split(","):
-            result = ServerResult(name)
-            with started(name, uri, workdir / f"{name}.log", env) as (url, process, cold_start):
-                result.cold_start_s = cold_start
-                for rows, path in files.items():
-                    got = predictions(url, path.read_bytes())
-                    if rows in reference and not np.allclose(got, reference[rows], rtol=1e-4, atol=1e-5):
-                        sys.exit(f"{name} disagrees with the first server on the {rows}-row body")
-                    reference.setdefault(rows, got)
-                run_wrk(url, files[1], 8, 2, process.pid)  # warm-up
-                for rows, path in files.items():
-                    for connections in CONNECTIONS:
-                        result.cells[(rows, connections)] = run_wrk(url, path, connections, args.duration, process.pid)
-                        result.rss_mb = max(result.rss_mb, rss_mb(process.pid))
-            results.append(result)
-            print(f"done: {name} (cold start {result.cold_start_s:.1f} s)", file=sys.stderr)
-    print(report(results, args.duration))
+        running: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+        for name in names:
+            url, process, cold_start = servers.enter_context(started(name, uri, workdir / f"{name}.log", env))
+            results[name].cold_start_s = cold_start
+            running[name] = (url, process)
+            print(f"ready: {name} (cold start {cold_start:.1f} s)", file=sys.stderr)
+            for rows, path in files.items():
+                got = predictions(url, path.read_bytes())
+                if rows in reference and not np.allclose(got, reference[rows], rtol=1e-4, atol=1e-5):
+                    sys.exit(f"{name} disagrees with the first server on the {rows}-row body")
+                reference.setdefault(rows, got)
+            run_wrk(url, files[1], 8, 2, process.pid)  # warm-up
+        for round_index in range(args.rounds):
+            for rows, path in files.items():
+                for connections in CONNECTIONS:
+                    for name, (url, process) in running.items():
+                        cell = run_wrk(url, path, connections, args.duration, process.pid)
+                        results[name].runs.setdefault((rows, connections), []).append(cell)
+                        results[name].rss_mb = max(results[name].rss_mb, rss_mb(process.pid))
+            print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr)
+    print(report(list(results.values()), args.duration, args.rounds))
 
 
-def report(results: list[ServerResult], duration: int) -> str:
-    """Markdown tables: absolute figures, then ratios against the floor and mlflow."""
+def report(results: list[ServerResult], duration: int, rounds: int) -> str:
+    """Markdown tables: medians, then ratios against the floor and mlflow (with the per-round spread)."""
     lines = [
-        f"Same predictions from all servers: yes. {duration} s per cell; "
-        f"server on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU}.",
+        f"Same predictions from all servers: yes. {rounds} rounds x {duration} s per cell and server, medians; "
+        f"servers on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU}.",
         "",
         "| server | rows | conns | req/s | p50 ms | p99 ms | p99.9 ms | CPU-s/1k req | failures |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -260,14 +289,19 @@ def report(results: list[ServerResult], duration: int) -> str:
     if ours is not None:
         lines += [
             "",
-            "| rows | conns | req/s vs floor | p99 vs floor | req/s vs mlflow | p99 vs mlflow |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| rows | conns | req/s vs floor | per round | p99 vs floor | req/s vs mlflow | p99 vs mlflow |",
+            "|---:|---:|---:|---|---:|---:|---:|",
         ]
         for key, cell in ours.cells.items():
             ratios = []
             for other in ("floor", "mlflow"):
                 base = by_name[other].cells[key] if other in by_name else None
                 ratios += [f"{cell.rps / base.rps:.2f}x", f"{cell.p99_ms / base.p99_ms:.2f}x"] if base else ["-", "-"]
+            if "floor" in by_name:
+                pairs = zip(ours.runs[key], by_name["floor"].runs[key], strict=True)
+                ratios.insert(1, " ".join(f"{a.rps / b.rps:.2f}" for a, b in pairs))
+            else:
+                ratios.insert(1, "-")
             lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(ratios) + " |")
         if "mlflow" in by_name:
             lines.append(f"\nCold start vs mlflow: {ours.cold_start_s / by_name['mlflow'].cold_start_s:.2f}x")

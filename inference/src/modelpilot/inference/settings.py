@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     graceful_shutdown_seconds: float = Field(30.0, ge=0, description="Time in-flight requests get after SIGTERM.")
 
     # Micro-batching.
-    max_batch_size: int = Field(256, ge=1, description="Rows one forward pass may take from queued requests.")
+    max_batch_size: int = Field(1024, ge=1, description="Rows one forward pass may take from queued requests.")
     max_batch_wait_ms: float = Field(
         2.0, ge=0, description="Longest wait for requests already being decoded; never waited for when idle."
     )
