@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -150,3 +151,29 @@ def test_access_log_line_carries_the_request_id(app_with: Any) -> None:
     assert first["bytes_in"] == int(response.request.headers["content-length"])
     assert any(line["request_id"] == generated.headers["x-request-id"] for line in lines)
     assert any(line["route"] == "/invocations" and line["status"] == 405 for line in lines)
+
+
+def test_a_client_that_leaves_mid_body_is_counted_as_499_and_nothing_is_sent(app_with: Any) -> None:
+    client = app_with()
+    app = client.app
+    messages = iter([{"type": "http.request", "body": b'{"instances": [[0.1, ', "more_body": True}])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/models/moe-pt2/predict",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 5000),
+    }
+    anyio.run(app, scope, receive, send)  # type: ignore[arg-type]
+    assert sent == []
+    requests = {(s["route"], s["code"]): v for s, v in samples(client)["modelpilot_http_requests_total"]}
+    assert requests[("/v1/models/{name}/predict", "499")] == 1
+    assert client.post("/v1/models/moe-pt2/predict", json=BODY).status_code == 200

@@ -134,6 +134,9 @@ class ServingEdge:
         except ServingError as error:
             if not state["started"]:
                 await error_response(error)(scope, receive, send_with_id)
+        except ClientDisconnect:
+            if not state["started"]:
+                state["status"] = 499  # the client went away before its answer; nothing to send
         except Exception:
             log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
             if not state["started"]:
