@@ -172,7 +172,7 @@ def test_a_client_that_leaves_mid_body_is_counted_as_499_and_nothing_is_sent(app
         "headers": [(b"content-type", b"application/json")],
         "client": ("127.0.0.1", 5000),
     }
-    anyio.run(app, scope, receive, send)  # type: ignore[arg-type]
+    anyio.run(app, scope, receive, send)
     assert sent == []
     requests = {(s["route"], s["code"]): v for s, v in samples(client)["modelpilot_http_requests_total"]}
     assert requests[("/v1/models/{name}/predict", "499")] == 1

@@ -144,23 +144,28 @@ class ServingEdge:
                 await send_with_id({"type": "http.response.start", "status": 500, "headers": _JSON})
                 await send_with_id({"type": "http.response.body", "body": body})
         finally:
-            elapsed = time.perf_counter() - start
             template = route if route is not None else self._route_template(scope)
-            status = int(state["status"])
-            self.metrics.observe_request(template, status, elapsed)
-            if self.access_log is not None:
-                self.access_log.write(
-                    {
-                        "request_id": request_id,
-                        "method": scope["method"],
-                        "path": path,
-                        "route": template,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                        "bytes_in": state["bytes_in"],
-                        "client": client,
-                    }
-                )
+            self._record(scope, template, state, request_id, client, time.perf_counter() - start)
+
+    def _record(
+        self, scope: Scope, template: str, state: dict[str, Any], request_id: str, client: str, elapsed: float
+    ) -> None:
+        """Count the request and write its access line."""
+        status = int(state["status"])
+        self.metrics.observe_request(template, status, elapsed)
+        if self.access_log is not None:
+            self.access_log.write(
+                {
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "bytes_in": state["bytes_in"],
+                    "client": client,
+                }
+            )
 
     def _admit(
         self,
