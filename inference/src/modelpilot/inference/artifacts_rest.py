@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import posixpath
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,16 +57,22 @@ def proxied_artifacts(artifact_uri: str, tracking: Connection) -> ProxiedArtifac
     return ProxiedArtifacts(connection=connection, root=root, uri=artifact_uri)
 
 
-def download_tree(artifacts: ProxiedArtifacts, destination: Path) -> int:
-    """Every file under the proxied directory into `destination` (which exists); returns the file count."""
+def download_tree(artifacts: ProxiedArtifacts, destination: Path, on_file: Callable[[str], None] | None = None) -> int:
+    """Every file under the proxied directory into `destination` (which exists); returns the file count.
+
+    Files come before subdirectories and `MLmodel` first, so `on_file` (called with each file's relative
+    path once it is written) learns the model's flavors before the bulk of the download.
+    """
     files = 0
     pending = [""]
     while pending:
         relative = pending.pop()
         directory = posixpath.join(artifacts.root, relative) if relative else artifacts.root
         listing = get_json(artifacts.connection, SERVICE_PATH, {"path": directory})
-        for entry in listing.get("files") or []:
-            name = entry.get("path") if isinstance(entry, dict) else None
+        entries = [e if isinstance(e, dict) else {} for e in listing.get("files") or []]
+        entries.sort(key=lambda e: (bool(e.get("is_dir")), e.get("path") != "MLmodel"))
+        for entry in entries:
+            name = entry.get("path")
             if not isinstance(name, str) or not _safe_name(name):
                 raise RegistryError(f"the artifact listing of {artifacts.uri} has an unsafe entry {name!r}")
             child = posixpath.join(relative, name) if relative else name
@@ -81,6 +88,8 @@ def download_tree(artifacts: ProxiedArtifacts, destination: Path) -> int:
             if expected is not None and int(expected) != written:
                 raise RegistryError(f"{child} of {artifacts.uri}: expected {expected} bytes, received {written}")
             files += 1
+            if on_file is not None:
+                on_file(child)
     if files == 0:
         raise RegistryError(f"the MLflow server lists no files under {artifacts.uri}")
     return files

@@ -15,18 +15,19 @@ import contextlib
 import gc
 import logging
 import re
+import sys
 import tempfile
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modelpilot.inference.artifacts_mlmodel import MLmodel, read_mlmodel
+from modelpilot.inference.artifacts_mlmodel import MLMODEL_FILE, MLmodel, read_mlmodel
 from modelpilot.inference.artifacts_pt2 import PICKLE_FILE, PT2_FILE, pickle_deserialization_allowed, unvouched_record
 from modelpilot.inference.artifacts_rest import download_tree, proxied_artifacts, write_registered_model_meta
 from modelpilot.inference.cpus import usable_cpus
@@ -155,11 +156,36 @@ def fetch_model(
         proxied = proxied_artifacts(source.artifact_uri, registry.connection)
     root = download_root or Path(tempfile.mkdtemp(prefix="modelpilot-model-"))
     if proxied is not None:
-        download_tree(proxied, root)
+        download_tree(proxied, root, on_file=_import_torch_early_for(root))
         write_registered_model_meta(root, source.name, source.version)
         return root, "rest"
     mlflow = _mlflow(settings)
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=source.download_uri, dst_path=str(root))), "mlflow"
+
+
+def _import_torch_early_for(model_dir: Path) -> Callable[[str], None]:
+    """Once `MLmodel` is in and names the pytorch flavor, import torch in a thread while the rest downloads.
+
+    The import is CPU work and the download mostly waiting, so on one CPU they overlap; the loading thread's
+    own `import torch` later waits for this one to finish.
+    """
+
+    def on_file(relative: str) -> None:
+        if relative != MLMODEL_FILE:
+            return
+        try:
+            needs_torch = "pytorch" in read_mlmodel(model_dir).flavors
+        except (OSError, ValueError):
+            return  # reported by the read after the download
+        if needs_torch and "torch" not in sys.modules:
+            threading.Thread(target=_import_torch, name="import-torch", daemon=True).start()
+
+    return on_file
+
+
+def _import_torch() -> None:
+    with contextlib.suppress(Exception):  # the loading thread's own import reports any failure
+        import torch  # noqa: F401
 
 
 def local_model_dir(uri: str) -> Path | None:
