@@ -212,7 +212,10 @@ def _build_runner(local: Path, metadata: MLmodel, schema: InputSchema, settings:
         configure_torch_threads(settings.torch_threads)
         module = load_pt2_module(data_dir, config) if serialization == "pt2" else None
         if module is None:
-            module = _mlflow(settings).pytorch.load_model(str(local), weights_only=False)
+            _mlflow(settings)
+            import mlflow.pytorch
+
+            module = mlflow.pytorch.load_model(str(local), weights_only=False)
         if serialization == "pickle":
             module.eval()
         if device != "cpu":
@@ -220,7 +223,9 @@ def _build_runner(local: Path, metadata: MLmodel, schema: InputSchema, settings:
         return TorchRunner(module, device=device, serialization=serialization, column_output=not schema.is_tensor)
     if "python_function" not in flavors:
         raise ValueError(f"the model has flavors {sorted(flavors)} and none this server can run")
-    mlflow = _mlflow(settings)
+    _mlflow(settings)
+    import mlflow.pyfunc
+
     if "pytorch" in flavors:
         configure_torch_threads(settings.torch_threads)
     model = mlflow.pyfunc.load_model(str(local))
@@ -256,10 +261,8 @@ def _mlflow(settings: Settings) -> Any:
     """mlflow with the tracking and registry URIs from the settings; imported on first need only."""
     import mlflow
     import mlflow.artifacts
-    import mlflow.pyfunc
-    import mlflow.pytorch
 
-    if settings.tracking_uri and mlflow.get_tracking_uri() != settings.tracking_uri:
+    if settings.tracking_uri:
         mlflow.set_tracking_uri(settings.tracking_uri)
         mlflow.set_registry_uri(settings.tracking_uri)
     return mlflow
