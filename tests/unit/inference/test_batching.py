@@ -59,15 +59,28 @@ async def test_a_lone_request_runs_at_once_even_with_a_max_wait() -> None:
 async def test_batcher_waits_for_requests_being_decoded() -> None:
     model = RecordingModel()
     batcher = await _with_batcher(model, wait=0.5)
-    batcher.decoding = 1
+    batcher.decoding_started()
     first = asyncio.ensure_future(batcher.submit(np.ones((1, 2), dtype=np.float32)))
     await asyncio.sleep(0.02)
-    batcher.decoding = 0
+    batcher.decoding_finished()
     second = await batcher.submit(np.ones((1, 2), dtype=np.float32))
     await first
     await batcher.stop()
     assert model.batches == [2]
     assert second.rows == 1
+
+
+async def test_waiting_for_a_decode_that_never_ends_sleeps_until_the_max_wait() -> None:
+    model = RecordingModel()
+    batcher = await _with_batcher(model, wait=0.3)
+    batcher.decoding_started()  # a client that never sends the rest of its body
+    wall, cpu = time.perf_counter(), time.process_time()
+    await batcher.submit(np.ones((1, 2), dtype=np.float32))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    await batcher.stop()
+    assert model.batches == [1]
+    assert 0.25 <= wall < 1.0
+    assert cpu < 0.1  # asleep, not spinning on the event loop
 
 
 async def test_batches_never_exceed_the_max_rows() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Item] | None = None
         self._worker: asyncio.Task[None] | None = None
         self.decoding = 0  # requests that entered a prediction route and have not been submitted yet
+        self._decoded: asyncio.Future[None] | None = None  # a waiting pass's wake-up when a decode ends
         self._busy = False  # a leader or the worker holds requests: newcomers queue
         self._free = asyncio.Event()  # set while nobody holds the model
         self._free.set()
@@ -102,6 +102,16 @@ class MicroBatcher:
             self._release(len(batch) - 1)
         return future.result()
 
+    def decoding_started(self) -> None:
+        """A prediction request is reading its body: a pass may wait (at most `max_wait`) for it."""
+        self.decoding += 1
+
+    def decoding_finished(self) -> None:
+        """That request is decoded (it submits right after, in the same step) or failed."""
+        self.decoding -= 1
+        if self._decoded is not None:
+            _resolve(self._decoded)
+
     async def run_alone(self, features: Features, *, want_gates: bool = False) -> Prediction:
         """One forward pass outside the queue (bulk CSV), off the loop when an executor is set."""
         if self._executor is None:
@@ -140,18 +150,31 @@ class MicroBatcher:
         queue = self._queue
         rows = batch[0].rows
         await asyncio.sleep(0)  # let requests that are already runnable reach the queue
-        deadline = time.monotonic() + self.max_wait
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
         while rows < self.max_batch_size:
             if queue.empty():
-                if self.decoding <= 0 or time.monotonic() >= deadline:
+                remaining = deadline - loop.time()
+                if self.decoding <= 0 or remaining <= 0:
                     return
-                await asyncio.sleep(0)
+                await self._until_decoded(loop, deadline)
                 continue
             item = queue._queue[0]  # type: ignore[attr-defined]  # peek: a request that would overflow waits
             if item.params is not None or rows + item.rows > self.max_batch_size:
                 return
             batch.append(queue.get_nowait())
             rows += item.rows
+
+    async def _until_decoded(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Sleep until a request being decoded is done, or the loop's clock reaches `deadline` (no busy wait)."""
+        decoded: asyncio.Future[None] = loop.create_future()
+        self._decoded = decoded
+        timer = loop.call_at(deadline, _resolve, decoded)
+        try:
+            await decoded
+        finally:
+            timer.cancel()
+            self._decoded = None
 
     async def _execute(self, batch: list[_Item]) -> None:
         want_gates = any(item.want_gates for item in batch)
@@ -194,6 +217,11 @@ def _split(prediction: Prediction, batch: list[_Item]) -> list[Prediction]:
         parts.append(prediction.take(start, start + item.rows))
         start += item.rows
     return parts
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _fail(batch: list[_Item], error: BaseException) -> None:

@@ -62,13 +62,13 @@ class PredictionCall:
 async def _decode(plane: DataPlane, call: PredictionCall, decode: Any, *args: Any) -> DecodedRequest:
     """Read and decode the body while the batcher knows a request is on its way."""
     validator = plane.model.require_validator()
-    plane.batcher.decoding += 1
+    plane.batcher.decoding_started()
     try:
         body = await call.read_body()
         decoded: DecodedRequest = decode(body, *args, validator) if args else decode(body, validator)
         return decoded
     finally:
-        plane.batcher.decoding -= 1
+        plane.batcher.decoding_finished()
 
 
 async def v1_predict(plane: DataPlane, call: PredictionCall) -> bytes:
