@@ -17,7 +17,7 @@ from modelpilot.inference.settings import Settings
 from tests.api.inference.models import LoggedModels, log_all
 from tests.support.mlflow_server import MlflowServer
 
-# The pickle-format test models are loadable only with MLflow's explicit opt-in.
+# Pickle-format test models load only while this is true (MLflow 3.17 defaults to true; set, not assumed).
 os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
 
 
