@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
-from modelpilot.inference.decoding import decode_invocations, decode_v1_predict, decode_v2_infer
+from modelpilot.inference.decoding import decode_invocations, decode_v1_predict, decode_v2_infer, no_strings_within
 from modelpilot.inference.errors import InvalidInputError, MalformedBodyError, UnsupportedMediaTypeError
 from modelpilot.inference.schema import Column, column_schema, tensor_schema
 from modelpilot.inference.validation import Validator
@@ -115,3 +115,63 @@ def test_v2_bad_tensors_name_the_field(inputs: object, field: str) -> None:
     with pytest.raises(InvalidInputError) as caught:
         decode_v2_infer(_json({"inputs": inputs}), TENSOR)
     assert caught.value.field == field
+
+
+MANY = [[float(i), float(-i)] for i in range(20)]  # enough rows for the quote count to pay
+
+
+def _many(*rows: object) -> list[object]:
+    return [*MANY, *rows]
+
+
+@pytest.mark.parametrize(
+    ("document", "numbers_only"),
+    [
+        ({"instances": _many([1, 2.5], [3, -4e2])}, True),
+        ({"dataframe_split": {"columns": ["x", "y"], "data": _many()}}, True),
+        ({"instances": [[1, 2], [3, 4]]}, False),  # a few rows: not worth counting
+        ({"instances": _many([1, "2"])}, False),  # a string inside the rows
+        ({"dataframe_split": {"columns": ['x"', "y"], "data": _many()}}, False),  # escaped quote: maybe
+    ],
+)
+def test_rows_are_known_to_hold_no_strings_only_from_an_exact_quote_count(document: object, numbers_only: bool) -> None:
+    body = _json(document)
+    payload = orjson.loads(body)
+    rows = payload["dataframe_split"]["data"] if "dataframe_split" in payload else payload["instances"]
+    assert no_strings_within(body, payload, rows) is numbers_only
+
+
+def test_a_duplicate_key_means_maybe() -> None:
+    body = b'{"instances": ' + _json(MANY) + b', "instances": ' + _json(MANY) + b"}"
+    payload = orjson.loads(body)
+    assert no_strings_within(body, payload, payload["instances"]) is False
+
+
+@pytest.mark.parametrize(
+    ("rows", "field", "reason"),
+    [
+        (_many([1, "2"]), "input[1]", "row 20: expected a number, got str"),
+        (_many([3, None]), "input[1]", "row 20: expected a number, got null"),
+        (_many([3, 1e39]), "input[1]", "row 20: NaN or infinity is not allowed"),
+        (_many([3, {"a": 1}]), "input[1]", "row 20: expected a number, got dict"),
+        (_many([3]), "instances[20]", "expected a row of 2 values, got 1 values"),
+    ],
+)
+def test_the_fast_float_path_refuses_what_the_checking_path_refuses(rows: object, field: str, reason: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        decode_invocations(_json({"instances": rows}), "application/json", TENSOR)
+    assert (caught.value.field, caught.value.reason) == (field, reason)
+
+
+def test_nulls_are_nan_when_allowed_on_both_paths() -> None:
+    lenient = Validator(tensor_schema((2,)), as_matrix=True, allow_nan=True)
+    fast = _json({"instances": _many([1, None])})
+    checked = _json({"instances": _many([1, None]), "params": {"note": 'a "quoted" word'}})
+    assert no_strings_within(fast, orjson.loads(fast), orjson.loads(fast)["instances"]) is True
+    assert no_strings_within(checked, orjson.loads(checked), orjson.loads(checked)["instances"]) is False
+    for body in (fast, checked):
+        features = decode_invocations(body, "application/json", lenient).features
+        assert isinstance(features, np.ndarray)
+        assert features.dtype == np.float32
+        assert np.isnan(features[20, 1])
+        assert features[:20].tolist() == MANY

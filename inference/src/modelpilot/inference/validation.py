@@ -50,15 +50,20 @@ class Validator:
 
     # Entry points, one per way a request can lay out its data.
 
-    def from_rows(self, rows: Any, columns: Sequence[Any] | None = None, where: str = "data") -> Features:
-        """A list of rows (lists), optionally with the column names they follow."""
+    def from_rows(
+        self, rows: Any, columns: Sequence[Any] | None = None, where: str = "data", *, numbers_only: bool = False
+    ) -> Features:
+        """A list of rows (lists), optionally with the column names they follow.
+
+        `numbers_only`: the caller knows no cell is a string (see `decoding.no_strings_within`).
+        """
         if not isinstance(rows, list):
             raise InvalidInputError(where, f"expected a list of rows, got {_type_name(rows)}")
         if not rows:
             raise InvalidInputError(where, "no rows")
         order = self._order(columns) if columns is not None else None
         if self.as_matrix:
-            matrix = self._rows_to_matrix(rows, where)
+            matrix = self._rows_to_matrix(rows, where, numbers_only=numbers_only)
             return matrix if order is None else matrix[:, order]
         names = [self.names[i] for i in order] if order is not None else list(self.names)
         self._check_row_lengths(rows, len(names), where)
@@ -101,7 +106,9 @@ class Validator:
             return self._rows_to_matrix(rows, where)
         return self._columns_to_arrays({n: mapping[n] for n in self.names if n in mapping})
 
-    def from_tensor(self, data: Any, shape: Sequence[int] | None = None, where: str = "inputs") -> Features:
+    def from_tensor(
+        self, data: Any, shape: Sequence[int] | None = None, where: str = "inputs", *, numbers_only: bool = False
+    ) -> Features:
         """Nested lists `[N, …]`, or a flat list with its `shape` (Open Inference Protocol)."""
         if not self.schema.is_tensor and not self.as_matrix:
             raise InvalidInputError(where, "this model takes named columns; send records or columns")
@@ -117,7 +124,7 @@ class Validator:
         if not isinstance(data, list) or not data:
             raise InvalidInputError(where, "expected a non-empty list of rows")
         if not self.schema.is_tensor or len(self.schema.row_shape) == 1:
-            return self._rows_to_matrix(data, where)
+            return self._rows_to_matrix(data, where, numbers_only=numbers_only)
         try:
             array = np.array(data)
         except ValueError:
@@ -196,7 +203,13 @@ class Validator:
                 got = f"{len(row)} values" if isinstance(row, list) else _type_name(row)
                 raise InvalidInputError(f"{where}[{index}]", f"expected a row of {width} values, got {got}")
 
-    def _rows_to_matrix(self, rows: list[Any], where: str, *, flat: bool = False) -> np.ndarray[Any, Any]:
+    def _rows_to_matrix(
+        self, rows: list[Any], where: str, *, flat: bool = False, numbers_only: bool = False
+    ) -> np.ndarray[Any, Any]:
+        if numbers_only and not flat and self.dtype.kind == "f":
+            fast = self._float_rows(rows)
+            if fast is not None:
+                return fast
         try:
             matrix = np.array(rows)
         except (ValueError, TypeError):
@@ -209,10 +222,30 @@ class Validator:
         checked = self._finish_matrix(matrix, rows, where)
         return checked.ravel() if flat else checked
 
+    def _float_rows(self, rows: list[Any]) -> np.ndarray[Any, Any] | None:
+        """Rows known to hold no strings, straight to the model's float type; None when anything is off.
+
+        Without strings, a float conversion cannot turn a wrong value into a number: null becomes NaN
+        (refused below unless NaN is allowed), booleans are numbers as everywhere else, and objects or
+        ragged rows make numpy refuse. Whatever is off goes to the checking path for its message.
+        """
+        try:
+            with np.errstate(over="ignore"):  # overflow becomes inf, which the finiteness check reports
+                matrix = np.array(rows, dtype=self.dtype)
+        except (ValueError, TypeError):
+            return None
+        if matrix.ndim != 2 or matrix.shape[1] != self.width:
+            return None
+        if not self.allow_nan and not np.isfinite(matrix).all():
+            return None
+        return matrix
+
     def _finish_matrix(self, matrix: np.ndarray[Any, Any], rows: Any, where: str) -> np.ndarray[Any, Any]:
         if matrix.dtype.kind not in _NUMBER_KINDS:
             self._explain_cells(rows, where)
-            raise InvalidInputError(where, "expected numbers")
+            if not (self.allow_nan and matrix.dtype.kind == "O"):
+                raise InvalidInputError(where, "expected numbers")
+            matrix = np.array(rows, dtype=np.float64)  # numbers and nulls only (checked above): null is NaN
         if matrix.dtype != self.dtype:
             with np.errstate(over="ignore"):  # overflow becomes inf, which the finiteness check reports
                 matrix = matrix.astype(self.dtype)
