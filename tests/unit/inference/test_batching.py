@@ -117,17 +117,22 @@ async def test_a_lone_request_runs_in_its_own_task() -> None:
     assert tasks == [asyncio.current_task()]
 
 
-async def test_requests_arriving_during_an_offloaded_pass_share_the_next_one() -> None:
-    release = threading.Event()
-    model = RecordingModel()
+def _held_first(model: RecordingModel, release: threading.Event) -> Any:
+    """The model, with its first forward pass held (in the executor's thread) until `release` is set."""
 
-    def slow(features: Features, want_gates: bool, params: dict[str, Any] | None) -> Prediction:
+    def run(features: Features, want_gates: bool, params: dict[str, Any] | None) -> Prediction:
         if not model.batches:
             release.wait(5)
         return model(features, want_gates, params)
 
+    return run
+
+
+async def test_requests_arriving_during_an_offloaded_pass_share_the_next_one() -> None:
+    release = threading.Event()
+    model = RecordingModel()
     with ThreadPoolExecutor(1) as executor:
-        batcher = MicroBatcher(slow, max_batch_size=64, max_wait_seconds=0.0, executor=executor)
+        batcher = MicroBatcher(_held_first(model, release), max_batch_size=64, max_wait_seconds=0.0, executor=executor)
         batcher.start()
         first = asyncio.ensure_future(batcher.submit(np.ones((1, 2), dtype=np.float32)))
         await asyncio.sleep(0.05)  # the first pass is now running in the thread
@@ -144,14 +149,8 @@ async def test_requests_arriving_during_an_offloaded_pass_share_the_next_one() -
 async def test_a_cancelled_leader_still_answers_the_requests_it_took_along() -> None:
     release = threading.Event()
     model = RecordingModel()
-
-    def slow(features: Features, want_gates: bool, params: dict[str, Any] | None) -> Prediction:
-        if not model.batches:
-            release.wait(5)
-        return model(features, want_gates, params)
-
     with ThreadPoolExecutor(1) as executor:
-        batcher = MicroBatcher(slow, max_batch_size=64, max_wait_seconds=0.0, executor=executor)
+        batcher = MicroBatcher(_held_first(model, release), max_batch_size=64, max_wait_seconds=0.0, executor=executor)
         batcher.start()
         inputs = [np.full((1, 2), i, dtype=np.float32) for i in range(4)]
         tasks = [asyncio.ensure_future(batcher.submit(x)) for x in inputs]

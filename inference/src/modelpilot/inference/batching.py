@@ -89,9 +89,7 @@ class MicroBatcher:
         batch = [item]
         self._hold()
         try:
-            if item.params is None and item.rows < self.max_batch_size:
-                await self._collect(batch)
-            await self._execute(batch)
+            await self._collect_and_execute(batch)
         except asyncio.CancelledError:
             # The leader's request went away; the requests it took along still get their answer.
             for other in batch[1:]:
@@ -128,11 +126,16 @@ class MicroBatcher:
             batch = [first]
             self._hold()
             try:
-                if first.params is None and first.rows < self.max_batch_size:
-                    await self._collect(batch)
-                await self._execute(batch)
+                await self._collect_and_execute(batch)
             finally:
                 self._release(len(batch))
+
+    async def _collect_and_execute(self, batch: list[_Item]) -> None:
+        """Take queued requests along (when the first has room and no params), then run the pass."""
+        first = batch[0]
+        if first.params is None and first.rows < self.max_batch_size:
+            await self._collect(batch)
+        await self._execute(batch)
 
     def _hold(self) -> None:
         self._busy = True
