@@ -28,6 +28,7 @@ import httpx
 import numpy as np
 import orjson
 
+from benchmarks.processes import cpu_seconds, process_tree, rss_bytes
 from tests.api.inference.models import make_moe, sample_rows
 from tests.support.mlflow_server import MLFLOW_ENV, mlflow_server
 from tests.support.processes import free_port, stop
@@ -141,59 +142,15 @@ def started(
         stop(process)
 
 
-def process_tree(root: int) -> list[int]:
-    """`root` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
-def cpu_seconds(root: int) -> float:
-    """utime + stime of the process tree."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in process_tree(root):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
-
-
-def rss_mb(root: int) -> float:
-    """Resident memory of the process tree in MiB."""
-    total = 0
-    for pid in process_tree(root):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        match = re.search(r"VmRSS:\s+(\d+) kB", status)
-        total += int(match[1]) if match else 0
-    return total / 1024
-
-
 def run_wrk(url: str, body_file: Path, connections: int, duration: int, pid: int) -> Cell:
     """One pinned wrk run; CPU is measured on the server's process tree."""
-    before = cpu_seconds(pid)
+    before = cpu_seconds(process_tree(pid))
     argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s"]
     argv += ["-s", str(HERE / "post.lua"), f"{url}/invocations"]
     output = subprocess.run(
         argv, env={**os.environ, "BODY_FILE": str(body_file)}, capture_output=True, text=True, check=True
     ).stdout
-    used = cpu_seconds(pid) - before
+    used = cpu_seconds(process_tree(pid)) - before
     stats = dict(re.findall(r"(\w+)=(\d+)", output.split("MPSTATS", 1)[1]))
     requests = int(stats["requests"])
     return Cell(
@@ -262,7 +219,7 @@ def main() -> None:
                     for name, (url, process) in running.items():
                         cell = run_wrk(url, path, connections, args.duration, process.pid)
                         results[name].runs.setdefault((rows, connections), []).append(cell)
-                        results[name].rss_mb = max(results[name].rss_mb, rss_mb(process.pid))
+                        results[name].rss_mb = max(results[name].rss_mb, rss_bytes(process_tree(process.pid)) / 2**20)
             print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr)
     print(report(list(results.values()), args.duration, args.rounds))
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from benchmarks.operator import probes, scene
 from benchmarks.operator.report import Checkpoint, Phase, Report, render
+from benchmarks.processes import cpu_seconds, process_tree, rss_bytes
 from modelpilot.operator.crd import build_crd
 from tests.support.cluster import Cluster, apply_manifest, create_namespace, start_cluster, wait_for_condition
 from tests.support.mlflow_server import mlflow_server
@@ -108,9 +109,9 @@ def checkpoint(bench: Bench, crs: int, window: float, apiserver_pid: int, etcd_p
     api = bench.cluster.api_client
     ready, waited = scene.wait_all_ready(api, bench.namespace, crs, min(600.0, bench.remaining()))
     window = min(window, bench.remaining())
-    operator_pids = probes.process_tree(bench.operator_pid)
+    operator_pids = process_tree(bench.operator_pid)
     counters, requests = probes.read_operator_counters(bench.metrics_url), probes.read_apiserver_requests(api)
-    cpu, started = probes.cpu_seconds(operator_pids), time.monotonic()
+    cpu, started = cpu_seconds(operator_pids), time.monotonic()
     in_flight = [counters.registry_reads - counters.reconciles]
     while (left := window - (time.monotonic() - started)) > 0:
         time.sleep(min(SERIES_INTERVAL, left))
@@ -122,8 +123,8 @@ def checkpoint(bench: Bench, crs: int, window: float, apiserver_pid: int, etcd_p
     after = probes.read_apiserver_requests(api)
     changed = {key: after[key] - requests.get(key, 0.0) for key in after if after[key] > requests.get(key, 0.0)}
     rss = bench.sampler.sample()
-    rss["apiserver"] = probes.rss_bytes([apiserver_pid])
-    rss["etcd"] = probes.rss_bytes([etcd_pid])
+    rss["apiserver"] = rss_bytes([apiserver_pid])
+    rss["etcd"] = rss_bytes([etcd_pid])
     return Checkpoint(
         crs=crs,
         ready=ready,
@@ -135,7 +136,7 @@ def checkpoint(bench: Bench, crs: int, window: float, apiserver_pid: int, etcd_p
         in_flight=in_flight,
         reconciles_since_start=counters.reconciles,
         registry_reads_since_start=counters.registry_reads,
-        operator_cpu_seconds=round(probes.cpu_seconds(probes.process_tree(bench.operator_pid)) - cpu, 2),
+        operator_cpu_seconds=round(cpu_seconds(process_tree(bench.operator_pid)) - cpu, 2),
         api_requests=dict(sorted(changed.items(), key=lambda item: -item[1])),
         rss_mib={name: round(value / MIB, 1) for name, value in rss.items()},
         peak_rss_mib={name: round(value / MIB, 1) for name, value in bench.sampler.peaks.items()},

@@ -1,4 +1,4 @@
-"""The operator benchmark's instruments: memory and CPU from /proc, Prometheus counters, a Deployment watch."""
+"""The operator benchmark's instruments: Prometheus counters, a Deployment watch (processes: `benchmarks.processes`)."""
 
 from __future__ import annotations
 
@@ -9,64 +9,15 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 from kubernetes import client, watch
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from benchmarks.processes import process_tree, rss_bytes
+
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-# -- processes ------------------------------------------------------------------------------------
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and all its descendants that are alive now."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # The command name (field 2) may hold spaces and parentheses: split after its closing one.
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(entry.name))
-    tree, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        tree.append(current)
-        pending.extend(parents.get(current, []))
-    return tree
-
-
-def rss_bytes(pids: Iterable[int]) -> int:
-    """Sum of VmRSS of the processes (those that exited count zero)."""
-    total = 0
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-        total += int(match.group(1)) * 1024 if match else 0
-    return total
-
-
-def cpu_seconds(pids: Iterable[int]) -> float:
-    """User plus system CPU time the processes have used so far."""
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # Fields 14 and 15 of stat (utime, stime) are the 12th and 13th after the command name.
-        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return total
 
 
 def load_average() -> tuple[float, float, float]:
