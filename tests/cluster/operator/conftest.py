@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 from mlflow import MlflowClient
 
-from modelpilot.operator.spec import GROUP, PLURAL, VERSION
-from tests.support.cluster import Cluster, apply_manifest, get_object, list_objects, wait_until
+from modelpilot.operator.spec import GROUP, VERSION
+from tests.support.cluster import Cluster
 from tests.support.mlflow_server import MlflowServer
+from tests.support.namespace_objects import Resources
 from tests.support.operator_process import operator_process
 
 
@@ -73,52 +73,6 @@ def model_deployment(name: str, model: RegisteredModel, **spec: Any) -> dict[str
 def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     with operator_process(cluster.kubeconfig, namespace, tmp_path / "operator.log") as process:
         yield process
-
-
-class Resources:
-    """Reads and waits on the objects of one namespace."""
-
-    def __init__(self, cluster: Cluster, namespace: str) -> None:
-        self.api = cluster.api_client
-        self.namespace = namespace
-
-    def apply(self, manifest: dict[str, Any]) -> None:
-        apply_manifest(self.api, manifest, namespace=self.namespace, field_manager="test")
-
-    def get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
-        return get_object(self.api, api_version, kind, name, self.namespace)
-
-    def mdep(self, name: str) -> dict[str, Any]:
-        found = self.get(f"{GROUP}/{VERSION}", "ModelDeployment", name)
-        assert found is not None
-        return found
-
-    def wait_mdep(
-        self, name: str, check: Callable[[dict[str, Any]], bool], what: str, timeout: float = 60
-    ) -> dict[str, Any]:
-        def reached() -> dict[str, Any] | None:
-            found = self.get(f"{GROUP}/{VERSION}", "ModelDeployment", name)
-            return found if found is not None and check(found) else None
-
-        return wait_until(reached, timeout=timeout, description=f"{name}: {what}")
-
-    def list_of(self, api_version: str, kind: str, label_selector: str) -> list[dict[str, Any]]:
-        return list_objects(self.api, api_version, kind, self.namespace, label_selector)
-
-    def names(self, api_version: str, kind: str, label_selector: str) -> list[str]:
-        return sorted(item["metadata"]["name"] for item in self.list_of(api_version, kind, label_selector))
-
-    def deployment(self, name: str) -> dict[str, Any] | None:
-        return self.get("apps/v1", "Deployment", name)
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        listed = client.CoreV1Api(self.api).list_namespaced_event(
-            self.namespace, field_selector=f"involvedObject.name={name}"
-        )
-        return [{"reason": event.reason, "type": event.type, "message": event.message} for event in listed.items]
-
-    def delete_mdep(self, name: str) -> None:
-        client.CustomObjectsApi(self.api).delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster.operator.conftest import (
-    Resources,
     condition,
     is_ready_with,
     model_deployment,
@@ -17,6 +16,7 @@ from tests.cluster.operator.conftest import (
 )
 from tests.support.cluster import Cluster, wait_until
 from tests.support.mlflow_server import MlflowServer, mlflow_server
+from tests.support.namespace_objects import Resources
 from tests.support.operator_process import kill_hard, operator_process
 from tests.support.processes import free_port
 

@@ -7,13 +7,13 @@ from typing import Any
 
 from tests.cluster.operator.conftest import (
     RegisteredModel,
-    Resources,
     condition,
     is_ready_with,
     model_deployment,
     template_version,
 )
 from tests.support.cluster import wait_until
+from tests.support.namespace_objects import Resources
 
 
 def test_serves_the_alias_follows_it_and_cleans_up(

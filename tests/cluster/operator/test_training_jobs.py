@@ -6,9 +6,10 @@ import subprocess
 import uuid
 from typing import Any
 
-from tests.cluster.operator.conftest import RegisteredModel, Resources, condition, model_deployment
+from tests.cluster.operator.conftest import RegisteredModel, condition, model_deployment
 from tests.support.cluster import wait_until
 from tests.support.mlflow_server import MlflowServer
+from tests.support.namespace_objects import Resources
 
 
 def _unregistered(mlflow: MlflowServer) -> RegisteredModel:

@@ -18,8 +18,8 @@ import pytest
 from kubernetes import client
 from mlflow import MlflowClient
 
-from modelpilot.operator.spec import GROUP, PLURAL, VERSION
-from tests.support.cluster import Cluster, apply_manifest, get_object, wait_until
+from modelpilot.operator.spec import GROUP, VERSION
+from tests.support.cluster import Cluster, wait_until
 from tests.support.lab import (
     Lab,
     LabSettings,
@@ -31,6 +31,7 @@ from tests.support.lab import (
     running_lab,
 )
 from tests.support.mlflow_server import MlflowServer
+from tests.support.namespace_objects import Resources
 from tests.support.operator_process import operator_process
 
 RESOURCE = "classifier"
@@ -153,43 +154,30 @@ def rollout_spec(
 
 
 class Objects:
-    """Reads and waits on the lab resource and its objects in one namespace."""
+    """The lab resource and its objects in one namespace (the namespace's `Resources`, bound to `RESOURCE`)."""
 
     def __init__(self, cluster: Cluster, namespace: str) -> None:
-        self.api = cluster.api_client
-        self.namespace = namespace
+        self.resources = Resources(cluster, namespace)
 
     def apply(self, manifest: dict[str, Any]) -> None:
-        apply_manifest(self.api, manifest, namespace=self.namespace, field_manager="test")
+        self.resources.apply(manifest)
 
     def get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
-        return get_object(self.api, api_version, kind, name, self.namespace)
+        return self.resources.get(api_version, kind, name)
 
     def mdep(self) -> dict[str, Any]:
-        found = self.get(f"{GROUP}/{VERSION}", "ModelDeployment", RESOURCE)
-        assert found is not None
-        return found
+        return self.resources.mdep(RESOURCE)
 
     def wait(self, check: Callable[[dict[str, Any]], bool], what: str, timeout: float = 90) -> dict[str, Any]:
         """Wait until the ModelDeployment passes `check`; return it as it was then."""
-
-        def reached() -> dict[str, Any] | None:
-            found = self.get(f"{GROUP}/{VERSION}", "ModelDeployment", RESOURCE)
-            return found if found is not None and check(found) else None
-
-        return wait_until(reached, timeout=timeout, description=f"{RESOURCE}: {what}", interval=0.25)
+        return self.resources.wait_mdep(RESOURCE, check, what, timeout=timeout, interval=0.25)
 
     def wait_gone(self, api_version: str, kind: str, name: str, timeout: float = 30) -> None:
         """Wait until the object no longer exists (deletion is in the background)."""
-        wait_until(
-            lambda: self.get(api_version, kind, name) is None, timeout=timeout, description=f"{kind} {name} gone"
-        )
+        self.resources.wait_gone(api_version, kind, name, timeout=timeout)
 
     def events(self) -> list[dict[str, Any]]:
-        listed = client.CoreV1Api(self.api).list_namespaced_event(
-            self.namespace, field_selector=f"involvedObject.name={RESOURCE}"
-        )
-        return [{"reason": event.reason, "type": event.type, "message": event.message} for event in listed.items]
+        return self.resources.events(RESOURCE)
 
     def wait_events(self, reasons: set[str], timeout: float = 30) -> list[dict[str, Any]]:
         """Wait until Events with every one of `reasons` were posted on the resource (posting is asynchronous)."""
@@ -205,9 +193,7 @@ class Objects:
         )
 
     def delete_mdep(self) -> None:
-        client.CustomObjectsApi(self.api).delete_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, RESOURCE
-        )
+        self.resources.delete_mdep(RESOURCE)
 
 
 @pytest.fixture
