@@ -26,6 +26,7 @@ from mlflow import MlflowClient  # noqa: E402
 from modelpilot.operator.crd import build_crd  # noqa: E402
 from modelpilot.operator.spec import GROUP, VERSION  # noqa: E402
 from tests.support.cluster import (  # noqa: E402
+    SIMULATED_NODES_ANNOTATIONS,
     apply_manifest,
     delete_namespace,
     get_object,
@@ -153,7 +154,14 @@ def main() -> None:
         wait_until(
             lambda: get_object(api, "v1", "Namespace", NAMESPACE) is None, timeout=120, description="old demo gone"
         )
-        apply_manifest(api, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+        apply_manifest(
+            api,
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": NAMESPACE, "annotations": SIMULATED_NODES_ANNOTATIONS},
+            },
+        )
 
         say("MLflow tracking server on loopback")
         server = stack.enter_context(mlflow_server(STATE / f"mlflow-{int(time.time())}", free_port()))

@@ -12,21 +12,25 @@ export UV_COMPILE_BYTECODE=1
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # Debian packages the tests use: Prometheus (+ promtool) as a real metrics backend, wrk for the benchmark,
-# openssl for the control plane's certificates.
+# openssl for the control plane's certificates; for the real node containerd, runc, the CNI plugins and
+# iptables; for images without a Docker daemon buildah, skopeo and mmdebstrap (hack/images).
 ensure_debian_packages() {
-  local missing=()
-  command -v prometheus >/dev/null || missing+=(prometheus)
-  command -v openssl >/dev/null || missing+=(openssl)
-  command -v wrk >/dev/null || missing+=(wrk)
+  local missing=() command
+  # Each of these commands comes with the Debian package of the same name.
+  for command in prometheus openssl wrk containerd runc iptables conntrack buildah skopeo mmdebstrap curl; do
+    command -v "$command" >/dev/null || missing+=("$command")
+  done
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The package's own service is not wanted: tests start Prometheus themselves on loopback.
+  # The packages' own services are not wanted: tests start Prometheus themselves on loopback, and the
+  # real node runs a containerd of its own (hack/cluster).
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    $sudo systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+    $sudo systemctl disable --now prometheus prometheus-node-exporter containerd >/dev/null 2>&1 || true
   fi
 }
 

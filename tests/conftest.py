@@ -15,11 +15,11 @@ from tests.support.mlflow_server import MLFLOW_ENV, MlflowServer, mlflow_server
 for _name, _value in MLFLOW_ENV.items():
     os.environ.setdefault(_name, _value)
 
-_MARKERS = {"unit", "api", "cluster"}
+_MARKERS = {"unit", "api", "cluster", "e2e"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test after the folder it lives in: tests/unit, tests/api, tests/cluster."""
+    """Mark each test after the folder it lives in: tests/unit, tests/api, tests/cluster, tests/e2e."""
     for item in items:
         parts = set(Path(str(item.path)).parts)
         for marker in _MARKERS & parts:

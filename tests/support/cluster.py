@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import secrets
 import shlex
 import subprocess
@@ -193,12 +194,29 @@ def wait_for_condition(
     return wait_until(reached, timeout=timeout, description=f"{kind} {namespace}/{name} {condition}={status}")
 
 
-def create_namespace(api_client: client.ApiClient, prefix: str = "test") -> str:
-    """Create a namespace with a random suffix and wait for its default ServiceAccount (pods need it)."""
+# Pods of a namespace with these annotations go to kwok's simulated nodes (the API server's PodNodeSelector
+# and PodTolerationRestriction admission plugins add the selector and the toleration to every pod), so
+# tests of the operator's logic get pods whose fate the kwok stages decide; other pods run on the real node.
+SIMULATED_NODES_ANNOTATIONS = {
+    "scheduler.alpha.kubernetes.io/node-selector": "type=kwok",
+    "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
+        [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]
+    ),
+}
+
+
+def create_namespace(api_client: client.ApiClient, prefix: str = "test", *, simulated: bool = True) -> str:
+    """Create a namespace with a random suffix and wait for its default ServiceAccount (pods need it).
+
+    Its pods run on kwok's simulated nodes unless `simulated` is False (then on the real node).
+    """
     name = f"{prefix}-{secrets.token_hex(4)}"
     core = client.CoreV1Api(api_client)
     labels = {"modelpilot.io/test-namespace": "true"}
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
+    annotations = SIMULATED_NODES_ANNOTATIONS if simulated else None
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels, annotations=annotations))
+    )
     wait_until(
         lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
         timeout=60,

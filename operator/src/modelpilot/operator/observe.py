@@ -11,6 +11,23 @@ DEPLOYMENT_LABEL = "modelpilot.io/deployment"
 TRACK_LABEL = "modelpilot.io/track"
 VERSION_LABEL = "modelpilot.io/version"
 
+# Container states that do not resolve by waiting, by what they mean: the image cannot be had, the
+# container cannot be made or started, or its process keeps crashing. The kubelet alternates between the
+# reasons of one meaning (ErrImagePull, ImagePullBackOff, …) as it retries. Transient states
+# (ContainerCreating, PodInitializing) are not failures.
+FAILING_WAITING_REASONS: dict[str, str] = {
+    "ErrImageNeverPull": "ImageUnavailable",
+    "ErrImagePull": "ImageUnavailable",
+    "ImageInspectError": "ImageUnavailable",
+    "ImagePullBackOff": "ImageUnavailable",
+    "InvalidImageName": "ImageUnavailable",
+    "CreateContainerConfigError": "ContainerConfigInvalid",
+    "CreateContainerError": "ContainerCannotStart",
+    "RunContainerError": "ContainerCannotStart",
+    "StartError": "ContainerCannotStart",
+    "CrashLoopBackOff": "ContainerCrashing",
+}
+
 
 @dataclass(frozen=True)
 class TrackObservation:
@@ -21,6 +38,7 @@ class TrackObservation:
     ready_with_version: int
     ready_with_other_version: int
     rolled_out: bool
+    failures: tuple[str, ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -42,6 +60,25 @@ def _pod_is_ready(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
+def pod_failure(pod: dict[str, Any]) -> str | None:
+    """Why a pod's containers cannot run, e.g. `pod p: container inference: CrashLoopBackOff: …`; None if they can."""
+    status = pod.get("status") or {}
+    for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        state = container.get("state") or {}
+        waiting = state.get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason in FAILING_WAITING_REASONS:
+            detail = waiting.get("message") or ""
+            if not detail and reason == "CrashLoopBackOff":
+                terminated = (container.get("lastState") or {}).get("terminated") or {}
+                detail = f"last exit code {terminated.get('exitCode')} ({terminated.get('reason', 'unknown')})"
+            name = pod.get("metadata", {}).get("name", "?")
+            text = f"pod {name}: container {container.get('name', '?')}: {reason}"
+            # Kubelet messages can be long (a whole runc error): enough to act on, bounded for status.
+            return f"{text}: {detail[:300]}" if detail else text
+    return None
+
+
 def _rolled_out(deployment: dict[str, Any]) -> bool:
     status = deployment.get("status") or {}
     desired = (deployment.get("spec") or {}).get("replicas", 1)
@@ -60,7 +97,11 @@ async def observe_track(
         return TrackObservation(False, 0, 0, 0, False)
     pods = await kube.list_objects("v1", "Pod", namespace, f"{DEPLOYMENT_LABEL}={owner},{TRACK_LABEL}={track}")
     with_version = other = 0
+    failures: list[str] = []
     for pod in pods:
+        failure = pod_failure(pod)
+        if failure is not None:
+            failures.append(failure)
         if not _pod_is_ready(pod):
             continue
         if pod["metadata"].get("labels", {}).get(VERSION_LABEL) == version:
@@ -73,4 +114,5 @@ async def observe_track(
         ready_with_version=with_version,
         ready_with_other_version=other,
         rolled_out=_rolled_out(deployment),
+        failures=tuple(sorted(failures)),
     )

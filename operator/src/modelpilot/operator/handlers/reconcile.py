@@ -24,7 +24,7 @@ from modelpilot.operator.builders.serving import (
 from modelpilot.operator.handlers.rollout import drive_rollout, promote
 from modelpilot.operator.handlers.training import reconcile_training
 from modelpilot.operator.kubeapi import KubeApi
-from modelpilot.operator.observe import TrackObservation, observe_track
+from modelpilot.operator.observe import FAILING_WAITING_REASONS, TrackObservation, observe_track
 from modelpilot.operator.registry import (
     Credentials,
     ModelNotFoundError,
@@ -304,7 +304,22 @@ class Reconciliation:
                 message += f", {observation.ready_with_other_version} ready with another version"
             self.condition("Ready", False, "PodsNotReady", message)
             self.condition("Progressing", True, "RollingOut", message)
-        self.condition("Degraded", False, "AsExpected")
+        self.set_pod_failure_condition(observation)
+
+    def set_pod_failure_condition(self, observation: TrackObservation) -> None:
+        """Degraded while serving pods cannot start (image, entrypoint, crash loop), with one Event per cause."""
+        if not observation.failures:
+            self.condition("Degraded", False, "AsExpected")
+            return
+        message = "; ".join(observation.failures[:3])
+        if len(observation.failures) > 3:
+            message += f" (and {len(observation.failures) - 3} more pod(s))"
+        was = next((c for c in self.previous.conditions if c.type == "Degraded"), None)
+        self.condition("Degraded", True, "PodsFailing", message)
+        # The kubelet's reasons and messages change with every retry; the Event repeats only when what the
+        # failures mean changes.
+        if was is None or was.reason != "PodsFailing" or _failure_causes(was.message) != _failure_causes(message):
+            self.notify("Warning", "PodsFailing", message)
 
     # -- status ---------------------------------------------------------------------------------
 
@@ -326,6 +341,12 @@ class Reconciliation:
             body[key] = None
         await self.kube.patch_status(self.owner.namespace, self.owner.name, body)
         self.previous = self.status.model_copy(deep=True)
+
+
+def _failure_causes(message: str) -> set[str]:
+    """What the container failures named in a PodsFailing message mean, without pods, retries and details."""
+    reasons = (part.split(": ")[2] for part in message.split("; ") if part.count(": ") >= 2)
+    return {FAILING_WAITING_REASONS.get(reason, reason) for reason in reasons}
 
 
 def _comparable(status: ModelDeploymentStatus) -> dict[str, Any]:

@@ -1,0 +1,58 @@
+"""The end-to-end installation the tests run against: the chart with its bundled MLflow, the project's own
+images, an in-cluster Prometheus — on the local cluster's real node, or on kind (MODELPILOT_E2E_CLUSTER=external).
+
+Locally the session builds and loads the images and installs the chart (`hack/e2e images`, `hack/e2e
+install`); on kind the workflow has done both before pytest starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.pods import Toolbox, real_namespace
+from tests.support.cluster import Cluster, delete_namespace, new_api_client, start_cluster
+
+REPO = Path(__file__).resolve().parents[2]
+EXTERNAL = os.environ.get("MODELPILOT_E2E_CLUSTER", "local") == "external"
+
+
+def _external_cluster() -> Cluster:
+    kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None, "MODELPILOT_E2E_CLUSTER=external needs kubectl on PATH"
+    return Cluster(kubeconfig=kubeconfig, bin_dir=Path(kubectl).parent, api_client=new_api_client(kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def e2e_cluster() -> Iterator[Cluster]:
+    """A cluster with a real node, the images loaded and the chart installed."""
+    if EXTERNAL:
+        cluster = _external_cluster()
+    else:
+        cluster = start_cluster()
+        for step in ("images", "install"):
+            subprocess.run([str(REPO / "hack" / "e2e"), step], check=True, cwd=REPO)
+    yield cluster
+    cluster.api_client.close()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture(scope="module")
+def namespace(e2e_cluster: Cluster) -> Iterator[str]:
+    """A namespace for real pods, enforcing the restricted Pod Security Standard; deleted afterwards."""
+    name = real_namespace(e2e_cluster.api_client, "e2e")
+    yield name
+    delete_namespace(e2e_cluster.api_client, name)
+
+
+@pytest.fixture(scope="module")
+def toolbox(e2e_cluster: Cluster, namespace: str) -> Toolbox:
+    """A pod in the test namespace that makes HTTP calls through the cluster's DNS and Services."""
+    box = Toolbox(e2e_cluster, namespace)
+    box.start()
+    return box
