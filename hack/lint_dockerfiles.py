@@ -2,8 +2,8 @@
 
 hadolint is not installable from the package registries this project uses, so this checks the rules that
 matter here: non-root final user, pinned base images (no `latest`), no `ADD` of URLs, apt lists removed in
-the same layer as the install, `--no-install-recommends`, pip without a cache and with pinned versions,
-multi-stage builds, exec-form entrypoints. Usage: `python hack/lint_dockerfiles.py Dockerfile.*`; exit
+the same layer as the install, `--no-install-recommends`, pip without a cache in the image (no cache, or the
+cache on a `RUN --mount=type=cache` mount) and with pinned versions, multi-stage builds, exec-form entrypoints. Usage: `python hack/lint_dockerfiles.py Dockerfile.*`; exit
 status 1 and one line per finding (`file:line: RULE message`) when something is wrong.
 """
 
@@ -156,12 +156,14 @@ def _check_run(path: str, instruction: Instruction, env: str) -> list[Finding]:
             findings.append(Finding(path, instruction.line, "DF011", "apt-get install without --no-install-recommends"))
         if not re.search(r"\s(-y|--yes|-[a-z]*y[a-z]*)\b", command):
             findings.append(Finding(path, instruction.line, "DF012", "apt-get install without -y"))
+    # A cache mount keeps the download cache out of the layer, and reuses it from build to build.
+    cache_mount = re.search(r"--mount=(\S*,)?type=cache\b", command) is not None
     for match in re.finditer(r"\b(uv\s+)?pip3?\s+install\b([^&;|]*)", command):
         with_uv, arguments = match.group(1), match.group(2)
         if with_uv:
-            no_cache = "--no-cache" in arguments or "UV_NO_CACHE" in env
+            no_cache = cache_mount or "--no-cache" in arguments or "UV_NO_CACHE" in env
         else:
-            no_cache = "--no-cache-dir" in arguments or "PIP_NO_CACHE_DIR" in env
+            no_cache = cache_mount or "--no-cache-dir" in arguments or "PIP_NO_CACHE_DIR" in env
         if not no_cache:
             findings.append(Finding(path, instruction.line, "DF020", "pip install with a package cache in the image"))
         for package in _packages(arguments):

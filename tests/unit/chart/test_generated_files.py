@@ -66,6 +66,21 @@ def test_the_linter_accepts_a_clean_multi_stage_build(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout
 
 
+def test_a_download_cache_on_a_cache_mount_is_not_in_the_image(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "FROM python:3.11.14-slim-bookworm AS build\n"
+        "RUN --mount=type=cache,id=uv,target=/root/.cache/uv uv pip install --system -r requirements.txt\n"
+        "RUN --mount=type=cache,target=/root/.cache/pip pip install uv==0.13.9\n"
+        "RUN --mount=type=bind,source=x,target=/x uv pip install --system -r /x/requirements.txt\n"
+        "FROM python:3.11.14-slim-bookworm\n"
+        "USER 10001:10001\n"
+        'ENTRYPOINT ["app"]\n'
+    )
+    result = lint(dockerfile)
+    assert result.stdout.splitlines() == [f"{dockerfile}:4: DF020 pip install with a package cache in the image"]
+
+
 def test_docker_build_context_is_limited_to_sources() -> None:
     lines = (REPO / ".dockerignore").read_text().splitlines()
     assert "**" in lines, "the build context should start empty and allow sources explicitly"

@@ -1,0 +1,3 @@
+module modelpilot.local/pause
+
+go 1.26
