@@ -68,6 +68,18 @@ node_network_up() {
 }
 
 node_network_down() {
+  # portmap's chains (hostPorts) stay after their pods are gone; neither portmap nor kube-proxy removes them.
+  local chain hook
+  for hook in PREROUTING OUTPUT; do
+    while iptables -w -t nat -D "$hook" -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT 2>/dev/null; do :; done
+  done
+  while iptables -w -t nat -D POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ 2>/dev/null; do :; done
+  for chain in $(iptables -w -t nat -S | awk '$1 == "-N" && $2 ~ /^CNI-(HOSTPORT|DN-)/ {print $2}'); do
+    iptables -w -t nat -F "$chain" 2>/dev/null || true
+  done
+  for chain in $(iptables -w -t nat -S | awk '$1 == "-N" && $2 ~ /^CNI-(HOSTPORT|DN-)/ {print $2}'); do
+    iptables -w -t nat -X "$chain" 2>/dev/null || true
+  done
   iptables -w -D FORWARD -j "$forward_chain" 2>/dev/null || true
   iptables -w -F "$forward_chain" 2>/dev/null || true
   iptables -w -X "$forward_chain" 2>/dev/null || true
