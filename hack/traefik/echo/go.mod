@@ -1,0 +1,3 @@
+module modelpilot.local/echo
+
+go 1.26
