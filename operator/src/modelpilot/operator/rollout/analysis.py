@@ -26,11 +26,6 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from modelpilot.operator.rollout.queries import (
-    BUILTIN_METRICS,
-    ERROR_RATE,
-    P99_LATENCY,
-    REQUEST_COUNT,
-    STABLE_ERROR_RATE,
     QueryTarget,
     error_rate_query,
     p99_latency_query,
@@ -39,6 +34,7 @@ from modelpilot.operator.rollout.queries import (
     violations,
 )
 from modelpilot.operator.spec import Analysis
+from modelpilot.operator.spec.rollout import ERROR_RATE, P99_LATENCY, REQUEST_COUNT, STABLE_ERROR_RATE
 from modelpilot.operator.status import AnalysisResult
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -151,9 +147,6 @@ async def analyse(
             values=values,
         )
 
-    clash = sorted(BUILTIN_METRICS & {metric.name for metric in spec.metrics})
-    if clash:
-        return result("Inconclusive", f"custom metric name {clash[0]} is reserved for a built-in metric", {})
     queries = analysis_queries(spec, target)
     owned = client is None
     http = client or httpx.AsyncClient(timeout=request_timeout)

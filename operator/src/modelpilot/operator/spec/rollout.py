@@ -8,6 +8,18 @@ from pydantic import ConfigDict, Field, model_validator
 
 from modelpilot.operator.spec.base import Duration, SpecModel, cel_rules, parse_duration
 
+# Names of the values every analysis measures (`AnalysisResult.values` keys); a custom metric may not take one.
+REQUEST_COUNT = "request_count"
+ERROR_RATE = "error_rate"
+P99_LATENCY = "p99_latency_seconds"
+STABLE_ERROR_RATE = "stable_error_rate"
+ERROR_RATE_ABOVE_STABLE = "error_rate_above_stable"
+BUILTIN_METRICS = (REQUEST_COUNT, ERROR_RATE, P99_LATENCY, STABLE_ERROR_RATE, ERROR_RATE_ABOVE_STABLE)
+_BUILTIN_LIST = ", ".join(BUILTIN_METRICS)
+_BUILTIN_CEL = "[" + ", ".join(f"'{name}'" for name in BUILTIN_METRICS) + "]"
+RESERVED_METRIC_MESSAGE = f"a custom metric may not take the name of a built-in one ({_BUILTIN_LIST})"
+DUPLICATE_METRIC_MESSAGE = "custom metric names must be unique"
+
 
 class CustomMetric(SpecModel):
     """A PromQL query whose single value must stay within bounds during analysis."""
@@ -46,6 +58,16 @@ class CustomMetric(SpecModel):
 class Analysis(SpecModel):
     """What a canary step must show in Prometheus before the rollout moves on."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (f"!has(self.metrics) || self.metrics.all(m, !(m.name in {_BUILTIN_CEL}))", RESERVED_METRIC_MESSAGE),
+            (
+                "!has(self.metrics) || self.metrics.all(m, self.metrics.exists_one(n, n.name == m.name))",
+                DUPLICATE_METRIC_MESSAGE,
+            ),
+        )
+    )
+
     prometheus: str = Field(
         pattern=r"^https?://[^\s]+$",
         max_length=2048,
@@ -81,6 +103,15 @@ class Analysis(SpecModel):
     metrics: list[CustomMetric] = Field(
         default_factory=list, max_length=16, description="Extra PromQL checks with bounds."
     )
+
+    @model_validator(mode="after")
+    def _metric_names_are_free(self) -> Analysis:
+        names = [metric.name for metric in self.metrics]
+        if any(name in BUILTIN_METRICS for name in names):
+            raise ValueError(RESERVED_METRIC_MESSAGE)
+        if len(set(names)) != len(names):
+            raise ValueError(DUPLICATE_METRIC_MESSAGE)
+        return self
 
 
 class Rollout(SpecModel):
