@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from modelpilot.operator import metrics
+from modelpilot.operator.analysis import AnalysisTarget, analyse
 from modelpilot.operator.builders.routing import canary_ingress_name, router_weight
 from modelpilot.operator.builders.serving import replica_split
 from modelpilot.operator.registry import Registry, ResolvedVersions
@@ -29,7 +30,6 @@ from modelpilot.operator.rollout.actions import (
     RunAnalysis,
     SetWeight,
 )
-from modelpilot.operator.rollout.analysis import AnalysisTarget, analyse
 from modelpilot.operator.rollout.machine import decide
 from modelpilot.operator.spec import ModelDeploymentSpec
 from modelpilot.operator.status import AnalysisResult, append_history, now_iso

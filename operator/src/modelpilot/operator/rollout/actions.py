@@ -74,7 +74,7 @@ class RollStable:
 
 @dataclass(frozen=True)
 class RunAnalysis:
-    """Analyse the canary step (`rollout.analysis.analyse`) and pass the result as `Observation.analysis`
+    """Analyse the canary step (`modelpilot.operator.analysis.analyse`) and pass the result as `Observation.analysis`
     on the next call, which should come at once."""
 
     version: str

@@ -1,5 +1,7 @@
 """Analysis of one canary step against Prometheus: `analyse()` → an `AnalysisResult`.
 
+The operator's only Prometheus client; the PromQL and the bounds are pure (`rollout.queries`).
+
 Usage by the executor of a `RunAnalysis` action:
 
     result = await analyse(spec.rollout.analysis, AnalysisTarget(model, version, namespace, step, weight),
