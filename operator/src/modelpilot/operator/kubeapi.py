@@ -150,8 +150,11 @@ class KubeApi:
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         """Decoded data of a Secret, or None when it does not exist."""
         secret = await self.get("v1", "Secret", namespace, name)
-        if secret is None:
-            return None
+        return None if secret is None else self.decode_secret(secret)
+
+    @staticmethod
+    def decode_secret(secret: dict[str, Any]) -> dict[str, str]:
+        """The decoded `data` of a Secret object."""
         return {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
 
     async def _request(

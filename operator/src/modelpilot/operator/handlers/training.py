@@ -17,7 +17,7 @@ from typing import Any
 from modelpilot.operator import metrics
 from modelpilot.operator.builders.common import Owner
 from modelpilot.operator.builders.training import build_training_cronjob, build_training_job
-from modelpilot.operator.kubeapi import KubeApi
+from modelpilot.operator.owned import OwnedObjects
 from modelpilot.operator.spec import ModelDeploymentSpec
 from modelpilot.operator.status import ModelDeploymentStatus, TrainingStatus, now_iso, set_condition
 
@@ -102,7 +102,7 @@ def wanted_trigger(
 
 
 async def reconcile_training(
-    kube: KubeApi,
+    objects: OwnedObjects,
     owner: Owner,
     spec: ModelDeploymentSpec,
     status: ModelDeploymentStatus,
@@ -114,13 +114,13 @@ async def reconcile_training(
 ) -> None:
     """Keep the CronJob in line with the schedule, follow the running Job, start a new one when wanted."""
     generation = status.observed_generation
-    await _reconcile_schedule(kube, owner, spec)
+    await _reconcile_schedule(objects, owner, spec)
     if spec.training is None:
         return
     training = status.training or TrainingStatus()
 
     if training.job and training.result == "Running":
-        state = await _read_job(kube, owner.namespace, training.job)
+        state = await _read_job(objects, training.job)
         if state is None:
             training.result, training.message = "Failed", "training Job disappeared before it finished"
         else:
@@ -152,10 +152,10 @@ async def reconcile_training(
         status.training = training if status.training or training.job else status.training
         return
     kind, key = trigger
-    if await _another_job_active(kube, owner):
+    if await _another_job_active(objects, owner):
         return
     name = job_name(owner, kind, key)
-    await kube.apply(build_training_job(owner, spec, job_name=name, trigger=kind))
+    await objects.apply([build_training_job(owner, spec, job_name=name, trigger=kind)])
     status.training = TrainingStatus(
         job=name,
         trigger=kind,
@@ -181,24 +181,24 @@ def _record_job(training: TrainingStatus, state: JobState) -> None:
             training.message = f"quality gate failed: {state.report.get('reason', '')}".strip()
 
 
-async def _read_job(kube: KubeApi, namespace: str, name: str) -> JobState | None:
-    job = await kube.get("batch/v1", "Job", namespace, name)
+async def _read_job(objects: OwnedObjects, name: str) -> JobState | None:
+    job = await objects.read("batch/v1", "Job", name)
     if job is None:
         return None
-    pods = await kube.list_objects("v1", "Pod", namespace, f"job-name={name}")
+    pods = await objects.list_of("v1", "Pod", f"job-name={name}")
     return job_state(job, pods)
 
 
-async def _another_job_active(kube: KubeApi, owner: Owner) -> bool:
-    jobs = await kube.list_objects(
-        "batch/v1", "Job", owner.namespace, f"modelpilot.io/deployment={owner.name},{TRAINING_COMPONENT_SELECTOR}"
+async def _another_job_active(objects: OwnedObjects, owner: Owner) -> bool:
+    jobs = await objects.list_of(
+        "batch/v1", "Job", f"modelpilot.io/deployment={owner.name},{TRAINING_COMPONENT_SELECTOR}"
     )
     return any(job_state(job, []).result == "Running" for job in jobs)
 
 
-async def _reconcile_schedule(kube: KubeApi, owner: Owner, spec: ModelDeploymentSpec) -> None:
+async def _reconcile_schedule(objects: OwnedObjects, owner: Owner, spec: ModelDeploymentSpec) -> None:
     name = cronjob_name(owner)
     if spec.training is not None and spec.training.schedule:
-        await kube.apply(build_training_cronjob(owner, spec, name=name))
+        await objects.apply([build_training_cronjob(owner, spec, name=name)])
     else:
-        await kube.delete("batch/v1", "CronJob", owner.namespace, name)
+        await objects.delete([("batch/v1", "CronJob", name)])

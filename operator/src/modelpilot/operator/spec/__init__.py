@@ -44,6 +44,7 @@ from modelpilot.operator.spec.traffic import (
     IngressRoute,
     IngressTLS,
     ParentRef,
+    ReplicaRouter,
     Traffic,
 )
 from modelpilot.operator.spec.training import Drift, Monitoring, Training, TrainingData
@@ -121,6 +122,7 @@ __all__ = [
     "ParentRef",
     "Quantity",
     "RegistrySpec",
+    "ReplicaRouter",
     "Resources",
     "Rollout",
     "Scheduling",

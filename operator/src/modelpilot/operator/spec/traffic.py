@@ -52,6 +52,32 @@ class HeaderOverride(SpecModel):
     value: str = Field(default="canary", min_length=1, max_length=4096, description="Header value.")
 
 
+class ReplicaRouter(SpecModel):
+    """How the replica router (one Service over both tracks) carries a weight with whole pods.
+
+    Each Ready pod gets an equal share, so a weight is a ratio of pods: 2 replicas can only give the
+    canary 0, 50 or 100 %. Replicas are added to the two tracks, up to `maxExtraReplicas`, until the
+    canary's share of pods is within `tolerance` of the step's weight; `status.canary.effectiveWeight`
+    shows the share reached and `status.canary.weightMessage` why it is further off when it is.
+    """
+
+    tolerance: int = Field(
+        default=5,
+        ge=0,
+        le=50,
+        description="How far (percentage points) the canary's share of pods may be from a step's weight.",
+    )
+    max_extra_replicas: int = Field(
+        default=4,
+        ge=0,
+        le=100,
+        description=(
+            "Most pods the two tracks may have together beyond serving.replicas (or beyond each autoscaling "
+            "bound) during a rollout, to bring the canary's share within tolerance."
+        ),
+    )
+
+
 class Traffic(SpecModel):
     """How traffic is split between the stable and the canary track."""
 
@@ -71,8 +97,11 @@ class Traffic(SpecModel):
     )
     gateway: GatewayRoute | None = Field(default=None, description="HTTPRoute settings (router gateway).")
     ingress: IngressRoute | None = Field(default=None, description="Ingress settings (router ingress).")
+    replicas: ReplicaRouter = Field(
+        default_factory=ReplicaRouter, description="Replica ratio settings (router replicas)."
+    )
     header: HeaderOverride = Field(
-        default_factory=HeaderOverride, description="Header that always routes to the canary."
+        default_factory=HeaderOverride, description="Header that always routes to the canary (gateway, ingress)."
     )
 
     @model_validator(mode="after")
