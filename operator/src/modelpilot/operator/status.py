@@ -85,6 +85,10 @@ class CanaryStatus(TrackStatus):
     failures: int = Field(default=0, description="Failed analyses so far.")
     inconclusive: int = Field(default=0, description="Inconclusive analyses in a row.")
     registry_written: bool = Field(default=False, description="The outcome has been written to the registry.")
+    outcome_at: str | None = Field(
+        default=None, description="When promotion or rollback was decided; the registry tags carry this time."
+    )
+    replaces: str | None = Field(default=None, description="The stable version a promotion replaces.")
     reason: str | None = Field(default=None, description="Why the rollout is in its state.")
     last_analysis: AnalysisResult | None = Field(default=None, description="The latest analysis.")
     analyses: list[AnalysisResult] = Field(default_factory=list, description="Analyses of this rollout.")

@@ -23,7 +23,7 @@ from modelpilot.operator.handlers.training import reconcile_training
 from modelpilot.operator.observe import TrackObservation
 from modelpilot.operator.owned import OwnedObjects
 from modelpilot.operator.registry import Credentials, ModelNotFoundError, Registry, RegistryError, ResolvedVersions
-from modelpilot.operator.rollout import ABORT_ANNOTATION, is_active
+from modelpilot.operator.rollout import ABORT_ANNOTATION, PromoteInRegistry, is_active
 from modelpilot.operator.runtime import Runtime
 from modelpilot.operator.spec import GROUP, VERSION, InvalidSpecError, ModelDeploymentSpec, parse_spec
 
@@ -173,7 +173,7 @@ class Reconciliation:
         self, spec: ModelDeploymentSpec, registry: Registry, candidate: str
     ) -> ResolvedVersions:
         # The first version that passed the quality gate has nothing to be compared with: it becomes stable.
-        await promote(registry, spec, candidate, previous=None)
+        await promote(registry, spec, PromoteInRegistry(candidate, previous=None))
         self.journal.notify("Normal", "InitialPromotion", f"version {candidate} is the first stable version", candidate)
         return ResolvedVersions(stable=candidate, candidate=None)
 

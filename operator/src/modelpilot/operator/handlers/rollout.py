@@ -173,9 +173,9 @@ class RolloutExecutor:
                     assert self.spec.rollout is not None  # the machine only analyses a rollout
                     target = AnalysisTarget(self.spec.model.name, version, self.owner.namespace, step, weight)
                     analysis = await self.analyse(self.spec.rollout.analysis, target)
-                case PromoteInRegistry(candidate=candidate, previous=previous):
+                case PromoteInRegistry():
                     await self._apply(traffic)
-                    await promote(self.registry, self.spec, candidate, previous)
+                    await promote(self.registry, self.spec, action)
                     wrote_registry = True
                 case RejectInRegistry():
                     await self._apply(traffic)

@@ -85,24 +85,28 @@ class RunAnalysis:
 @dataclass(frozen=True)
 class PromoteInRegistry:
     """Make `candidate` the stable version in the registry: tag `candidate` `modelpilot.io/promoted` and
-    `previous` `modelpilot.io/superseded` first, then move the stable alias (or stage, archiving the
-    old) — the pointer move is the commit the machine observes — and finally remove the candidate
-    alias if it still names `candidate`."""
+    `previous` `modelpilot.io/superseded` first (both with `at`, when the promotion was decided), then
+    move the stable alias (or stage, archiving the old) — the pointer move is the commit the machine
+    observes — and finally remove the candidate alias if it still names `candidate`. Asked again until
+    the registry shows all of it; each write is made only if the registry does not show it yet."""
 
     candidate: str
     previous: str | None
+    at: str = ""
 
 
 @dataclass(frozen=True)
 class RejectInRegistry:
-    """Tag `version` `modelpilot.io/rejected` with the reason (and failing metric and value), then
-    remove the candidate alias if it still names `version` (or move it out of the candidate stage);
-    the stable pointer is not touched."""
+    """Tag `version` `modelpilot.io/rejected` with the reason (and failing metric, value and `at`, when
+    the rollback was decided), then remove the candidate alias if it still names `version` (or move it
+    out of the candidate stage); the stable pointer is not touched. Each write is made only if the
+    registry does not show it yet."""
 
     version: str
     reason: str
     metric: str
     value: float | None
+    at: str = ""
 
 
 @dataclass(frozen=True)
