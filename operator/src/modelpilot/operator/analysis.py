@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
+from modelpilot.operator.rollout.clock import stamp_down
 from modelpilot.operator.rollout.queries import (
     QueryTarget,
     error_rate_query,
@@ -141,7 +142,7 @@ async def analyse(
 
     def result(verdict: Verdict, reason: str, values: dict[str, float]) -> AnalysisResult:
         return AnalysisResult(
-            time=started.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            time=stamp_down(started),
             step=target.step,
             weight=target.weight,
             verdict=verdict,

@@ -17,6 +17,7 @@ from modelpilot.operator.rollout import (
     SetWeight,
     decide,
 )
+from modelpilot.operator.rollout.clock import parse_stamp, stamp, stamp_down
 from modelpilot.operator.rollout.machine import CONFIRM_POLL_SECONDS, READY_POLL_SECONDS, is_active
 from modelpilot.operator.status import CanaryStatus
 from tests.unit.operator.rollout.harness import (
@@ -98,9 +99,9 @@ def test_pods_of_another_version_do_not_count_as_a_ready_canary() -> None:
 
 
 def test_a_ready_canary_gets_the_first_step_weight_and_the_hold_starts() -> None:
-    decision = decide(SPEC, holding(0, 0), observe(12.3))
+    decision = decide(SPEC, holding(0, 0), observe(12.3004))
     assert decision.canary.weight == STEPS[0]
-    assert decision.canary.step_started_at == "2026-03-01T12:00:13Z"  # rounded up: the hold is never short
+    assert decision.canary.step_started_at == "2026-03-01T12:00:12.301Z"  # rounded up: the hold is never short
     assert decision.actions[0] == EnsureCanary("2", STEPS[0])
     assert reasons(decision) == ["StepStarted"]
     assert decision.requeue_after == INTERVAL
@@ -463,3 +464,11 @@ def test_emits_carry_the_rollout_version() -> None:
     assert decision.events() == (
         Emit("Normal", "RolloutStarted", "rolling out version 2 as a canary (stable is 1)", "2"),
     )
+
+
+def test_status_times_keep_milliseconds_holds_round_up_and_analyses_round_down() -> None:
+    moment = at(12.3004)
+    assert stamp(moment) == "2026-03-01T12:00:12.301Z"
+    assert stamp_down(moment) == "2026-03-01T12:00:12.300Z"
+    assert stamp(at(12)) == stamp_down(at(12)) == "2026-03-01T12:00:12Z"
+    assert parse_stamp(stamp(moment)) == at(12.301)

@@ -94,8 +94,10 @@ class RolloutExecutor:
         """Advance the rollout as far as it can go now; seconds until it should be looked at again."""
         analysis: AnalysisResult | None = None
         requeue: float | None = None
+        decided_at = self.clock()
         for _ in range(MAX_DECISIONS_PER_RUN):
             observation = await self._observe(resolved, analysis)
+            decided_at = observation.now
             decision = decide(self.spec, self.journal.status.canary, observation)
             self._record_decision(decision)
             await self.journal.write()  # the intent is recorded before anything is done about it
@@ -108,7 +110,11 @@ class RolloutExecutor:
             elif requeue != 0:
                 break
         converging = await self._record_serving(resolved)
-        wait = IDLE_REQUEUE_SECONDS if requeue is None or requeue == 0 else requeue
+        if requeue is None or requeue == 0:
+            wait = IDLE_REQUEUE_SECONDS
+        else:
+            # The machine's delay counts from its decision, not from the end of this run.
+            wait = max(requeue - (self.clock() - decided_at).total_seconds(), 0.0)
         return min(wait, CONVERGE_REQUEUE_SECONDS) if converging else wait
 
     # -- observe --------------------------------------------------------------------------------

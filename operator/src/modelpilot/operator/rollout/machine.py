@@ -33,8 +33,8 @@ machine was given already records the intent, and never once the registry shows 
 operator killed anywhere resumes without skipping an analysis or writing the registry twice. The
 other actions are restated on every call while they apply.
 
-Timestamps written by the machine are rounded up to the second, so a hold is never shorter than
-`interval`.
+Timestamps written by the machine are rounded up to the millisecond (`clock.stamp`), so a hold is
+never shorter than `interval`.
 """
 
 from __future__ import annotations
