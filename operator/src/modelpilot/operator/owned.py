@@ -174,6 +174,12 @@ class OwnedObjects:
         """The model version a track's Deployment runs (its pod template), None without a Deployment."""
         return deployed_version(await self.read("apps/v1", "Deployment", track_name(self.owner.name, track)))
 
+    async def deployed_replicas(self, track: Track) -> int | None:
+        """The replicas a track's Deployment asks for now (its HPA's choice under autoscaling)."""
+        deployment = await self.read("apps/v1", "Deployment", track_name(self.owner.name, track))
+        replicas = None if deployment is None else (deployment.get("spec") or {}).get("replicas")
+        return None if replicas is None else int(replicas)
+
     async def observe(self, track: Track, version: str) -> TrackObservation:
         """The track's pods counted for `version`; the Deployment's status alone when it settles the count."""
         deployment = await self.read("apps/v1", "Deployment", track_name(self.owner.name, track))

@@ -85,34 +85,52 @@ def test_weights_outside_a_split_are_refused() -> None:
 
 
 @pytest.mark.parametrize("weight", STEPS)
-def test_replica_router_with_autoscaling_sizes_both_hpas_from_the_weight_at_every_step(weight: int) -> None:
+def test_replica_router_with_autoscaling_keeps_the_ratio_at_every_step_wherever_the_stable_hpa_runs(
+    weight: int,
+) -> None:
     spec = _replicas_spec(autoscaling={"minReplicas": 4, "maxReplicas": 20})
-    plan = plan_traffic(OWNER, spec, stable="7", canary="8", weight=weight)
-    stable_min, stable_max = _hpa_bounds(plan, "fraud-stable")
-    canary_min, canary_max = _hpa_bounds(plan, "fraud-canary")
-    service = _objects(plan, "Service")["fraud"]["spec"]["selector"]
+    first = plan_traffic(OWNER, spec, stable="7", canary="8", weight=weight)
+    stable_min, stable_max = _hpa_bounds(first, "fraud-stable")
+    service = _objects(first, "Service")["fraud"]["spec"]["selector"]
     if weight == 100:
-        # All traffic on the canary's pods; one stable pod stays warm outside the Service.
+        # All traffic on the canary's pods, which autoscale over the spec's bounds; one stable pod stays
+        # warm outside the Service.
         assert (stable_min, stable_max) == (1, 1)
         assert service["modelpilot.io/track"] == "canary"
-        assert (canary_min, canary_max) == (4, 20)
-        assert plan.effective_weight == 100
+        assert _hpa_bounds(first, "fraud-canary") == (4, 20)
+        assert first.effective_weight == 100
         return
     assert "modelpilot.io/track" not in service  # both tracks' pods
-    # Both bounds carry the weight: wherever the two HPAs settle between them, so does the split.
+    # The stable HPA scales within the weight's share of the spec's bounds...
+    canary_min, _ = _hpa_bounds(first, "fraud-canary")
     assert abs(_share(canary_min, stable_min) - weight) <= 5
-    assert abs(_share(canary_max, stable_max) - weight) <= 5
     assert stable_min + canary_min >= 4
-    assert plan.effective_weight == round(_share(canary_min, stable_min))
-    assert plan.message is None
+    # ...and wherever it runs, the canary is pinned to the pods that keep the share within tolerance.
+    for running in [None, 1, *range(stable_min, stable_max + 1), stable_max + 5]:
+        plan = plan_traffic(OWNER, spec, stable="7", canary="8", weight=weight, stable_replicas=running)
+        assert _hpa_bounds(plan, "fraud-stable") == (stable_min, stable_max)
+        pinned, same = _hpa_bounds(plan, "fraud-canary")
+        assert pinned == same >= 1
+        stable_pods = min(max(running or stable_min, stable_min), stable_max)
+        assert abs(_share(pinned, stable_pods) - weight) <= 5, (running, pinned)
+        assert plan.effective_weight == round(_share(pinned, stable_pods))
+        assert plan.message is None
 
 
 def test_replica_router_no_longer_gives_both_hpas_the_stable_minimum() -> None:
     spec = _replicas_spec(autoscaling={"minReplicas": 10, "maxReplicas": 10})
-    plan = plan_traffic(OWNER, spec, stable="7", canary="8", weight=10)
+    plan = plan_traffic(OWNER, spec, stable="7", canary="8", weight=10, stable_replicas=10)
     assert _hpa_bounds(plan, "fraud-stable") == (9, 9)
     assert _hpa_bounds(plan, "fraud-canary") == (1, 1)
     assert plan.effective_weight == 10
+
+
+def test_a_stable_hpa_too_small_for_the_weight_is_explained() -> None:
+    spec = _replicas_spec(autoscaling={"minReplicas": 2, "maxReplicas": 2})
+    plan = plan_traffic(OWNER, spec, stable="7", canary="8", weight=10, stable_replicas=2)
+    assert plan.effective_weight == 17
+    assert plan.message is not None
+    assert "serving.autoscaling.minReplicas 2" in plan.message
 
 
 def test_two_fixed_replicas_at_ten_percent_add_pods_and_say_what_is_left() -> None:

@@ -8,9 +8,11 @@ deletes what it lists. Per router:
   canary gets its share of it (at least one pod, so it can become Ready before it gets traffic), and
   with autoscaling its HPA minimum is that share of `minReplicas`.
 - replicas: one Service over both tracks, so each Ready pod gets an equal share and a weight is a
-  ratio of pods (`split_replicas`). The two tracks' sizes, or both HPAs' minimum and maximum, are
-  split by the weight; pods are added (up to `traffic.replicas.maxExtraReplicas`) until the canary's
-  share is within `traffic.replicas.tolerance` of the weight, and the plan says why when it is not.
+  ratio of pods (`split_replicas`). The two tracks' sizes are split by the weight; pods are added (up
+  to `traffic.replicas.maxExtraReplicas`) until the canary's share is within
+  `traffic.replicas.tolerance` of the weight, and the plan says why when it is not. With autoscaling
+  the stable HPA's bounds are the weight's share of the spec's, and the canary is pinned (HPA minimum =
+  maximum) to the pods that keep the ratio next to what the stable HPA runs now.
   At weight 0 the Service selects only the stable pods (a canary that waits to become Ready gets
   nothing); at 100 only the canary's, unless the stable track already serves the canary's version.
 """
@@ -109,13 +111,22 @@ class TrafficPlan:
 
 
 def plan_traffic(
-    owner: Owner, spec: ModelDeploymentSpec, *, stable: str, canary: str | None, weight: int
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    *,
+    stable: str,
+    canary: str | None,
+    weight: int,
+    stable_replicas: int | None = None,
 ) -> TrafficPlan:
     """Everything that makes `weight` percent reach the canary at version `canary` (None: no canary)
-    while the stable track serves version `stable`."""
+    while the stable track serves version `stable`. `stable_replicas` is what the stable Deployment runs
+    now (its HPA's choice): with the replica router and autoscaling, the canary's size follows it."""
     weight = min(max(weight, 0), FULL) if canary is not None else 0
     if spec.traffic.router == "replicas":
-        sizes = _replica_router_sizes(spec, weight, canary is not None, same_version=canary == stable)
+        sizes = _replica_router_sizes(
+            spec, weight, canary is not None, same_version=canary == stable, stable_replicas=stable_replicas
+        )
     else:
         sizes = _weighted_router_sizes(spec, weight, canary is not None)
     apply: list[dict[str, Any]] = []
@@ -189,7 +200,7 @@ def _weighted_router_sizes(spec: ModelDeploymentSpec, weight: int, canary_presen
 
 
 def _replica_router_sizes(
-    spec: ModelDeploymentSpec, weight: int, canary_present: bool, *, same_version: bool
+    spec: ModelDeploymentSpec, weight: int, canary_present: bool, *, same_version: bool, stable_replicas: int | None
 ) -> _Sizes:
     stable = _full_size(spec)
     autoscaling = spec.serving.autoscaling
@@ -210,24 +221,37 @@ def _replica_router_sizes(
     if autoscaling is None:
         split = split_replicas(spec.serving.replicas, weight, settings.tolerance, settings.max_extra_replicas)
         sizes = (TrackSize(split.stable), TrackSize(split.canary))
-        base = spec.serving.replicas
+        pods = (split.stable, split.canary)
+        base, bound = spec.serving.replicas, "serving.replicas"
     else:
         low = split_replicas(autoscaling.min_replicas, weight, settings.tolerance, settings.max_extra_replicas)
         high = split_replicas(autoscaling.max_replicas, weight, settings.tolerance, settings.max_extra_replicas)
-        # Both HPAs see the same load per pod through the one Service, so they scale alike and the ratio
-        # of their bounds is the ratio of their pods.
-        sizes = (
-            TrackSize(low.stable, low.stable, max(high.stable, low.stable)),
-            TrackSize(low.canary, low.canary, max(high.canary, low.canary)),
-        )
-        split, base = low, autoscaling.min_replicas
+        # The stable track's HPA scales within the weight's share of the spec's bounds and sets the pace;
+        # the canary is pinned to the pods that keep the ratio to what the stable HPA runs now, so the
+        # split holds as load moves (the operator re-plans every step and while the pods converge).
+        low_stable, high_stable = low.stable, max(high.stable, low.stable)
+        current = min(max(stable_replicas or low_stable, low_stable), high_stable)
+        canary_pods = _canary_beside(current, weight) if current != low_stable else low.canary
+        sizes = (TrackSize(current, low_stable, high_stable), TrackSize(canary_pods, canary_pods, canary_pods))
+        pods = (current, canary_pods)
+        split = low
+        base, bound = autoscaling.min_replicas, "serving.autoscaling.minReplicas"
+    share = FULL * pods[1] / (pods[0] + pods[1])
     message = None
-    if not split.within_tolerance:
-        bound = "serving.autoscaling.minReplicas" if autoscaling is not None else "serving.replicas"
-        message = (
-            f"{split.canary} of {split.stable + split.canary} pods give the canary {split.share:.0f}% "
-            f"for the asked {weight}%: within traffic.replicas.tolerance ({settings.tolerance} points) needs "
-            f"{split.needed} pods, and {bound} {base} + traffic.replicas.maxExtraReplicas "
-            f"{settings.max_extra_replicas} allows {max(base, 2) + settings.max_extra_replicas}"
-        )
-    return _Sizes(sizes[0], sizes[1], round(split.share), ("stable", "canary"), message)
+    if abs(share - weight) > settings.tolerance:
+        message = f"{pods[1]} of {pods[0] + pods[1]} pods give the canary {share:.0f}% for the asked {weight}%: "
+        if split.needed:
+            message += (
+                f"within traffic.replicas.tolerance ({settings.tolerance} points) needs {split.needed} pods, "
+                f"and {bound} {base} + traffic.replicas.maxExtraReplicas {settings.max_extra_replicas} allows "
+                f"{max(base, 2) + settings.max_extra_replicas}"
+            )
+        else:
+            message += f"the stable track's HPA runs {pods[0]} pods"
+    return _Sizes(sizes[0], sizes[1], round(share), ("stable", "canary"), message)
+
+
+def _canary_beside(stable: int, weight: int) -> int:
+    """Canary pods whose share next to `stable` stable pods is closest to `weight` (one at least)."""
+    rest = FULL - weight
+    return max(1, (stable * weight + rest // 2) // rest)

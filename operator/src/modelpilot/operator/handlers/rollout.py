@@ -9,8 +9,8 @@ The traffic actions of one decision (EnsureCanary, SetWeight, RemoveCanary, Roll
 state: which version each track serves and the canary's weight. They are folded into that state and
 applied as one `builders.traffic.plan_traffic` plan, before the first action that depends on them
 (an analysis or a registry write) and at the end, so each object is applied at most once per step.
-The executor needs four things of the cluster (`Cluster`), the registry, a Prometheus analysis and
-the journal of the status: nothing else of the reconciliation.
+The executor needs a few reads and one write of the cluster (`Cluster`), the registry, a Prometheus
+analysis and the journal of the status: nothing else of the reconciliation.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ class Cluster(Protocol):
     async def observe(self, track: Track, version: str) -> TrackObservation: ...
 
     async def deployed_version(self, track: Track) -> str | None: ...
+
+    async def deployed_replicas(self, track: Track) -> int | None: ...
 
     async def router_weight(self) -> int | None: ...
 
@@ -199,12 +201,13 @@ class RolloutExecutor:
     async def _apply(self, traffic: _Traffic) -> None:
         if not traffic.pending:
             return
-        self.applied = self._plan(traffic.stable, traffic.canary, traffic.weight)
+        self.applied = await self._plan(traffic.stable, traffic.canary, traffic.weight)
         await self.cluster.apply_plan(self.applied)
         traffic.pending = False
 
-    def _plan(self, stable: str, canary: str | None, weight: int) -> TrafficPlan:
-        return plan_traffic(self.owner, self.spec, stable=stable, canary=canary, weight=weight)
+    async def _plan(self, stable: str, canary: str | None, weight: int) -> TrafficPlan:
+        running = await self.cluster.deployed_replicas("stable")
+        return plan_traffic(self.owner, self.spec, stable=stable, canary=canary, weight=weight, stable_replicas=running)
 
     def _count(self, decision: Decision) -> None:
         for outcome in decision.outcomes():
@@ -245,7 +248,7 @@ class RolloutExecutor:
         if version is not None:
             observed = await self.cluster.observe("canary", version)
             canary.ready_replicas, canary.replicas = observed.ready_with_version, observed.desired
-        plan = self.applied or self._plan(
+        plan = self.applied or await self._plan(
             await self._stable_track_version(), version if carries else None, canary.weight
         )
         canary.weight_message = plan.message
