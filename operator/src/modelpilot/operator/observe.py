@@ -30,6 +30,12 @@ class TrackObservation:
         )
 
     @property
+    def serves_only_version(self) -> bool:
+        """Pods serve the expected version and none serve another, while more may still be starting (a
+        canary scaled up for its next step keeps its traffic meanwhile)."""
+        return self.exists and self.ready_with_version >= 1 and self.ready_with_other_version == 0
+
+    @property
     def serving(self) -> int:
         """Ready pods of the track, whatever version they run (each takes traffic from its Service)."""
         return self.ready_with_version + self.ready_with_other_version

@@ -91,9 +91,11 @@ class RolloutExecutor:
     abort_requested: bool = False
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     applied: TrafficPlan | None = None  # the last plan applied in this run
+    resolved: ResolvedVersions = field(default_factory=lambda: ResolvedVersions(None, None))
 
     async def drive(self, resolved: ResolvedVersions) -> float:
         """Advance the rollout as far as it can go now; seconds until it should be looked at again."""
+        self.resolved = resolved
         analysis: AnalysisResult | None = None
         requeue: float | None = None
         decided_at = self.clock()
@@ -108,7 +110,7 @@ class RolloutExecutor:
             requeue = decision.requeue_after
             if wrote_registry:
                 # The write is confirmed by reading the registry again, at once.
-                resolved = await self.registry.resolve(self.spec.model)
+                resolved = self.resolved = await self.registry.resolve(self.spec.model)
             elif requeue != 0:
                 break
         converging = await self._record_serving(resolved)
@@ -130,7 +132,8 @@ class RolloutExecutor:
             stable_ready = (await self.cluster.observe("stable", resolved.stable)).ready
         canary_ready = False
         if deployed is not None and rollout_version is not None:
-            canary_ready = (await self.cluster.observe("canary", rollout_version)).ready
+            # Pods added for a larger step join as they become Ready; the canary stays Ready meanwhile.
+            canary_ready = (await self.cluster.observe("canary", rollout_version)).serves_only_version
         return Observation(
             now=self.clock(),
             stable_version=resolved.stable,
@@ -193,10 +196,11 @@ class RolloutExecutor:
         return analysis, wrote_registry
 
     async def _stable_track_version(self) -> str:
-        """The version the stable track serves: what its Deployment runs, else what status says."""
+        """The version the stable track serves: what its Deployment runs (a rollout does not change it
+        before the promotion), else the registry's stable version, else what status says."""
         deployed = await self.cluster.deployed_version("stable")
         stable = self.journal.status.stable
-        return deployed or (stable.version if stable and stable.version else "")
+        return deployed or self.resolved.stable or (stable.version if stable and stable.version else "")
 
     async def _apply(self, traffic: _Traffic) -> None:
         if not traffic.pending:

@@ -27,7 +27,8 @@ class Observation:
       stage) name right now; read fresh on every call, they confirm the registry writes.
     - stable_ready: the stable track's pods are all Ready and serve `stable_version`.
     - canary_version_deployed: the version of the canary Deployment, None when there is none.
-    - canary_ready: the canary pods are all Ready and serve the rollout's version.
+    - canary_ready: the canary's Ready pods serve the rollout's version (at least one) and none serves
+      another; pods added for a larger step may still be starting.
     - abort_requested: the resource carries the `modelpilot.io/abort` annotation.
     - analysis: the result of the analysis the previous decision asked for (`RunAnalysis`), if any.
     - router_weight: the canary weight the router (HTTPRoute or canary Ingress) carries right now;
