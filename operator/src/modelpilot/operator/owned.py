@@ -40,7 +40,7 @@ from modelpilot.operator.observe import TrackObservation, deployed_version, obse
 from modelpilot.operator.spec import ModelDeploymentSpec
 
 T = TypeVar("T")
-DEFAULT_RESYNC_SECONDS = 600.0
+DEFAULT_RESYNC_SECONDS = 3600.0
 
 
 def digest(obj: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ class OperatorSettings(BaseSettings):
     retry_backoff_seconds: float = Field(default=10.0, description="First retry delay after a registry error.")
     retry_backoff_max_seconds: float = Field(default=300.0, description="Longest retry delay.")
     resync_seconds: float = Field(
-        default=600.0,
+        default=3600.0,
         gt=0,
         description="Longest time an owned object goes without being applied again, when nothing changed it.",
     )
