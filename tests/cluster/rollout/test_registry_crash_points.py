@@ -165,6 +165,11 @@ def _start(
     return client, model, spec
 
 
+@pytest.fixture
+def resources(cluster: Cluster, namespace: str, modelpilot_crd: dict[str, Any]) -> Resources:
+    return Resources(cluster, namespace)
+
+
 PROMOTION_WRITES = 4  # promoted tag, superseded tag, stable alias moved, candidate alias removed
 ROLLBACK_WRITES = 5  # four rejected-* tags, candidate alias removed
 
