@@ -13,7 +13,7 @@ import pytest
 
 from tests.cluster.rollout.checks import canary, canary_weights, history_events, stable_is, state_is
 from tests.cluster.rollout.conftest import CANDIDATE_ALIAS, RESOURCE, LabModel, Objects, rollout_spec
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, wait_until
 from tests.support.lab import Lab, LabSettings, WarmServerPool, running_lab
 from tests.support.mlflow_server import MlflowServer
 
@@ -52,6 +52,8 @@ def test_replica_router_carries_each_step_within_tolerance_and_status_shows_the_
     objects.apply(spec)
     objects.wait(stable_is(model.stable), "Ready with the champion")
     lab.wait_serving("stable", model.stable)
+    # The splitter weighs by the Ready pods the Service selects: wait until it has seen them.
+    wait_until(lambda: lab.splitter.table.rules or None, timeout=30, description="the splitter routes to stable")
     load = lab.start_load(rate=20, seconds=150)
 
     model.client.set_registered_model_alias(model.name, CANDIDATE_ALIAS, model.candidate)
@@ -87,4 +89,4 @@ def test_replica_router_carries_each_step_within_tolerance_and_status_shows_the_
         assert any(abs(share - weight) <= TOLERANCE for share in shares), (weight, shares)
     first_step = shares[: next(i for i, share in enumerate(shares) if share >= 25 - TOLERANCE)]
     assert all(share <= 10 + TOLERANCE for share in first_step), shares
-    assert not lab.splitter.unplaced, lab.splitter.unplaced
+    assert not lab.splitter.unplaced, (lab.splitter.unplaced, lab.observations)

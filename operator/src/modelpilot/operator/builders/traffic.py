@@ -14,7 +14,7 @@ deletes what it lists. Per router:
   the stable HPA's bounds are the weight's share of the spec's, and the canary is pinned (HPA minimum =
   maximum) to the pods that keep the ratio next to what the stable HPA runs now.
   At weight 0 the Service selects only the stable pods (a canary that waits to become Ready gets
-  nothing); at 100 only the canary's, unless the stable track already serves the canary's version.
+  nothing); at 100 only the canary's.
 """
 
 from __future__ import annotations
@@ -211,12 +211,11 @@ def _replica_router_sizes(
         # The canary waits to become Ready (or to go) on one pod the Service does not select.
         return _Sizes(stable, one, 0, ("stable",))
     if weight == FULL:
-        canary = _full_size(spec)
-        if same_version:
-            # The stable track rolls to the canary's version (promotion): every pod serves it.
-            return _Sizes(stable, canary, FULL, ("stable", "canary"))
-        # One stable pod stays warm, out of the Service, for a rollback.
-        return _Sizes(one, canary, FULL, ("canary",))
+        # All traffic on the canary's pods. Before the promotion one stable pod stays warm, out of the
+        # Service, for a rollback; once the stable track rolls to the canary's version (promotion) it gets
+        # its full size, and still no traffic until the canary goes: its old pods serve the old version
+        # until the rolling update is done.
+        return _Sizes(stable if same_version else one, _full_size(spec), FULL, ("canary",))
     settings = spec.traffic.replicas
     if autoscaling is None:
         split = split_replicas(spec.serving.replicas, weight, settings.tolerance, settings.max_extra_replicas)
