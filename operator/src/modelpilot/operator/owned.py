@@ -17,6 +17,7 @@ controller, so not rolled out).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -110,7 +111,7 @@ class OwnedObjects:
         self.memory = memory
         self.owner = owner
         self.spec = spec
-        self._reads: dict[ObjectKey, dict[str, Any] | None] = {}
+        self._reads: dict[ObjectKey, asyncio.Future[dict[str, Any] | None]] = {}
         self._lists: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self.requests = 0  # API requests made through this view, for tests and benchmarks
 
@@ -119,16 +120,37 @@ class OwnedObjects:
         """The owner's namespace."""
         return self.owner.namespace
 
-    async def read(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
-        """The object (None when it does not exist), from the API the first time in this reconciliation."""
+    async def read(self, api_version: str, kind: str, name: str, *, owned: bool = True) -> dict[str, Any] | None:
+        """The object (None when it does not exist), from the API the first time in this reconciliation.
+
+        Concurrent reads of one object share one request. An owned object found gone is remembered
+        gone until this process applies it (only the operator creates those); `owned=False` (a Secret)
+        is always asked for.
+        """
         key = (api_version, kind, name)
         if key not in self._reads:
-            if self.memory.is_absent(self.namespace, key):
+            if owned and self.memory.is_absent(self.namespace, key):
                 return None
-            found = await self._call(self.kube.get(api_version, kind, self.namespace, name))
+            self._reads[key] = asyncio.ensure_future(self._fetch(key, owned=owned))
+        return await self._reads[key]
+
+    def prefetch(self, api_version: str, kind: str, name: str) -> None:
+        """Start reading an object now, to overlap the request with other work; `read` gets the result."""
+        key = (api_version, kind, name)
+        if key not in self._reads and not self.memory.is_absent(self.namespace, key):
+            task = asyncio.ensure_future(self._fetch(key, owned=True))
+            # A prefetch nobody reads (the run ended early) must not leave its error unretrieved.
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._reads[key] = task
+
+    async def _fetch(self, key: ObjectKey, *, owned: bool) -> dict[str, Any] | None:
+        api_version, kind, name = key
+        found = await self._call(self.kube.get(api_version, kind, self.namespace, name))
+        if owned:
             self.memory.check(self.namespace, key, found)
-            self._reads[key] = found
-        return self._reads[key]
+            if found is None:
+                self.memory.remember_absent(self.namespace, key)
+        return found
 
     async def list_of(self, api_version: str, kind: str, label_selector: str) -> list[dict[str, Any]]:
         """Objects of a kind with the labels, from the API the first time in this reconciliation."""
@@ -141,7 +163,7 @@ class OwnedObjects:
 
     async def read_secret(self, name: str) -> dict[str, str] | None:
         """Decoded data of a Secret in the owner's namespace; None when it does not exist."""
-        secret = await self.read("v1", "Secret", name)
+        secret = await self.read("v1", "Secret", name, owned=False)
         return None if secret is None else KubeApi.decode_secret(secret)
 
     async def apply(self, objects: list[dict[str, Any]]) -> None:
@@ -153,7 +175,7 @@ class OwnedObjects:
                 continue
             applied = await self._call(self.kube.apply(obj))
             self.memory.remember_applied(self.namespace, key, content, applied.get("metadata", {}).get("generation"))
-            self._reads[key] = applied
+            self._reads[key] = _done(applied)
 
     async def delete(self, keys: list[ObjectKey]) -> None:
         """Delete each object not known to be gone; one already gone counts as deleted."""
@@ -163,7 +185,7 @@ class OwnedObjects:
             api_version, kind, name = key
             await self._call(self.kube.delete(api_version, kind, self.namespace, name))
             self.memory.remember_absent(self.namespace, key)
-            self._reads[key] = None
+            self._reads[key] = _done(None)
 
     async def apply_plan(self, plan: TrafficPlan) -> None:
         """Apply a traffic plan: its objects in order, then its deletes in order."""
@@ -210,3 +232,9 @@ class OwnedObjects:
             # Whatever this resource's objects look like now, the next reconciliation asks the API again.
             self.memory.forget(self.namespace, self.owner.name)
             raise
+
+
+def _done(value: dict[str, Any] | None) -> asyncio.Future[dict[str, Any] | None]:
+    future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future

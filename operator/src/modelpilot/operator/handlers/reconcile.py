@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpilot.operator.analysis import analyse
-from modelpilot.operator.builders.common import Owner
+from modelpilot.operator.builders.common import Owner, track_name
 from modelpilot.operator.builders.traffic import plan_traffic
 from modelpilot.operator.handlers.journal import EmitEvent, Journal
 from modelpilot.operator.handlers.registry_outcome import promote
@@ -87,6 +87,8 @@ class Reconciliation:
         journal.status.model_name = spec.model.name
         self.runtime.serves(*self.key, spec.model.name)
         objects = OwnedObjects(self.runtime.kube, self.runtime.applied, self.owner, spec)
+        # Every path that serves reads the stable Deployment: overlap that read with the registry's.
+        objects.prefetch("apps/v1", "Deployment", track_name(self.owner.name, "stable"))
 
         registry = await self._registry(spec, objects)
         resolved = registry if isinstance(registry, RegistryError) else await self._read_registry(spec, registry)

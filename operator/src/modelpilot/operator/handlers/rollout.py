@@ -15,6 +15,7 @@ analysis and the journal of the status: nothing else of the reconciliation.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -126,10 +127,14 @@ class RolloutExecutor:
     async def _observe(self, resolved: ResolvedVersions, analysis: AnalysisResult | None) -> Observation:
         canary = self.journal.status.canary
         rollout_version = canary.version if canary and canary.version else resolved.candidate
-        deployed = await self.cluster.deployed_version("canary")
-        stable_ready = False
-        if resolved.stable is not None:
-            stable_ready = (await self.cluster.observe("stable", resolved.stable)).ready
+
+        async def stable_observed() -> bool:
+            return resolved.stable is not None and (await self.cluster.observe("stable", resolved.stable)).ready
+
+        # Independent reads go out together.
+        deployed, stable_ready, router_weight = await asyncio.gather(
+            self.cluster.deployed_version("canary"), stable_observed(), self.cluster.router_weight()
+        )
         canary_ready = False
         if deployed is not None and rollout_version is not None:
             # Pods added for a larger step join as they become Ready; the canary stays Ready meanwhile.
@@ -143,7 +148,7 @@ class RolloutExecutor:
             canary_ready=canary_ready,
             abort_requested=self.abort_requested,
             analysis=analysis,
-            router_weight=await self.cluster.router_weight(),
+            router_weight=router_weight,
         )
 
     # -- act ------------------------------------------------------------------------------------
