@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,8 @@ class RolloutTiming:
     step_seconds: list[float]  # how long each step below 100 % carried its weight (the splitter's view)
     last_step_seconds: float  # 100 % on the canary → all traffic on the promoted stable track
     analyses_per_step: list[int]  # analyses each step below 100 % took (Inconclusive ones hold it again)
+    wake_seconds: list[float]  # operator's clock: a hold's due time → its analysis started
+    decide_seconds: list[float]  # operator's clock: the step's last analysis started → the next step decided
     overhead_seconds: list[float]  # per step below 100 %: (carried - analyses x interval) / analyses
 
 
@@ -185,6 +188,7 @@ def measure_rollout(scene: Scene, steps: tuple[int, ...], interval: str) -> Roll
     overhead = [
         (carried - count * interval_seconds) / count for carried, count in zip(held, per_step, strict=False) if count
     ]
+    wake, decide = operator_delays(history, analyses, interval_seconds, len(steps))
     return RolloutTiming(
         steps,
         interval_seconds,
@@ -195,8 +199,32 @@ def measure_rollout(scene: Scene, steps: tuple[int, ...], interval: str) -> Roll
         step_seconds=held,
         last_step_seconds=ended - ramp[-1][0],
         analyses_per_step=per_step,
+        wake_seconds=wake,
+        decide_seconds=decide,
         overhead_seconds=overhead,
     )
+
+
+def operator_delays(
+    history: list[dict[str, Any]], analyses: list[dict[str, Any]], interval: float, steps: int
+) -> tuple[list[float], list[float]]:
+    """From the status (the operator's clock, ms): hold due → analysis started, for every hold; and a
+    step's last analysis → the next step decided, for every step below 100 %."""
+
+    def at(text: str) -> float:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+    started = [at(entry["time"]) for entry in history if entry["event"] == "StepStarted"][-steps:]
+    wake: list[float] = []
+    decide: list[float] = []
+    for index in range(min(steps - 1, len(started) - 1)):
+        times = sorted(at(result["time"]) for result in analyses if result["step"] == index)
+        if not times:
+            continue
+        holds = [started[index], *times[:-1]]
+        wake += [taken - (held + interval) for held, taken in zip(holds, times, strict=True)]
+        decide.append(started[index + 1] - times[-1])
+    return wake, decide
 
 
 @contextmanager
@@ -299,9 +327,19 @@ def render(result: dict[str, Any]) -> str:
             f"| {timing['last_step_seconds']:.1f} s |"
         )
     overheads = [seconds for timing in result["rollouts"] for seconds in timing["overhead_seconds"]]
+    wakes = [seconds for timing in result["rollouts"] for seconds in timing["wake_seconds"]]
+    decides = [seconds for timing in result["rollouts"] for seconds in timing["decide_seconds"]]
     if overheads:
-        summed = f"{summary(overheads)}, n={len(overheads)}"
-        lines += ["", f"Overhead per hold beyond interval, all steps below 100 %: {summed}"]
+        lines += [
+            "",
+            f"Overhead per hold beyond interval, all steps below 100 % (the splitter's view): "
+            f"{summary(overheads)}, n={len(overheads)}",
+        ]
+    if wakes and decides:
+        lines += [
+            f"Operator's clock: hold due → analysis started {summary(wakes)}, n={len(wakes)}; "
+            f"analysis started → next step decided {summary(decides)}, n={len(decides)}",
+        ]
     return "\n".join(lines)
 
 

@@ -56,7 +56,7 @@ from modelpilot.operator.rollout.actions import (
     RunAnalysis,
     SetWeight,
 )
-from modelpilot.operator.rollout.clock import parse_stamp, stamp
+from modelpilot.operator.rollout.clock import parse_stamp, stamp, stamp_down
 from modelpilot.operator.rollout.queries import violations
 from modelpilot.operator.spec import ModelDeploymentSpec, Rollout, parse_duration
 from modelpilot.operator.status import AnalysisResult, CanaryStatus
@@ -115,9 +115,8 @@ class _Step:
         self.duration = max((self.obs.now - started).total_seconds(), 0.0) if started else None
 
     def done(self, requeue_after: float | None) -> Decision:
-        taken = self.obs.now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         requeue = None if requeue_after is None else max(requeue_after, 0.0)
-        return Decision(self.canary, tuple(self.actions), requeue, taken, self.duration)
+        return Decision(self.canary, tuple(self.actions), requeue, stamp_down(self.obs.now), self.duration)
 
 
 def _without_rollout(step: _Step) -> Decision:
