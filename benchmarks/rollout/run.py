@@ -120,7 +120,8 @@ class Scene:
                     "window": "8s",
                     "minRequests": 10,
                     "maxErrorRate": 0.05,
-                    "maxP99Latency": "300ms",
+                    # Generous: this measures timing, and a loaded machine's p99 should not roll a version back.
+                    "maxP99Latency": "2s",
                 },
             },
         }
