@@ -41,6 +41,7 @@ from modelpilot.operator.rollout.actions import (
     RunAnalysis,
     SetWeight,
 )
+from modelpilot.operator.rollout.clock import parse_stamp
 from modelpilot.operator.rollout.machine import TRAFFIC_STATES, decide, is_active
 from modelpilot.operator.spec import Analysis, ModelDeploymentSpec
 from modelpilot.operator.status import AnalysisResult, CanaryStatus, append_history
@@ -50,6 +51,9 @@ MAX_DECISIONS_PER_RUN = 8
 IDLE_REQUEUE_SECONDS = 2.0
 # While the pods behind the replica router have not reached the planned ratio, status is refreshed this often.
 CONVERGE_REQUEUE_SECONDS = 2.0
+# A run for a hold that ends starts this early, observes, and waits for the end in-run: the analysis
+# starts when the hold ends, not a round of API and registry reads later.
+LEAD_SECONDS = 1.0
 
 Analyse = Callable[[Analysis, AnalysisTarget], Awaitable[AnalysisResult]]
 OPEN_STATES = {"Progressing": "Progressing", "Paused": "Paused", "Promoting": "Promoting", "RollingBack": "RollingBack"}
@@ -98,28 +102,41 @@ class RolloutExecutor:
         """Advance the rollout as far as it can go now; seconds until it should be looked at again."""
         self.resolved = resolved
         analysis: AnalysisResult | None = None
-        requeue: float | None = None
-        decided_at = self.clock()
+        decision: Decision | None = None
+        waited = False
         for _ in range(MAX_DECISIONS_PER_RUN):
             observation = await self._observe(resolved, analysis)
-            decided_at = observation.now
             decision = decide(self.spec, self.journal.status.canary, observation)
             self._record_decision(decision)
             await self.journal.write()  # the intent is recorded before anything is done about it
             analysis, wrote_registry = await self._execute(decision)
             self._count(decision)
-            requeue = decision.requeue_after
             if wrote_registry:
                 # The write is confirmed by reading the registry again, at once.
                 resolved = self.resolved = await self.registry.resolve(self.spec.model)
-            elif requeue != 0:
-                break
+                continue
+            if decision.requeue_after == 0:
+                continue
+            left = None if decision.due is None else (decision.due - self.clock()).total_seconds()
+            if left is not None and left <= LEAD_SECONDS and not waited:
+                # This run started early for a hold that ends now: its reads are done, decide at the end.
+                await asyncio.sleep(max(left, 0.0))
+                waited = True
+                continue
+            break
         converging = await self._record_serving(resolved)
-        if requeue is None or requeue == 0:
+        return self._next_run(decision, converging)
+
+    def _next_run(self, decision: Decision | None, converging: bool) -> float:
+        if decision is None or not decision.requeue_after:
             wait = IDLE_REQUEUE_SECONDS
+        elif decision.due is not None:
+            # Start early enough to have observed everything when the hold ends.
+            wait = max((decision.due - self.clock()).total_seconds() - LEAD_SECONDS, 0.0)
         else:
             # The machine's delay counts from its decision, not from the end of this run.
-            wait = max(requeue - (self.clock() - decided_at).total_seconds(), 0.0)
+            decided = parse_stamp(decision.time) or self.clock()
+            wait = max(decision.requeue_after - (self.clock() - decided).total_seconds(), 0.0)
         return min(wait, CONVERGE_REQUEUE_SECONDS) if converging else wait
 
     # -- observe --------------------------------------------------------------------------------

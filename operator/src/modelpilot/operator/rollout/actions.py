@@ -146,6 +146,8 @@ class Decision:
       nothing is pending and the usual registry poll applies.
     - time: when the decision was taken (RFC 3339), for the history entries.
     - duration_seconds: how long the rollout ran, when this decision ends one.
+    - due: when `requeue_after` is a hold, the moment it ends (an analysis falls due); an executor may
+      start its next call a little earlier, gather its observations, and decide again at `due`.
     """
 
     canary: CanaryStatus
@@ -153,6 +155,7 @@ class Decision:
     requeue_after: float | None
     time: str
     duration_seconds: float | None = field(default=None)
+    due: datetime | None = field(default=None)
 
     def events(self) -> tuple[Emit, ...]:
         """The Events to post, in order."""

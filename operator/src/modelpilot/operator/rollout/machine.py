@@ -114,9 +114,13 @@ class _Step:
         started = parse_stamp(self.canary.started_at)
         self.duration = max((self.obs.now - started).total_seconds(), 0.0) if started else None
 
-    def done(self, requeue_after: float | None) -> Decision:
+    def done(self, requeue_after: float | None, due: datetime | None = None) -> Decision:
         requeue = None if requeue_after is None else max(requeue_after, 0.0)
-        return Decision(self.canary, tuple(self.actions), requeue, stamp_down(self.obs.now), self.duration)
+        return Decision(self.canary, tuple(self.actions), requeue, stamp_down(self.obs.now), self.duration, due)
+
+    def hold(self, seconds: float) -> Decision:
+        """Done, and call again when the hold that starts now ends (an analysis falls due)."""
+        return self.done(seconds, due=self.obs.now + timedelta(seconds=seconds))
 
 
 def _without_rollout(step: _Step) -> Decision:
@@ -191,20 +195,20 @@ def _progress(rollout: Rollout, step: _Step) -> Decision:
         canary.reason = f"holding step {index + 1}/{len(rollout.steps)} at {target}%"
         step.act(EnsureCanary(version, target))
         step.emit("Normal", "StepStarted", f"canary Ready: step {index + 1}/{len(rollout.steps)}, weight {target}%")
-        return step.done(rollout.interval_seconds)
+        return step.hold(rollout.interval_seconds)
 
     if obs.router_weight is not None and obs.router_weight != target:
         # The step was recorded but its weight never reached the router (the operator stopped in between):
         # the hold starts now, so the step is analysed on traffic at its own weight.
         canary.step_started_at = stamp(obs.now)
         step.act(EnsureCanary(version, target))
-        return step.done(rollout.interval_seconds)
+        return step.hold(rollout.interval_seconds)
 
     hold_start = _hold_start(canary)
     due = hold_start + timedelta(seconds=rollout.interval_seconds)
     if obs.now < due:
         step.act(EnsureCanary(version, target))
-        return step.done((due - obs.now).total_seconds())
+        return step.done((due - obs.now).total_seconds(), due=due)
     result = _fresh_analysis(canary, obs.analysis, hold_start)
     if result is None:
         step.act(EnsureCanary(version, target), RunAnalysis(version, index, target))
@@ -273,7 +277,7 @@ def _judge(rollout: Rollout, step: _Step, result: AnalysisResult) -> Decision:
             canary.state = "Paused"
             canary.reason = f"{canary.inconclusive} inconclusive analyses in a row: {result.reason}"
             step.emit("Warning", "RolloutPaused", f"rollout paused at {canary.weight}%: {canary.reason}")
-        return step.done(rollout.interval_seconds)
+        return step.hold(rollout.interval_seconds)
 
     canary.inconclusive = 0
     canary.state = "Progressing"
@@ -284,12 +288,12 @@ def _judge(rollout: Rollout, step: _Step, result: AnalysisResult) -> Decision:
         canary.reason = f"analysis failed ({canary.failures} of {analysis.failure_limit}): {result.reason}"
         step.act(hold)
         step.emit("Warning", "AnalysisFailed", f"step {canary.step + 1} at {canary.weight}%: {canary.reason}")
-        return step.done(rollout.interval_seconds)
+        return step.hold(rollout.interval_seconds)
     if was_paused:
         canary.reason = f"analysis conclusive again; step {canary.step + 1} held anew"
         step.act(hold)
         step.emit("Normal", "RolloutResumed", f"rollout resumed at {canary.weight}%: {result.reason}")
-        return step.done(rollout.interval_seconds)
+        return step.hold(rollout.interval_seconds)
     if canary.step + 1 >= len(steps):
         canary.state = "Promoting"
         canary.registry_written = False
@@ -309,7 +313,7 @@ def _judge(rollout: Rollout, step: _Step, result: AnalysisResult) -> Decision:
         "StepStarted",
         f"analysis passed ({result.reason}); step {canary.step + 1}/{len(steps)}, weight {canary.weight}%",
     )
-    return step.done(rollout.interval_seconds)
+    return step.hold(rollout.interval_seconds)
 
 
 def _begin_rollback(step: _Step, reason: str) -> Decision:
