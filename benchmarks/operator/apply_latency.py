@@ -138,6 +138,7 @@ def checkpoint(bench: Bench, crs: int, window: float, apiserver_pid: int, etcd_p
         registry_reads_since_start=counters.registry_reads,
         operator_cpu_seconds=round(cpu_seconds(process_tree(bench.operator_pid)) - cpu, 2),
         api_requests=dict(sorted(changed.items(), key=lambda item: -item[1])),
+        operator_requests=done.kube_requests,
         rss_mib={name: round(value / MIB, 1) for name, value in rss.items()},
         peak_rss_mib={name: round(value / MIB, 1) for name, value in bench.sampler.peaks.items()},
         load=probes.load_average(),

@@ -82,6 +82,7 @@ class OperatorCounters:
     reconciles: float
     reconcile_seconds: float
     registry_reads: float
+    kube_requests: dict[str, float] = field(default_factory=dict)  # "verb Kind" → requests of the operator's client
 
     def minus(self, earlier: OperatorCounters) -> OperatorCounters:
         """What happened between `earlier` and this reading."""
@@ -89,13 +90,20 @@ class OperatorCounters:
             self.reconciles - earlier.reconciles,
             self.reconcile_seconds - earlier.reconcile_seconds,
             self.registry_reads - earlier.registry_reads,
+            {
+                key: value - earlier.kube_requests.get(key, 0.0)
+                for key, value in self.kube_requests.items()
+                if value > earlier.kube_requests.get(key, 0.0)
+            },
         )
 
 
 def read_operator_counters(metrics_url: str) -> OperatorCounters:
-    """Reconciliations (all results), their total wall time and registry model reads, from /metrics."""
+    """Reconciliations (all results), their total wall time, registry model reads and the operator's
+    own Kubernetes requests, from /metrics."""
     text = httpx.get(metrics_url, timeout=10).text
     reconciles = seconds = reads = 0.0
+    requests: dict[str, float] = {}
     for name, labels, value in parse_samples(text, ("modelpilot_operator_",)):
         if name == "modelpilot_operator_reconciles_total":
             reconciles += value
@@ -103,7 +111,10 @@ def read_operator_counters(metrics_url: str) -> OperatorCounters:
             seconds += value
         elif name == "modelpilot_operator_registry_request_duration_seconds_count" and labels.get("operation") == "get":
             reads += value
-    return OperatorCounters(reconciles, seconds, reads)
+        elif name == "modelpilot_operator_kube_requests_total":
+            key = f"{labels.get('verb', '?')} {labels.get('kind', '?')}"
+            requests[key] = requests.get(key, 0.0) + value
+    return OperatorCounters(reconciles, seconds, reads, requests)
 
 
 def read_apiserver_requests(api_client: client.ApiClient) -> dict[str, float]:

@@ -44,6 +44,12 @@ class Checkpoint:
     rss_mib: dict[str, float]
     peak_rss_mib: dict[str, float]
     load: tuple[float, float, float]
+    operator_requests: dict[str, float] = field(default_factory=dict)  # the operator's own client, "verb Kind"
+
+    @property
+    def requests_per_reconcile(self) -> float:
+        """The operator's own Kubernetes requests per finished reconciliation in the window."""
+        return sum(self.operator_requests.values()) / self.reconciles if self.reconciles else math.nan
 
 
 @dataclass
@@ -86,7 +92,7 @@ def render(report: Report) -> str:
         "Once all are Ready, over a window without applies (per second; expect = CRs / pollInterval;"
         " API requests from every client)",
         f"{'CRs':>6}{'Ready':>7}{'wait s':>8}{'window':>8}{'reconc/s':>10}{'reads/s':>9}{'expect':>8}"
-        f"{'mean rec s':>11}{'op CPU %':>10}{'API req/s':>11}  load",
+        f"{'mean rec s':>11}{'op CPU %':>10}{'op req/rec':>11}{'API req/s':>11}  load",
     ]
     for point in report.checkpoints:
         window = point.window_seconds or math.nan
@@ -94,7 +100,7 @@ def render(report: Report) -> str:
         lines.append(
             f"{point.crs:>6}{point.ready:>7}{point.ready_wait_seconds:>8.0f}{window:>8.0f}"
             f"{point.reconciles / window:>10.2f}{point.registry_reads / window:>9.2f}{point.crs / poll:>8.2f}"
-            f"{mean:>11.3f}{100 * point.operator_cpu_seconds / window:>10.0f}"
+            f"{mean:>11.3f}{100 * point.operator_cpu_seconds / window:>10.1f}{point.requests_per_reconcile:>11.2f}"
             f"{sum(point.api_requests.values()) / window:>11.1f}  {_load(point.load)}"
         )
     for point in report.checkpoints:
@@ -115,6 +121,8 @@ def render(report: Report) -> str:
         window = point.window_seconds or math.nan
         top = ", ".join(f"{key} {value / window:.1f}" for key, value in list(point.api_requests.items())[:10])
         lines.append(f"  API requests/s at {point.crs} CRs, busiest: {top}")
+        own = ", ".join(f"{key} {value:.0f}" for key, value in sorted(point.operator_requests.items()))
+        lines.append(f"  the operator's own requests in that window: {own or 'none'}")
     lines += ["", *report.notes]
     if report.cleanup:
         lines.append("cleanup: " + ", ".join(f"{key} {value}" for key, value in report.cleanup.items()))

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,10 @@ class RolloutTiming:
     first_weight_seconds: float  # alias set → the splitter first sends the canary traffic
     step_seconds: list[float]  # how long each step below 100 % carried its weight (the splitter's view)
     last_step_seconds: float  # 100 % on the canary → all traffic on the promoted stable track
+    analyses_per_step: list[int]  # analyses each step below 100 % took (Inconclusive ones hold it again)
+    wake_seconds: list[float]  # operator's clock: a hold's due time → its analysis started
+    decide_seconds: list[float]  # operator's clock: the step's last analysis started → the next step decided
+    overhead_seconds: list[float]  # per step below 100 %: (carried - analyses x interval) / analyses
 
 
 @dataclass
@@ -115,7 +120,8 @@ class Scene:
                     "window": "8s",
                     "minRequests": 10,
                     "maxErrorRate": 0.05,
-                    "maxP99Latency": "300ms",
+                    # Generous: this measures timing, and a loaded machine's p99 should not roll a version back.
+                    "maxP99Latency": "2s",
                 },
             },
         }
@@ -177,6 +183,13 @@ def measure_rollout(scene: Scene, steps: tuple[int, ...], interval: str) -> Roll
     ramp = [(at, weight) for at, weight in changes if weight > 0]
     ended = next(at for at, weight in changes if weight == 0 and at > ramp[-1][0])
     held = [later[0] - earlier[0] for earlier, later in itertools.pairwise(ramp)]
+    # Each analysis that does not advance holds the step another interval: the overhead is what is left.
+    analyses = canary.get("analyses") or []
+    per_step = [sum(1 for result in analyses if result["step"] == index) for index in range(len(steps) - 1)]
+    overhead = [
+        (carried - count * interval_seconds) / count for carried, count in zip(held, per_step, strict=False) if count
+    ]
+    wake, decide = operator_delays(history, analyses, interval_seconds, len(steps))
     return RolloutTiming(
         steps,
         interval_seconds,
@@ -186,7 +199,33 @@ def measure_rollout(scene: Scene, steps: tuple[int, ...], interval: str) -> Roll
         first_weight_seconds=ramp[0][0] - began,
         step_seconds=held,
         last_step_seconds=ended - ramp[-1][0],
+        analyses_per_step=per_step,
+        wake_seconds=wake,
+        decide_seconds=decide,
+        overhead_seconds=overhead,
     )
+
+
+def operator_delays(
+    history: list[dict[str, Any]], analyses: list[dict[str, Any]], interval: float, steps: int
+) -> tuple[list[float], list[float]]:
+    """From the status (the operator's clock, ms): hold due → analysis started, for every hold; and a
+    step's last analysis → the next step decided, for every step below 100 %."""
+
+    def at(text: str) -> float:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+    started = [at(entry["time"]) for entry in history if entry["event"] == "StepStarted"][-steps:]
+    wake: list[float] = []
+    decide: list[float] = []
+    for index in range(min(steps - 1, len(started) - 1)):
+        times = sorted(at(result["time"]) for result in analyses if result["step"] == index)
+        if not times:
+            continue
+        holds = [started[index], *times[:-1]]
+        wake += [taken - (held + interval) for held, taken in zip(holds, times, strict=True)]
+        decide.append(started[index + 1] - times[-1])
+    return wake, decide
 
 
 @contextmanager
@@ -211,7 +250,7 @@ def summary(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} s ({min(values):.2f}-{max(values):.2f})"
 
 
-def run(samples: int, poll_interval: str, root: Path) -> dict[str, Any]:
+def run(samples: int, poll_interval: str, root: Path, repeat: int = 1) -> dict[str, Any]:
     """Set the scene, take the measurements, tear the scene down."""
     cluster = start_cluster()
     apply_manifest(cluster.api_client, build_crd())
@@ -251,7 +290,7 @@ def run(samples: int, poll_interval: str, root: Path) -> dict[str, Any]:
         by_poll = measure_start(scene, candidate, samples, poll_seconds)
         with webhook(registry, webhook_port, secret):
             by_webhook = measure_start(scene, candidate, samples, poll_seconds)
-            rollouts = [measure_rollout(scene, steps, interval) for steps, interval in ROLLOUTS]
+            rollouts = [measure_rollout(scene, steps, interval) for _ in range(repeat) for steps, interval in ROLLOUTS]
         report = load.stop()
     return {
         "poll_interval": poll_interval,
@@ -273,16 +312,35 @@ def render(result: dict[str, Any]) -> str:
         f"| webhook | {summary(result['start_by_webhook_seconds'])} | {len(result['start_by_webhook_seconds'])} |",
         "",
         "| steps | interval | steps x interval | alias set → Succeeded | operator's duration "
-        "| → first weight | each step < 100 % | 100 % → all on stable |",
-        "|---|---|---|---|---|---|---|---|",
+        "| → first weight | each step < 100 % (analyses) | overhead per hold | 100 % → all on stable |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for timing in result["rollouts"]:
-        held = ", ".join(f"{seconds:.1f}" for seconds in timing["step_seconds"])
+        held = ", ".join(
+            f"{seconds:.1f} ({count})"
+            for seconds, count in zip(timing["step_seconds"], timing["analyses_per_step"], strict=False)
+        )
+        overhead = ", ".join(f"{seconds:.2f}" for seconds in timing["overhead_seconds"])
         lines.append(
             f"| {list(timing['steps'])} | {timing['interval_seconds']:g} s | {timing['configured_seconds']:g} s "
             f"| {timing['total_seconds']:.1f} s | {timing['operator_seconds']:g} s "
-            f"| {timing['first_weight_seconds']:.1f} s | {held} s | {timing['last_step_seconds']:.1f} s |"
+            f"| {timing['first_weight_seconds']:.1f} s | {held} s | {overhead} s "
+            f"| {timing['last_step_seconds']:.1f} s |"
         )
+    overheads = [seconds for timing in result["rollouts"] for seconds in timing["overhead_seconds"]]
+    wakes = [seconds for timing in result["rollouts"] for seconds in timing["wake_seconds"]]
+    decides = [seconds for timing in result["rollouts"] for seconds in timing["decide_seconds"]]
+    if overheads:
+        lines += [
+            "",
+            f"Overhead per hold beyond interval, all steps below 100 % (the splitter's view): "
+            f"{summary(overheads)}, n={len(overheads)}",
+        ]
+    if wakes and decides:
+        lines += [
+            f"Operator's clock: hold due → analysis started {summary(wakes)}, n={len(wakes)}; "
+            f"analysis started → next step decided {summary(decides)}, n={len(decides)}",
+        ]
     return "\n".join(lines)
 
 
@@ -290,6 +348,7 @@ def main() -> None:
     """Parse arguments, run, print the tables (and the raw numbers as JSON with --json)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--samples", type=int, default=5, help="alias sets per wake-up kind")
+    parser.add_argument("--repeat", type=int, default=1, help="times the three whole rollouts are run")
     parser.add_argument("--poll-interval", default="10s", help="registry.pollInterval of the resource")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     args = parser.parse_args()
@@ -298,7 +357,7 @@ def main() -> None:
     for key, value in MLFLOW_ENV.items():
         os.environ.setdefault(key, value)
     with tempfile.TemporaryDirectory(prefix="rollout-bench-") as folder:
-        result = run(args.samples, args.poll_interval, Path(folder))
+        result = run(args.samples, args.poll_interval, Path(folder), args.repeat)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     print(render(result))

@@ -133,6 +133,19 @@ INVALID_CASES = [
         "needs min, max or both",
     ),
     InvalidCase(
+        "custom metric named like a built-in one",
+        _set("rollout.analysis.metrics", [{"name": "error_rate", "query": "up", "max": 1}]),
+        "may not take the name of a built-in one",
+    ),
+    InvalidCase(
+        "custom metric names repeat",
+        _set(
+            "rollout.analysis.metrics",
+            [{"name": "share", "query": "up", "max": 1}, {"name": "share", "query": "down", "min": 0}],
+        ),
+        "custom metric names must be unique",
+    ),
+    InvalidCase(
         "rollout without candidate",
         _set("model.candidateAlias", _DELETE),
         "rollout needs model.candidateAlias",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from modelpilot.operator.rollout.analysis import AnalysisTarget, analyse
+from modelpilot.operator.analysis import AnalysisTarget, analyse
 from modelpilot.operator.spec import Analysis
 from tests.api.prometheus.conftest import MODEL, PROFILES, WINDOW
 from tests.support.prometheus import PrometheusServer, prometheus_server

@@ -112,3 +112,34 @@ def test_retrain_requests_run_one_job_at_a_time_and_failures_are_reported(
     active = [job for job in jobs if not (job.get("status") or {}).get("conditions")]
     assert len(active) <= 1
     assert len(jobs) == 2
+
+
+def test_jobs_the_schedule_starts_are_followed_in_status_like_any_other(
+    resources: Resources,
+    model: RegisteredModel,
+    operator: subprocess.Popen[bytes],
+) -> None:
+    model.set_alias("champion", model.add_version())  # a version exists: no initial training
+    every_minute = _training(schedule="* * * * *", podAnnotations={"modelpilot.io/kwok-duration": "2s"})
+    resources.apply(model_deployment("cron", model, training=every_minute))
+
+    # The control plane's CronJob controller starts the Job at the next full minute.
+    started = resources.wait_mdep(
+        "cron",
+        lambda obj: ((obj.get("status") or {}).get("training") or {}).get("trigger") == "schedule",
+        "the scheduled Job followed",
+        timeout=100,
+    )
+    job_name = started["status"]["training"]["job"]
+    job = resources.get("batch/v1", "Job", job_name)
+    assert job is not None
+    assert [ref["kind"] for ref in job["metadata"]["ownerReferences"]] == ["CronJob"]
+
+    done = resources.wait_mdep("cron", _training_result("Succeeded"), "the scheduled Job succeeded", timeout=60)
+    assert done["status"]["training"]["job"] == job_name
+    assert condition(done, "TrainingSucceeded")["status"] == "True"
+    reasons = [event["reason"] for event in resources.events("cron")]
+    assert {"TrainingStarted", "TrainingSucceeded"} <= set(reasons)
+    history = [entry for entry in done["status"]["history"] if entry["event"].startswith("Training")]
+    assert [entry["event"] for entry in history][:2] == ["TrainingStarted", "TrainingSucceeded"]
+    assert job_name in history[0]["message"]

@@ -181,7 +181,12 @@ class Lab:
 
     def _read_table(self, deployments: list[DeploymentView]) -> RouteTable:
         if self.settings.router == "replicas":
-            return table_from_ready_replicas({view.name: view.ready_replicas for view in deployments})
+            # The shared Service selects one track (weight 0 or 100) or both: only its pods get traffic.
+            service = get_object(self.api_client, "v1", "Service", self.settings.resource, self.settings.namespace)
+            selected = ((service or {}).get("spec") or {}).get("selector") or {}
+            track = selected.get("modelpilot.io/track")
+            ready = {view.name: view.ready_replicas for view in deployments if track in (None, view.track)}
+            return table_from_ready_replicas(ready)
         route = get_object(self.api_client, HTTPROUTE_API, "HTTPRoute", self.settings.resource, self.settings.namespace)
         return table_from_httproute(route)
 

@@ -51,8 +51,13 @@ def test_cel_rules_carry_messages() -> None:
 
 
 def test_printer_columns_match_the_design() -> None:
-    columns = [column["name"] for column in build_crd()["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert columns == ["Model", "Stable", "Canary", "Weight", "Phase", "Age"]
+    columns = build_crd()["spec"]["versions"][0]["additionalPrinterColumns"]
+    default = [column["name"] for column in columns if not column.get("priority")]
+    assert default == ["Model", "Stable", "Canary", "Weight", "Phase", "Age"]
+    # WEIGHT is the share the canary gets now; the step's asked weight shows with -o wide.
+    by_name = {column["name"]: column for column in columns}
+    assert by_name["Weight"]["jsonPath"] == ".status.canary.effectiveWeight"
+    assert by_name["Step Weight"]["jsonPath"] == ".status.canary.weight"
 
 
 def test_rendering_is_deterministic() -> None:

@@ -35,8 +35,15 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {
         "name": "Weight",
         "type": "integer",
+        "jsonPath": ".status.canary.effectiveWeight",
+        "description": "Share of traffic on the canary now, in percent.",
+    },
+    {
+        "name": "Step Weight",
+        "type": "integer",
         "jsonPath": ".status.canary.weight",
-        "description": "Canary weight %.",
+        "description": "Share the current rollout step asks for, in percent.",
+        "priority": 1,
     },
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Lifecycle phase."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

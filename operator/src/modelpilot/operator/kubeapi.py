@@ -15,6 +15,7 @@ from typing import Any
 
 from kubernetes import client, config
 
+from modelpilot.operator import metrics
 from modelpilot.operator.spec import GROUP, PLURAL, VERSION
 
 
@@ -97,6 +98,7 @@ class KubeApi:
         query = [("fieldManager", self.field_manager), ("force", "true")]
         if dry_run:
             query.append(("dryRun", "All"))
+        metrics.KUBE_REQUESTS.labels(verb="apply", kind=kind.kind).inc()
         return await self._request(
             "PATCH",
             kind.path(metadata["namespace"], metadata["name"]),
@@ -107,6 +109,7 @@ class KubeApi:
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
+        metrics.KUBE_REQUESTS.labels(verb="get", kind=kind).inc()
         try:
             return await self._request("GET", kind_of(api_version, kind).path(namespace, name))
         except KubeError as error:
@@ -119,12 +122,14 @@ class KubeApi:
     ) -> list[dict[str, Any]]:
         """Objects of a kind in a namespace, filtered by a label selector."""
         query = [("labelSelector", label_selector)] if label_selector else []
+        metrics.KUBE_REQUESTS.labels(verb="list", kind=kind).inc()
         body = await self._request("GET", kind_of(api_version, kind).path(namespace), query=query)
         items: list[dict[str, Any]] = body.get("items", [])
         return items
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         """Delete in the background (dependents go too); False when it was already gone."""
+        metrics.KUBE_REQUESTS.labels(verb="delete", kind=kind).inc()
         try:
             await self._request(
                 "DELETE",
@@ -140,6 +145,7 @@ class KubeApi:
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the ModelDeployment's status subresource."""
         kind = kind_of(f"{GROUP}/{VERSION}", "ModelDeployment")
+        metrics.KUBE_REQUESTS.labels(verb="patch_status", kind=kind.kind).inc()
         return await self._request(
             "PATCH",
             kind.path(namespace, name) + "/status",
@@ -150,8 +156,11 @@ class KubeApi:
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         """Decoded data of a Secret, or None when it does not exist."""
         secret = await self.get("v1", "Secret", namespace, name)
-        if secret is None:
-            return None
+        return None if secret is None else self.decode_secret(secret)
+
+    @staticmethod
+    def decode_secret(secret: dict[str, Any]) -> dict[str, str]:
+        """The decoded `data` of a Secret object."""
         return {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
 
     async def _request(

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from modelpilot.operator.kubeapi import KubeApi
+from modelpilot.operator.owned import AppliedMemory
 from modelpilot.operator.registry import Credentials, MlflowRegistry
 from modelpilot.operator.settings import OperatorSettings
 from modelpilot.operator.spec import ModelDeploymentSpec, parse_duration
@@ -21,11 +22,7 @@ class Runtime:
     wakeups: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
     models: dict[tuple[str, str], str] = field(default_factory=dict)
-    absent: dict[tuple[str, str], set[tuple[str, str, str]]] = field(default_factory=dict)
-
-    def absent_objects(self, namespace: str, name: str) -> set[tuple[str, str, str]]:
-        """(apiVersion, kind, name) of the resource's objects known not to exist (deleted by this process)."""
-        return self.absent.setdefault((namespace, name), set())
+    applied: AppliedMemory = field(default_factory=AppliedMemory)
 
     def poll_seconds(self, spec: ModelDeploymentSpec) -> float:
         """How long a resource may wait for its next registry read when nothing wakes it."""
@@ -53,7 +50,7 @@ class Runtime:
         self.wakeups.pop((namespace, name), None)
         self.failures.pop((namespace, name), None)
         self.models.pop((namespace, name), None)
-        self.absent.pop((namespace, name), None)
+        self.applied.forget(namespace, name)
 
     def serves(self, namespace: str, name: str, model_name: str) -> None:
         """Remember which registered model a resource serves, so registry webhooks can wake it."""

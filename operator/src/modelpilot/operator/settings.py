@@ -24,6 +24,11 @@ class OperatorSettings(BaseSettings):
     registry_timeout_seconds: float = Field(default=10.0, description="Timeout of one registry request.")
     retry_backoff_seconds: float = Field(default=10.0, description="First retry delay after a registry error.")
     retry_backoff_max_seconds: float = Field(default=300.0, description="Longest retry delay.")
+    resync_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Longest time an owned object goes without being applied again, when nothing changed it.",
+    )
     api_threads: int = Field(default=32, ge=1, description="Worker threads for Kubernetes API calls.")
     log_format: str = Field(default="json", description="json or text.")
 

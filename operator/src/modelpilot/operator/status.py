@@ -68,13 +68,27 @@ class CanaryStatus(TrackStatus):
         default="Idle",
         description="Rollout state: Idle, Progressing, Paused, Promoting, Succeeded, RollingBack, RolledBack, Aborted.",
     )
-    weight: int = Field(default=0, description="Share of traffic on the canary, in percent.")
+    weight: int = Field(default=0, description="Share of traffic the current step asks for the canary, in percent.")
+    effective_weight: int = Field(
+        default=0,
+        description=(
+            "Share of traffic the canary gets now, in percent: the router's weight, or with router replicas "
+            "its share of the Ready pods behind the shared Service."
+        ),
+    )
+    weight_message: str | None = Field(
+        default=None, description="Why effectiveWeight is further from weight than traffic.replicas.tolerance."
+    )
     step: int = Field(default=0, description="Index of the current step in rollout.steps.")
     step_started_at: str | None = Field(default=None, description="When the current step's weight took effect.")
     started_at: str | None = Field(default=None, description="When the rollout started.")
     failures: int = Field(default=0, description="Failed analyses so far.")
     inconclusive: int = Field(default=0, description="Inconclusive analyses in a row.")
     registry_written: bool = Field(default=False, description="The outcome has been written to the registry.")
+    outcome_at: str | None = Field(
+        default=None, description="When promotion or rollback was decided; the registry tags carry this time."
+    )
+    replaces: str | None = Field(default=None, description="The stable version a promotion replaces.")
     reason: str | None = Field(default=None, description="Why the rollout is in its state.")
     last_analysis: AnalysisResult | None = Field(default=None, description="The latest analysis.")
     analyses: list[AnalysisResult] = Field(default_factory=list, description="Analyses of this rollout.")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from modelpilot.operator.builders.serving import build_track, replica_split, track_object_keys, unbuilt_track_keys
+from modelpilot.operator.builders.serving import build_track, track_object_keys, unbuilt_track_keys
 from tests.unit.operator.builders.examples import OWNER, gateway_raw, ingress_raw, replicas_raw, spec_of, track_plan
 from tests.unit.operator.builders.golden import assert_matches_golden
 
@@ -210,36 +210,3 @@ def test_disruption_budget_allows_one_pod_down_at_a_time() -> None:
     budget = _by_kind(build_track(OWNER, spec_of(replicas_raw()), track_plan()))["PodDisruptionBudget"]["spec"]
     assert budget["maxUnavailable"] == 1
     assert "minAvailable" not in budget
-
-
-@pytest.mark.parametrize(
-    ("total", "weight", "expected"),
-    [
-        (4, 0, (4, 0)),
-        (4, 100, (0, 4)),
-        (10, 10, (9, 1)),
-        (10, 25, (7, 3)),  # 2.5 rounds up
-        (10, 50, (5, 5)),
-        (3, 50, (1, 2)),
-        (3, 10, (2, 1)),  # weight > 0 always gets a canary pod
-        (3, 99, (1, 2)),  # weight < 100 always keeps a stable pod
-        (2, 1, (1, 1)),
-        (1, 50, (1, 1)),  # both tracks need a pod, even over the total
-        (0, 50, (0, 0)),
-        (5, -3, (5, 0)),
-        (5, 250, (0, 5)),
-    ],
-)
-def test_replica_split(total: int, weight: int, expected: tuple[int, int]) -> None:
-    assert replica_split(total, weight) == expected
-
-
-@pytest.mark.parametrize("total", range(1, 25))
-@pytest.mark.parametrize("weight", [0, 1, 5, 10, 25, 33, 50, 67, 90, 99, 100])
-def test_replica_split_invariants(total: int, weight: int) -> None:
-    stable, canary = replica_split(total, weight)
-    assert (canary >= 1) == (weight > 0)
-    assert (stable >= 1) == (weight < 100)
-    if total >= 2:
-        assert stable + canary == total
-        assert abs(100 * canary / total - weight) <= max(50 / total, 100 / total)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from modelpilot.operator.builders.common import Owner
-from modelpilot.operator.handlers.training import job_name, job_state, wanted_trigger
+from modelpilot.operator.handlers.training import job_name, job_state, scheduled_job, wanted_trigger
 from modelpilot.operator.spec import parse_spec
 from modelpilot.operator.status import ModelDeploymentStatus, TrainingStatus
 from tests.support.crd_cases import valid_spec
@@ -69,3 +69,37 @@ def test_no_training_section_never_trains() -> None:
     raw = valid_spec()
     del raw["training"]
     assert wanted_trigger(parse_spec(raw), ModelDeploymentStatus(), {}, has_any_version=False) is None
+
+
+def _scheduled(name: str, created: str, cronjob: str = "fraud-train-scheduled") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "creationTimestamp": created,
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": cronjob, "controller": True}],
+        }
+    }
+
+
+def test_the_newest_job_of_the_schedule_is_followed_once_nothing_else_runs() -> None:
+    jobs = [
+        _scheduled("fraud-train-scheduled-100", "2026-03-01T03:00:00Z"),
+        _scheduled("fraud-train-scheduled-200", "2026-03-08T03:00:00Z"),
+        _scheduled("other-train-scheduled-300", "2026-03-09T03:00:00Z", cronjob="other-train-scheduled"),
+        {"metadata": {"name": "fraud-train-abc", "creationTimestamp": "2026-03-10T00:00:00Z"}},
+    ]
+    idle = TrainingStatus(job="fraud-train-abc", result="Succeeded", started_at="2026-02-01T00:00:00Z")
+    found = scheduled_job(jobs, "fraud-train-scheduled", idle)
+    assert found is not None
+    assert found["metadata"]["name"] == "fraud-train-scheduled-200"
+    assert scheduled_job(jobs, "fraud-train-scheduled", TrainingStatus()) == found
+
+
+def test_a_scheduled_job_is_not_followed_twice_nor_while_another_job_runs() -> None:
+    jobs = [_scheduled("fraud-train-scheduled-200", "2026-03-08T03:00:00Z")]
+    followed = TrainingStatus(job="fraud-train-scheduled-200", result="Succeeded", started_at="2026-03-08T03:00:00Z")
+    assert scheduled_job(jobs, "fraud-train-scheduled", followed) is None
+    running = TrainingStatus(job="fraud-train-abc", result="Running", started_at="2026-03-01T00:00:00Z")
+    assert scheduled_job(jobs, "fraud-train-scheduled", running) is None
+    older = TrainingStatus(job="fraud-train-abc", result="Failed", started_at="2026-03-09T00:00:00Z")
+    assert scheduled_job(jobs, "fraud-train-scheduled", older) is None

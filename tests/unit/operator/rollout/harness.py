@@ -20,6 +20,7 @@ from modelpilot.operator.rollout import (
     SetWeight,
     decide,
 )
+from modelpilot.operator.rollout.clock import stamp_down
 from modelpilot.operator.spec import ModelDeploymentSpec, parse_spec
 from modelpilot.operator.status import AnalysisResult, CanaryStatus
 
@@ -143,9 +144,8 @@ class World:
                 if self.stable_track != action.version:
                     self.stable_track, self.stable_track_ready = action.version, False
             elif isinstance(action, RunAnalysis):
-                stamp = now.replace(microsecond=0).isoformat().replace("+00:00", "Z")
                 self.pending_analysis = AnalysisResult(
-                    time=stamp,
+                    time=stamp_down(now),
                     step=action.step,
                     weight=action.weight,
                     verdict=verdict,

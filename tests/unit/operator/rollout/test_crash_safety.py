@@ -62,10 +62,11 @@ def test_promotion_interrupted_between_intent_and_write_writes_exactly_once() ->
     assert intent.registry_writes() == ()
     status = intent.canary  # persisted: the intent survives the crash that follows
     first = decide(SPEC, status, world.observation(at(140)))
-    assert first.registry_writes() == (PromoteInRegistry("2", "1"),)
-    # Killed before the write: the restarted operator asks again, the registry sees one write.
+    write = PromoteInRegistry("2", "1", status.outcome_at or "")
+    assert first.registry_writes() == (write,)
+    # Killed before the write: the restarted operator asks again with the same facts (tag values included).
     again = decide(SPEC, status, world.observation(at(150)))
-    assert again.registry_writes() == (PromoteInRegistry("2", "1"),)
+    assert again.registry_writes() == (write,)
     world.execute(again, status.started_at, T0, "Passed")
     # Killed after the write, before anything was recorded: the registry confirms it, no new write.
     confirmed = decide(SPEC, status, world.observation(at(160)))
@@ -85,7 +86,9 @@ def test_rollback_interrupted_between_intent_and_rejection_rejects_exactly_once(
     assert (world.router_weight, world.canary_deployed) == (0, None)
     status = intent.canary
     reject = decide(SPEC, status, world.observation(at(132)))
-    assert reject.registry_writes() == (RejectInRegistry("2", status.reason or "", "error_rate", 0.3),)
+    assert reject.registry_writes() == (
+        RejectInRegistry("2", status.reason or "", "error_rate", 0.3, status.outcome_at or ""),
+    )
     # Killed before the rejection: asked again; then killed after it: confirmed, not repeated.
     assert decide(SPEC, status, world.observation(at(133))).registry_writes() == reject.registry_writes()
     world.execute(reject, status.started_at, at(133), "Failed")

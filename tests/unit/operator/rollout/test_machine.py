@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from modelpilot.operator.rollout import (
@@ -15,6 +17,7 @@ from modelpilot.operator.rollout import (
     SetWeight,
     decide,
 )
+from modelpilot.operator.rollout.clock import parse_stamp, stamp, stamp_down
 from modelpilot.operator.rollout.machine import CONFIRM_POLL_SECONDS, READY_POLL_SECONDS, is_active
 from modelpilot.operator.status import CanaryStatus
 from tests.unit.operator.rollout.harness import (
@@ -96,9 +99,9 @@ def test_pods_of_another_version_do_not_count_as_a_ready_canary() -> None:
 
 
 def test_a_ready_canary_gets_the_first_step_weight_and_the_hold_starts() -> None:
-    decision = decide(SPEC, holding(0, 0), observe(12.3))
+    decision = decide(SPEC, holding(0, 0), observe(12.3004))
     assert decision.canary.weight == STEPS[0]
-    assert decision.canary.step_started_at == "2026-03-01T12:00:13Z"  # rounded up: the hold is never short
+    assert decision.canary.step_started_at == "2026-03-01T12:00:12.301Z"  # rounded up: the hold is never short
     assert decision.actions[0] == EnsureCanary("2", STEPS[0])
     assert reasons(decision) == ["StepStarted"]
     assert decision.requeue_after == INTERVAL
@@ -268,16 +271,34 @@ def test_an_analysis_of_another_step_or_taken_before_the_hold_is_ignored() -> No
 # --- Promotion ------------------------------------------------------------------------------------
 
 
+PROMOTING: dict[str, Any] = {"state": "Promoting", "replaces": "1", "outcome_at": "2026-03-01T12:02:11Z"}
+
+
+def test_the_last_passed_step_records_when_and_what_the_promotion_replaces() -> None:
+    decision = decide(SPEC, holding(2, 100, since=100), observe(131, analysis=analysis(131, 2, 100)))
+    assert decision.canary.state == "Promoting"
+    assert (decision.canary.replaces, decision.canary.outcome_at) == ("1", "2026-03-01T12:02:11Z")
+    assert decision.registry_writes() == ()
+
+
 def test_promotion_asks_for_the_registry_write_once_the_intent_is_recorded() -> None:
-    status = holding(2, 100, state="Promoting")
+    status = holding(2, 100, **PROMOTING)
     decision = decide(SPEC, status, observe(140))
-    assert decision.registry_writes() == (PromoteInRegistry("2", "1"),)
+    assert decision.registry_writes() == (PromoteInRegistry("2", "1", "2026-03-01T12:02:11Z"),)
     assert decision.canary.registry_written is False
     assert EnsureCanary("2", 100) in decision.actions
 
 
+def test_promotion_cut_off_before_the_candidate_pointer_went_is_asked_again_with_the_same_facts() -> None:
+    # The stable alias moved, the candidate alias still names the version: the write is not complete.
+    status = holding(2, 100, **PROMOTING)
+    decision = decide(SPEC, status, observe(141, stable_version="2", candidate_version="2"))
+    assert decision.registry_writes() == (PromoteInRegistry("2", "1", "2026-03-01T12:02:11Z"),)
+    assert decision.canary.registry_written is False
+
+
 def test_promotion_is_confirmed_by_the_registry_and_then_the_stable_track_rolls() -> None:
-    status = holding(2, 100, state="Promoting")
+    status = holding(2, 100, **PROMOTING)
     decision = decide(SPEC, status, observe(141, stable_version="2", candidate_version=None, stable_ready=False))
     assert decision.canary.registry_written is True
     assert decision.registry_writes() == ()
@@ -309,10 +330,13 @@ def test_promotion_ends_with_weight_back_on_stable_and_the_canary_removed() -> N
 
 
 def test_promotion_is_committed_abort_and_newer_candidates_wait() -> None:
-    status = holding(2, 100, state="Promoting")
+    status = holding(2, 100, **PROMOTING)
     decision = decide(SPEC, status, observe(140, candidate_version="3", abort_requested=True))
     assert decision.canary.state == "Promoting"
-    assert decision.registry_writes() == (PromoteInRegistry("2", "1"),)
+    assert decision.registry_writes() == (PromoteInRegistry("2", "1", "2026-03-01T12:02:11Z"),)
+    # The newer candidate does not name the version: the stable pointer alone confirms the write.
+    moved = decide(SPEC, status, observe(141, stable_version="2", candidate_version="3"))
+    assert moved.canary.registry_written is True
 
 
 def test_someone_moving_the_stable_pointer_after_the_promotion_stops_it() -> None:
@@ -440,3 +464,11 @@ def test_emits_carry_the_rollout_version() -> None:
     assert decision.events() == (
         Emit("Normal", "RolloutStarted", "rolling out version 2 as a canary (stable is 1)", "2"),
     )
+
+
+def test_status_times_keep_milliseconds_holds_round_up_and_analyses_round_down() -> None:
+    moment = at(12.3004)
+    assert stamp(moment) == "2026-03-01T12:00:12.301Z"
+    assert stamp_down(moment) == "2026-03-01T12:00:12.300Z"
+    assert stamp(at(12)) == stamp_down(at(12)) == "2026-03-01T12:00:12Z"
+    assert parse_stamp(stamp(moment)) == at(12.301)

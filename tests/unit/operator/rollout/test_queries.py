@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelpilot.operator.rollout.analysis import AnalysisTarget, analysis_queries
+from modelpilot.operator.analysis import AnalysisTarget, analysis_queries
 from modelpilot.operator.rollout.queries import (
     QueryTarget,
     error_rate_query,

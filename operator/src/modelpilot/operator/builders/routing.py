@@ -3,7 +3,7 @@
 Three modes, one per `spec.traffic.router`:
 - gateway: a Gateway API HTTPRoute with weighted backendRefs, plus a header rule that always reaches the canary;
 - ingress: an ingress-nginx Ingress for stable and a second, canary-annotated Ingress for the canary;
-- replicas: one Service over both tracks; the weight is the replica ratio (see `serving.replica_split`).
+- replicas: one Service over the tracks' pods; the weight is the ratio of pods (see `traffic.split_replicas`).
 Each plan also says which objects of the other modes must not exist, so switching modes cleans up.
 """
 
@@ -32,6 +32,8 @@ class RouterPlan:
 
     canary_weight: int  # 0..100
     canary_present: bool  # the canary Service exists (the header route only then)
+    # Replica router: the tracks whose pods the shared Service selects (the weight is their ratio).
+    shared_tracks: tuple[Track, ...] = ("stable", "canary")
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def build_router(owner: Owner, spec: ModelDeploymentSpec, plan: RouterPlan) -> R
             delete.append(_canary_ingress_key(name))
         return RouterObjects(apply=apply, delete=delete)
     return RouterObjects(
-        apply=[_shared_service(owner, spec)],
+        apply=[_shared_service(owner, spec, plan.shared_tracks)],
         delete=[_route_key(name), _ingress_key(name), _canary_ingress_key(name)],
     )
 
@@ -198,15 +200,17 @@ def _canary_ingress(owner: Owner, spec: ModelDeploymentSpec, ingress: IngressRou
     }
 
 
-def _shared_service(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
-    # Selects the serving pods of both tracks; each pod gets an equal share, so the replica ratio is the weight.
+def _shared_service(owner: Owner, spec: ModelDeploymentSpec, tracks: tuple[Track, ...]) -> dict[str, Any]:
+    # Selects the serving pods of both tracks (or of one); each pod gets an equal share, so the ratio of
+    # pods is the weight. Unlike a Deployment's, a Service's selector may change, so it follows the weight.
+    track: Track | None = tracks[0] if len(set(tracks)) == 1 else None
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": metadata(owner, owner.name, _router_labels(owner, spec)),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector(owner.name, None),
+            "selector": selector(owner.name, track),
             "ports": [{"name": PORT_NAME, "port": spec.serving.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
         },
     }

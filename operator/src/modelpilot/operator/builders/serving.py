@@ -52,7 +52,8 @@ class TrackPlan:
     version: str
     model_uri: str  # models:/<name>/<version>
     replicas: int  # used when spec.serving.autoscaling is None
-    min_replicas: int | None = None  # HPA minimum for this track (the canary's scales with its weight)
+    min_replicas: int | None = None  # HPA bounds of this track (`traffic.plan_traffic` sizes them by weight);
+    max_replicas: int | None = None  # None: the spec's autoscaling bounds
 
 
 def build_track(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[str, Any]]:
@@ -90,24 +91,6 @@ def unbuilt_track_keys(owner_name: str, spec: ModelDeploymentSpec, track: Track)
     if spec.serving.autoscaling is None:
         return [("autoscaling/v2", "HorizontalPodAutoscaler", track_name(owner_name, track))]
     return []
-
-
-def replica_split(total: int, canary_weight: int) -> tuple[int, int]:
-    """(stable, canary) replicas that carry `canary_weight` percent of `total` by replica ratio.
-
-    Each track that should get traffic keeps at least one pod (canary when the weight is above 0,
-    stable when it is below 100), so the sum can exceed a very small total. A total of 0 stays 0.
-    """
-    weight = min(max(canary_weight, 0), 100)
-    if total <= 0:
-        return 0, 0
-    if weight == 0:
-        return total, 0
-    if weight == 100:
-        return 0, total
-    canary = (total * weight + 50) // 100  # half rounds up, unlike round()
-    canary = min(max(canary, 1), max(total - 1, 1))
-    return max(total - canary, 1), canary
 
 
 def _track_labels(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, str]:
@@ -253,6 +236,7 @@ def _autoscaler(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dic
     assert autoscaling is not None  # build_track only calls this with autoscaling
     minimum = plan.min_replicas if plan.min_replicas is not None else autoscaling.min_replicas
     minimum = max(minimum, 1)  # 0 needs the HPAScaleToZero feature gate
+    maximum = plan.max_replicas if plan.max_replicas is not None else autoscaling.max_replicas
     metrics: list[dict[str, Any]] = [
         {
             "type": "Resource",
@@ -283,7 +267,7 @@ def _autoscaler(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dic
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicas": minimum,
-            "maxReplicas": max(autoscaling.max_replicas, minimum),
+            "maxReplicas": max(maximum, minimum),
             "metrics": metrics,
         },
     }

@@ -12,6 +12,7 @@ import prometheus_client
 from aiohttp import web
 
 from modelpilot.operator.kubeapi import KubeApi, load_api_client
+from modelpilot.operator.owned import AppliedMemory
 from modelpilot.operator.runtime import Runtime, current_runtime, install_runtime
 from modelpilot.operator.settings import OperatorSettings
 from modelpilot.operator.webhooks import webhook_app
@@ -30,7 +31,11 @@ async def configure(kopf_settings: kopf.OperatorSettings, logger: logging.Logger
     kopf_settings.networking.request_timeout = 30
     # Kubernetes calls run in worker threads; the default pool (cores + 4) queues every reconciliation behind a few.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=settings.api_threads))
-    runtime = Runtime(settings=settings, kube=KubeApi(load_api_client(), settings.field_manager))
+    runtime = Runtime(
+        settings=settings,
+        kube=KubeApi(load_api_client(), settings.field_manager),
+        applied=AppliedMemory(resync_seconds=settings.resync_seconds),
+    )
     install_runtime(runtime)
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)

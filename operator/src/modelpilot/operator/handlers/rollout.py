@@ -4,21 +4,33 @@ The machine (`rollout.machine.decide`) is pure; this module gathers its observat
 cluster, the registry and Prometheus, writes the decided `status.canary` before acting (so a
 registry write is only made when its intent is already recorded), and performs the actions in
 order, stopping at the first failure (the next run repeats what is still needed).
+
+The traffic actions of one decision (EnsureCanary, SetWeight, RemoveCanary, RollStable) describe one
+state: which version each track serves and the canary's weight. They are folded into that state and
+applied as one `builders.traffic.plan_traffic` plan, before the first action that depends on them
+(an analysis or a registry write) and at the end, so each object is applied at most once per step.
+The executor needs a few reads and one write of the cluster (`Cluster`), the registry, a Prometheus
+analysis and the journal of the status: nothing else of the reconciliation.
 """
 
 from __future__ import annotations
 
-import math
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from modelpilot.operator import metrics
-from modelpilot.operator.builders.routing import canary_ingress_name, router_weight
-from modelpilot.operator.builders.serving import replica_split
+from modelpilot.operator.analysis import AnalysisTarget
+from modelpilot.operator.builders.common import Owner, Track
+from modelpilot.operator.builders.traffic import TrafficPlan, plan_traffic
+from modelpilot.operator.handlers.journal import Journal
+from modelpilot.operator.handlers.registry_outcome import promote, reject
+from modelpilot.operator.observe import TrackObservation
 from modelpilot.operator.registry import Registry, ResolvedVersions
 from modelpilot.operator.rollout.actions import (
-    ABORT_ANNOTATION,
-    Action,
+    Decision,
     Emit,
     EnsureCanary,
     Observation,
@@ -29,212 +41,249 @@ from modelpilot.operator.rollout.actions import (
     RunAnalysis,
     SetWeight,
 )
-from modelpilot.operator.rollout.analysis import AnalysisTarget, analyse
-from modelpilot.operator.rollout.machine import decide
-from modelpilot.operator.spec import ModelDeploymentSpec
-from modelpilot.operator.status import AnalysisResult, append_history, now_iso
-
-if TYPE_CHECKING:
-    from modelpilot.operator.handlers.reconcile import Reconciliation
+from modelpilot.operator.rollout.clock import parse_stamp
+from modelpilot.operator.rollout.machine import TRAFFIC_STATES, decide, is_active
+from modelpilot.operator.spec import Analysis, ModelDeploymentSpec
+from modelpilot.operator.status import AnalysisResult, CanaryStatus, append_history
 
 # Decisions that ask to be called again at once are followed within the same run, up to this many.
 MAX_DECISIONS_PER_RUN = 8
 IDLE_REQUEUE_SECONDS = 2.0
+# While the pods behind the replica router have not reached the planned ratio, status is refreshed this often.
+CONVERGE_REQUEUE_SECONDS = 2.0
+# A run for a hold that ends starts this early, observes, and waits for the end in-run: the analysis
+# starts when the hold ends, not a round of API and registry reads later.
+LEAD_SECONDS = 1.0
+
+Analyse = Callable[[Analysis, AnalysisTarget], Awaitable[AnalysisResult]]
+OPEN_STATES = {"Progressing": "Progressing", "Paused": "Paused", "Promoting": "Promoting", "RollingBack": "RollingBack"}
 
 
-async def drive_rollout(
-    rec: Reconciliation, spec: ModelDeploymentSpec, resolved: ResolvedVersions, registry: Registry
-) -> float:
-    """Advance the rollout as far as it can go now; seconds until it should be looked at again."""
-    analysis: AnalysisResult | None = None
-    requeue: float | None = None
-    for _ in range(MAX_DECISIONS_PER_RUN):
-        observation = await _observe(rec, spec, resolved, analysis)
-        decision = decide(spec, rec.status.canary, observation)
-        rec.status.canary = decision.canary
+class Cluster(Protocol):
+    """What the executor needs of the cluster (`owned.OwnedObjects` in the operator)."""
+
+    async def apply_plan(self, plan: TrafficPlan) -> None: ...
+
+    async def observe(self, track: Track, version: str) -> TrackObservation: ...
+
+    async def deployed_version(self, track: Track) -> str | None: ...
+
+    async def deployed_replicas(self, track: Track) -> int | None: ...
+
+    async def router_weight(self) -> int | None: ...
+
+
+@dataclass
+class _Traffic:
+    """The traffic state the actions of one decision ask for, folded."""
+
+    stable: str
+    canary: str | None
+    weight: int
+    pending: bool = False
+
+
+@dataclass
+class RolloutExecutor:
+    """Drives one resource's rollout for one reconciliation."""
+
+    spec: ModelDeploymentSpec
+    owner: Owner
+    registry: Registry
+    cluster: Cluster
+    journal: Journal
+    analyse: Analyse
+    abort_requested: bool = False
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    applied: TrafficPlan | None = None  # the last plan applied in this run
+    resolved: ResolvedVersions = field(default_factory=lambda: ResolvedVersions(None, None))
+
+    async def drive(self, resolved: ResolvedVersions) -> float:
+        """Advance the rollout as far as it can go now; seconds until it should be looked at again."""
+        self.resolved = resolved
+        analysis: AnalysisResult | None = None
+        decision: Decision | None = None
+        waited = False
+        for _ in range(MAX_DECISIONS_PER_RUN):
+            observation = await self._observe(resolved, analysis)
+            decision = decide(self.spec, self.journal.status.canary, observation)
+            self._record_decision(decision)
+            await self.journal.write()  # the intent is recorded before anything is done about it
+            analysis, wrote_registry = await self._execute(decision)
+            self._count(decision)
+            if wrote_registry:
+                # The write is confirmed by reading the registry again, at once.
+                resolved = self.resolved = await self.registry.resolve(self.spec.model)
+                continue
+            if decision.requeue_after == 0:
+                continue
+            left = None if decision.due is None else (decision.due - self.clock()).total_seconds()
+            if left is not None and left <= LEAD_SECONDS and not waited:
+                # This run started early for a hold that ends now: its reads are done, decide at the end.
+                await asyncio.sleep(max(left, 0.0))
+                waited = True
+                continue
+            break
+        converging = await self._record_serving(resolved)
+        return self._next_run(decision, converging)
+
+    def _next_run(self, decision: Decision | None, converging: bool) -> float:
+        if decision is None or not decision.requeue_after:
+            wait = IDLE_REQUEUE_SECONDS
+        elif decision.due is not None:
+            # Start early enough to have observed everything when the hold ends.
+            wait = max((decision.due - self.clock()).total_seconds() - LEAD_SECONDS, 0.0)
+        else:
+            # The machine's delay counts from its decision, not from the end of this run.
+            decided = parse_stamp(decision.time) or self.clock()
+            wait = max(decision.requeue_after - (self.clock() - decided).total_seconds(), 0.0)
+        return min(wait, CONVERGE_REQUEUE_SECONDS) if converging else wait
+
+    # -- observe --------------------------------------------------------------------------------
+
+    async def _observe(self, resolved: ResolvedVersions, analysis: AnalysisResult | None) -> Observation:
+        canary = self.journal.status.canary
+        rollout_version = canary.version if canary and canary.version else resolved.candidate
+
+        async def stable_observed() -> bool:
+            return resolved.stable is not None and (await self.cluster.observe("stable", resolved.stable)).ready
+
+        # Independent reads go out together.
+        deployed, stable_ready, router_weight = await asyncio.gather(
+            self.cluster.deployed_version("canary"), stable_observed(), self.cluster.router_weight()
+        )
+        canary_ready = False
+        if deployed is not None and rollout_version is not None:
+            # Pods added for a larger step join as they become Ready; the canary stays Ready meanwhile.
+            canary_ready = (await self.cluster.observe("canary", rollout_version)).serves_only_version
+        return Observation(
+            now=self.clock(),
+            stable_version=resolved.stable,
+            candidate_version=resolved.candidate,
+            stable_ready=stable_ready,
+            canary_version_deployed=deployed,
+            canary_ready=canary_ready,
+            abort_requested=self.abort_requested,
+            analysis=analysis,
+            router_weight=router_weight,
+        )
+
+    # -- act ------------------------------------------------------------------------------------
+
+    def _record_decision(self, decision: Decision) -> None:
+        before = self.journal.status.canary
+        canary = decision.canary
+        if before is not None and canary.version == before.version:
+            # What the executor measured stays until it measures again.
+            canary.effective_weight, canary.weight_message = before.effective_weight, before.weight_message
+        self.journal.status.canary = canary
         for entry in decision.history():
-            rec.status.history = append_history(rec.status.history, entry)
-        await rec.write_status()  # the intent is recorded before anything is done about it
-        analysis = None
+            self.journal.status.history = append_history(self.journal.status.history, entry)
+
+    async def _execute(self, decision: Decision) -> tuple[AnalysisResult | None, bool]:
+        """Perform the actions in order; the analysis result (if one ran) and whether the registry was written."""
+        traffic = _Traffic(
+            stable=await self._stable_track_version(),
+            canary=await self.cluster.deployed_version("canary"),
+            weight=decision.canary.weight,
+        )
+        analysis: AnalysisResult | None = None
+        wrote_registry = False
         for action in decision.actions:
-            result = await _execute(rec, spec, registry, action)
-            if result is not None:
-                analysis = result
+            match action:
+                case Emit(type=kind, reason=reason, message=message):
+                    self.journal.emit(kind, reason, message)
+                case EnsureCanary(version=version, weight=weight):
+                    traffic.canary, traffic.weight, traffic.pending = version, weight, True
+                case SetWeight(weight=weight):
+                    traffic.weight, traffic.pending = weight, True
+                case RemoveCanary():
+                    traffic.canary, traffic.weight, traffic.pending = None, 0, True
+                case RollStable(version=version):
+                    traffic.stable, traffic.pending = version, True
+                case RunAnalysis(version=version, step=step, weight=weight):
+                    await self._apply(traffic)
+                    assert self.spec.rollout is not None  # the machine only analyses a rollout
+                    target = AnalysisTarget(self.spec.model.name, version, self.owner.namespace, step, weight)
+                    analysis = await self.analyse(self.spec.rollout.analysis, target)
+                case PromoteInRegistry():
+                    await self._apply(traffic)
+                    await promote(self.registry, self.spec, action)
+                    wrote_registry = True
+                case RejectInRegistry():
+                    await self._apply(traffic)
+                    await reject(self.registry, self.spec, action)
+                    wrote_registry = True
+        await self._apply(traffic)
+        return analysis, wrote_registry
+
+    async def _stable_track_version(self) -> str:
+        """The version the stable track serves: what its Deployment runs (a rollout does not change it
+        before the promotion), else the registry's stable version, else what status says."""
+        deployed = await self.cluster.deployed_version("stable")
+        stable = self.journal.status.stable
+        return deployed or self.resolved.stable or (stable.version if stable and stable.version else "")
+
+    async def _apply(self, traffic: _Traffic) -> None:
+        if not traffic.pending:
+            return
+        self.applied = await self._plan(traffic.stable, traffic.canary, traffic.weight)
+        await self.cluster.apply_plan(self.applied)
+        traffic.pending = False
+
+    async def _plan(self, stable: str, canary: str | None, weight: int) -> TrafficPlan:
+        running = await self.cluster.deployed_replicas("stable")
+        return plan_traffic(self.owner, self.spec, stable=stable, canary=canary, weight=weight, stable_replicas=running)
+
+    def _count(self, decision: Decision) -> None:
         for outcome in decision.outcomes():
             metrics.ROLLOUTS.labels(outcome=outcome).inc()
         if decision.duration_seconds is not None:
             metrics.ROLLOUT_DURATION.observe(decision.duration_seconds)
-        metrics.CANARY_WEIGHT.labels(namespace=rec.owner.namespace, name=rec.owner.name).set(decision.canary.weight)
-        requeue = decision.requeue_after
-        if requeue != 0:
-            break
-        resolved = await registry.resolve(spec.model)
-    await _record_serving(rec, spec, resolved)
-    return IDLE_REQUEUE_SECONDS if requeue is None or requeue == 0 else requeue
+        metrics.CANARY_WEIGHT.labels(namespace=self.owner.namespace, name=self.owner.name).set(decision.canary.weight)
 
+    # -- status ---------------------------------------------------------------------------------
 
-async def _observe(
-    rec: Reconciliation,
-    spec: ModelDeploymentSpec,
-    resolved: ResolvedVersions,
-    analysis: AnalysisResult | None,
-) -> Observation:
-    canary = rec.status.canary
-    rollout_version = canary.version if canary and canary.version else resolved.candidate
-    deployed = await rec.kube.get("apps/v1", "Deployment", rec.owner.namespace, f"{rec.owner.name}-canary")
-    deployed_version = None
-    if deployed is not None:
-        deployed_version = deployed["spec"]["template"]["metadata"].get("labels", {}).get("modelpilot.io/version")
-    stable_ready = False
-    if resolved.stable is not None:
-        stable_ready = (await rec.observe("stable", resolved.stable)).ready
-    canary_ready = False
-    if deployed_version is not None and rollout_version is not None:
-        canary_ready = (await rec.observe("canary", rollout_version)).ready
-    return Observation(
-        router_weight=await _router_weight(rec, spec),
-        now=datetime.now(UTC),
-        stable_version=resolved.stable,
-        candidate_version=resolved.candidate,
-        stable_ready=stable_ready,
-        canary_version_deployed=deployed_version,
-        canary_ready=canary_ready,
-        abort_requested=ABORT_ANNOTATION in rec.annotations,
-        analysis=analysis,
-    )
-
-
-async def _router_weight(rec: Reconciliation, spec: ModelDeploymentSpec) -> int | None:
-    """The canary weight the router carries now; None for the replica router."""
-    if spec.traffic.router == "gateway":
-        route = await rec.kube.get("gateway.networking.k8s.io/v1", "HTTPRoute", rec.owner.namespace, rec.owner.name)
-    elif spec.traffic.router == "ingress":
-        route = await rec.kube.get(
-            "networking.k8s.io/v1", "Ingress", rec.owner.namespace, canary_ingress_name(rec.owner.name)
-        )
-    else:
-        return None
-    return 0 if route is None else router_weight(route)
-
-
-async def _execute(
-    rec: Reconciliation, spec: ModelDeploymentSpec, registry: Registry, action: Action
-) -> AnalysisResult | None:
-    match action:
-        case Emit(type=kind, reason=reason, message=message):
-            rec.emit(kind, reason, message)
-        case EnsureCanary(version=version, weight=weight):
-            await _apply_canary(rec, spec, version, weight)
-            await _apply_weight(rec, spec, weight, version)
-        case SetWeight(weight=weight):
-            canary = rec.status.canary
-            await _apply_weight(rec, spec, weight, canary.version if canary else None)
-        case RemoveCanary():
-            await _apply_weight(rec, spec, 0, None)
-            await rec.remove_canary()
-        case RollStable(version=version):
-            await rec.apply_stable(spec, version)
-        case RunAnalysis(version=version, step=step, weight=weight):
-            assert spec.rollout is not None
-            target = AnalysisTarget(
-                model=spec.model.name, version=version, namespace=rec.owner.namespace, step=step, weight=weight
+    async def _record_serving(self, resolved: ResolvedVersions) -> bool:
+        """status.stable, the canary's readiness and share, phase and conditions after the run's decisions;
+        whether the pods behind the replica router are still on their way to the planned ratio."""
+        journal, canary = self.journal, self.journal.status.canary
+        stable: TrackObservation | None = None
+        if resolved.stable is not None:
+            stable = await self.cluster.observe("stable", resolved.stable)
+            journal.record_stable(resolved.stable, stable)
+            journal.set_serving_conditions(resolved.stable, stable)
+        if canary is None:
+            return False
+        converging = await self._record_share(canary)
+        if canary.state in OPEN_STATES:
+            journal.status.phase = OPEN_STATES[canary.state]
+            journal.condition(
+                "Progressing", True, f"Rollout{canary.state}", canary.reason or f"canary at {canary.weight}%"
             )
-            return await analyse(spec.rollout.analysis, target)
-        case PromoteInRegistry(candidate=candidate, previous=previous):
-            await promote(registry, spec, candidate, previous)
-        case RejectInRegistry():
-            await reject(registry, spec, action)
-    return None
+        if canary.state == "Paused":
+            journal.condition("Degraded", True, "RolloutPaused", canary.reason or "analysis inconclusive")
+        elif canary.state in ("RollingBack", "RolledBack"):
+            journal.condition("Degraded", canary.state == "RollingBack", "RolledBack", canary.reason or "")
+        return converging
 
-
-def _canary_replicas(spec: ModelDeploymentSpec, weight: int) -> tuple[int, int | None]:
-    """(replicas, HPA minimum) of the canary: its share of the stable track's size, at least one."""
-    share = max(weight, 1) / 100
-    autoscaling = spec.serving.autoscaling
-    if spec.traffic.router == "replicas":
-        return replica_split(spec.serving.replicas, weight)[1] or 1, None
-    if autoscaling is not None:
-        return 1, max(1, math.ceil(autoscaling.min_replicas * share))
-    return max(1, math.ceil(spec.serving.replicas * share)), None
-
-
-async def _apply_canary(rec: Reconciliation, spec: ModelDeploymentSpec, version: str, weight: int) -> None:
-    replicas, min_replicas = _canary_replicas(spec, weight)
-    await rec.apply_track(spec, rec.track_plan(spec, "canary", version, replicas, min_replicas))
-
-
-async def _apply_weight(
-    rec: Reconciliation, spec: ModelDeploymentSpec, weight: int, canary_version: str | None
-) -> None:
-    """Route `weight`% to the canary: router weights, or (router replicas) the replica ratio of both tracks;
-    the canary's replicas (or HPA minimum) scale with the weight."""
-    if spec.traffic.router == "replicas":
-        stable = rec.status.stable.version if rec.status.stable else None
-        if stable is not None:
-            await rec.apply_stable(spec, stable, weight)
-    if canary_version is not None and weight > 0:
-        # The canary's size (or its HPA minimum) follows its share of the traffic.
-        await _apply_canary(rec, spec, canary_version, weight)
-    await rec.apply_router(spec, canary_weight=weight, canary_present=canary_version is not None)
-
-
-async def promote(registry: Registry, spec: ModelDeploymentSpec, candidate: str, previous: str | None) -> None:
-    """Tag both versions, then move the stable pointer (the commit), then drop the candidate pointer."""
-    model = spec.model
-    stamp = now_iso()
-    await registry.set_version_tag(model.name, candidate, "modelpilot.io/promoted", stamp)
-    if previous is not None:
-        await registry.set_version_tag(model.name, previous, "modelpilot.io/superseded", f"{stamp} by {candidate}")
-    if model.alias is not None:
-        await registry.set_alias(model.name, model.alias, candidate)
-        if model.candidate_alias is not None and await _alias_names(registry, spec, candidate):
-            await registry.delete_alias(model.name, model.candidate_alias)
-    elif model.stage is not None:
-        await registry.transition_stage(model.name, candidate, model.stage, archive_existing=True)
-
-
-async def reject(registry: Registry, spec: ModelDeploymentSpec, action: RejectInRegistry) -> None:
-    """Tag the version rejected with the reason, then stop it being the candidate; stable is untouched."""
-    model = spec.model
-    value = "" if action.value is None else f"{action.value:.6g}"
-    await registry.set_version_tag(model.name, action.version, "modelpilot.io/rejected", action.reason)
-    await registry.set_version_tag(model.name, action.version, "modelpilot.io/rejected-metric", action.metric)
-    await registry.set_version_tag(model.name, action.version, "modelpilot.io/rejected-value", value)
-    await registry.set_version_tag(model.name, action.version, "modelpilot.io/rejected-at", now_iso())
-    if model.candidate_alias is not None:
-        if await _alias_names(registry, spec, action.version):
-            await registry.delete_alias(model.name, model.candidate_alias)
-    elif model.candidate_stage is not None:
-        await registry.transition_stage(model.name, action.version, "Archived", archive_existing=False)
-
-
-async def _alias_names(registry: Registry, spec: ModelDeploymentSpec, version: str) -> bool:
-    resolved = await registry.resolve(spec.model)
-    return resolved.candidate == version
-
-
-async def _record_serving(rec: Reconciliation, spec: ModelDeploymentSpec, resolved: ResolvedVersions) -> None:
-    """status.stable, the canary's readiness, phase and conditions after the run's decisions."""
-    canary = rec.status.canary
-    if resolved.stable is not None:
-        stable = await rec.observe("stable", resolved.stable)
-        rec.record_stable(resolved.stable, stable)
-        rec.set_serving_conditions(resolved.stable, stable)
-    if canary is None:
-        return
-    if canary.version:
-        observed = await rec.observe("canary", canary.version)
-        canary.ready_replicas, canary.replicas = observed.ready_with_version, observed.desired
-    open_states = {
-        "Progressing": "Progressing",
-        "Paused": "Paused",
-        "Promoting": "Promoting",
-        "RollingBack": "RollingBack",
-    }
-    if canary.state in open_states:
-        rec.status.phase = open_states[canary.state]
-        rec.condition("Progressing", True, f"Rollout{canary.state}", canary.reason or f"canary at {canary.weight}%")
-    if canary.state == "Paused":
-        rec.condition("Degraded", True, "RolloutPaused", canary.reason or "analysis inconclusive")
-    elif canary.state in ("RollingBack", "RolledBack"):
-        rec.condition("Degraded", canary.state == "RollingBack", "RolledBack", canary.reason or "")
+    async def _record_share(self, canary: CanaryStatus) -> bool:
+        carries = canary.state in TRAFFIC_STATES or canary.state == "Promoting"
+        version = canary.version if is_active(canary) and canary.version else None
+        observed: TrackObservation | None = None
+        if version is not None:
+            observed = await self.cluster.observe("canary", version)
+            canary.ready_replicas, canary.replicas = observed.ready_with_version, observed.desired
+        plan = self.applied or await self._plan(
+            await self._stable_track_version(), version if carries else None, canary.weight
+        )
+        canary.weight_message = plan.message
+        if self.spec.traffic.router != "replicas" or observed is None or plan.effective_weight in (0, 100):
+            canary.effective_weight = plan.effective_weight
+            return False
+        # Each Ready pod behind the shared Service takes an equal share: the share is what the pods show.
+        stable = await self.cluster.observe("stable", await self._stable_track_version())
+        serving = observed.serving + stable.serving
+        canary.effective_weight = round(100 * observed.serving / serving) if serving else 0
+        tolerance = self.spec.traffic.replicas.tolerance
+        return abs(canary.effective_weight - plan.effective_weight) > tolerance

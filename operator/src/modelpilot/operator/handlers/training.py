@@ -2,8 +2,11 @@
 
 A Job starts when the model has no version yet (trigger `initial`), when a person sets the annotation
 `modelpilot.io/retrain=<any new value>` (trigger `request`), or when drift is detected (trigger `drift`).
-A schedule becomes a CronJob. Job names derive from the trigger, so an operator that crashes after
-creating a Job and before recording it applies the same Job again instead of starting a second one.
+A schedule becomes a CronJob; the Jobs it starts (and those made from it with `kubectl create job
+--from=cronjob/…`) are followed like any other (trigger `schedule`) once no other Job is being
+followed. Job names derive from the trigger, so an operator that crashes after creating a Job and
+before recording it applies the same Job again instead of starting a second one. The owner's training
+Jobs are listed once per reconciliation; pods are read only for a Job that has just finished.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpilot.operator import metrics
-from modelpilot.operator.builders.common import Owner
-from modelpilot.operator.builders.training import build_training_cronjob, build_training_job
-from modelpilot.operator.kubeapi import KubeApi
+from modelpilot.operator.builders.common import DEPLOYMENT_LABEL, Owner, label_value
+from modelpilot.operator.builders.training import SCHEDULE_TRIGGER, build_training_cronjob, build_training_job
+from modelpilot.operator.owned import OwnedObjects
 from modelpilot.operator.spec import ModelDeploymentSpec
 from modelpilot.operator.status import ModelDeploymentStatus, TrainingStatus, now_iso, set_condition
 
@@ -78,6 +81,29 @@ def _termination_report(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
+def _created(job: dict[str, Any]) -> str:
+    return str(job["metadata"].get("creationTimestamp") or "")
+
+
+def scheduled_job(jobs: list[dict[str, Any]], cronjob: str, training: TrainingStatus) -> dict[str, Any] | None:
+    """The newest Job the CronJob `cronjob` started that status.training does not follow yet, when
+    status.training follows no running Job; None otherwise. Only Jobs created after the followed one
+    count, so a scheduled Job is picked up once."""
+    if training.result == "Running":
+        return None
+    started = [
+        job
+        for job in jobs
+        if any(
+            ref.get("kind") == "CronJob" and ref.get("name") == cronjob
+            for ref in job["metadata"].get("ownerReferences") or []
+        )
+        and job["metadata"]["name"] != training.job
+        and _created(job) > (training.started_at or "")
+    ]
+    return max(started, key=_created, default=None)
+
+
 def wanted_trigger(
     spec: ModelDeploymentSpec,
     status: ModelDeploymentStatus,
@@ -102,7 +128,7 @@ def wanted_trigger(
 
 
 async def reconcile_training(
-    kube: KubeApi,
+    objects: OwnedObjects,
     owner: Owner,
     spec: ModelDeploymentSpec,
     status: ModelDeploymentStatus,
@@ -114,13 +140,33 @@ async def reconcile_training(
 ) -> None:
     """Keep the CronJob in line with the schedule, follow the running Job, start a new one when wanted."""
     generation = status.observed_generation
-    await _reconcile_schedule(kube, owner, spec)
+    await _reconcile_schedule(objects, owner, spec)
     if spec.training is None:
         return
     training = status.training or TrainingStatus()
+    selector = f"{DEPLOYMENT_LABEL}={label_value(owner.name)},{TRAINING_COMPONENT_SELECTOR}"
+    jobs = await objects.list_of("batch/v1", "Job", selector)
+
+    scheduled = scheduled_job(jobs, cronjob_name(owner), training)
+    if scheduled is not None:
+        name = scheduled["metadata"]["name"]
+        training = TrainingStatus(
+            job=name,
+            trigger=SCHEDULE_TRIGGER,
+            result="Running",
+            message="training Job started by the schedule",
+            started_at=_created(scheduled) or now_iso(),
+            request=training.request,
+        )
+        status.training = training
+        status.conditions = set_condition(
+            status.conditions, "TrainingSucceeded", None, "JobRunning", f"Job {name} (schedule)", generation
+        )
+        metrics.TRAINING_JOBS.labels(event="started").inc()
+        notify("Normal", "TrainingStarted", f"Job {name} started ({SCHEDULE_TRIGGER})")
 
     if training.job and training.result == "Running":
-        state = await _read_job(kube, owner.namespace, training.job)
+        state = await _read_job(objects, jobs, training.job)
         if state is None:
             training.result, training.message = "Failed", "training Job disappeared before it finished"
         else:
@@ -152,10 +198,10 @@ async def reconcile_training(
         status.training = training if status.training or training.job else status.training
         return
     kind, key = trigger
-    if await _another_job_active(kube, owner):
+    if any(job_state(job, []).result == "Running" for job in jobs):
         return
     name = job_name(owner, kind, key)
-    await kube.apply(build_training_job(owner, spec, job_name=name, trigger=kind))
+    await objects.apply([build_training_job(owner, spec, job_name=name, trigger=kind)])
     status.training = TrainingStatus(
         job=name,
         trigger=kind,
@@ -181,24 +227,20 @@ def _record_job(training: TrainingStatus, state: JobState) -> None:
             training.message = f"quality gate failed: {state.report.get('reason', '')}".strip()
 
 
-async def _read_job(kube: KubeApi, namespace: str, name: str) -> JobState | None:
-    job = await kube.get("batch/v1", "Job", namespace, name)
+async def _read_job(objects: OwnedObjects, jobs: list[dict[str, Any]], name: str) -> JobState | None:
+    job = next((item for item in jobs if item["metadata"]["name"] == name), None)
     if job is None:
         return None
-    pods = await kube.list_objects("v1", "Pod", namespace, f"job-name={name}")
-    return job_state(job, pods)
+    state = job_state(job, [])
+    if state.result == "Running":
+        return state
+    # Finished: the entrypoint's report is in its pod's termination message.
+    return job_state(job, await objects.list_of("v1", "Pod", f"job-name={name}"))
 
 
-async def _another_job_active(kube: KubeApi, owner: Owner) -> bool:
-    jobs = await kube.list_objects(
-        "batch/v1", "Job", owner.namespace, f"modelpilot.io/deployment={owner.name},{TRAINING_COMPONENT_SELECTOR}"
-    )
-    return any(job_state(job, []).result == "Running" for job in jobs)
-
-
-async def _reconcile_schedule(kube: KubeApi, owner: Owner, spec: ModelDeploymentSpec) -> None:
+async def _reconcile_schedule(objects: OwnedObjects, owner: Owner, spec: ModelDeploymentSpec) -> None:
     name = cronjob_name(owner)
     if spec.training is not None and spec.training.schedule:
-        await kube.apply(build_training_cronjob(owner, spec, name=name))
+        await objects.apply([build_training_cronjob(owner, spec, name=name)])
     else:
-        await kube.delete("batch/v1", "CronJob", owner.namespace, name)
+        await objects.delete([("batch/v1", "CronJob", name)])

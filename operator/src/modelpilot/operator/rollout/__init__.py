@@ -8,11 +8,11 @@ The executor's loop, once per reconciliation of a resource with `spec.rollout`:
 3. Write `decision.canary` to `status.canary` and append `decision.history()` to `status.history`,
    before anything else; if that write fails, do nothing more.
 4. Execute `decision.actions` in order, stopping at the first failure: `Emit` posts an Event;
-   `RunAnalysis` runs `analyse()` and keeps the result for the next observation.
+   `RunAnalysis` runs `modelpilot.operator.analysis.analyse()` and keeps the result for the next observation.
 5. Call again after `decision.requeue_after` seconds (0: at once; None: the registry poll period).
 
-`machine` holds the states and transitions, `actions` the vocabulary, `analysis` the Prometheus client
-and `queries` the PromQL and bounds.
+`machine` holds the states and transitions, `actions` the vocabulary and `queries` the PromQL and
+bounds. The package is pure (no I/O): the Prometheus client is `modelpilot.operator.analysis`.
 """
 
 from modelpilot.operator.rollout.actions import (

@@ -27,7 +27,8 @@ class Observation:
       stage) name right now; read fresh on every call, they confirm the registry writes.
     - stable_ready: the stable track's pods are all Ready and serve `stable_version`.
     - canary_version_deployed: the version of the canary Deployment, None when there is none.
-    - canary_ready: the canary pods are all Ready and serve the rollout's version.
+    - canary_ready: the canary's Ready pods serve the rollout's version (at least one) and none serves
+      another; pods added for a larger step may still be starting.
     - abort_requested: the resource carries the `modelpilot.io/abort` annotation.
     - analysis: the result of the analysis the previous decision asked for (`RunAnalysis`), if any.
     - router_weight: the canary weight the router (HTTPRoute or canary Ingress) carries right now;
@@ -74,7 +75,7 @@ class RollStable:
 
 @dataclass(frozen=True)
 class RunAnalysis:
-    """Analyse the canary step (`rollout.analysis.analyse`) and pass the result as `Observation.analysis`
+    """Analyse the canary step (`modelpilot.operator.analysis.analyse`) and pass the result as `Observation.analysis`
     on the next call, which should come at once."""
 
     version: str
@@ -85,24 +86,28 @@ class RunAnalysis:
 @dataclass(frozen=True)
 class PromoteInRegistry:
     """Make `candidate` the stable version in the registry: tag `candidate` `modelpilot.io/promoted` and
-    `previous` `modelpilot.io/superseded` first, then move the stable alias (or stage, archiving the
-    old) — the pointer move is the commit the machine observes — and finally remove the candidate
-    alias if it still names `candidate`."""
+    `previous` `modelpilot.io/superseded` first (both with `at`, when the promotion was decided), then
+    move the stable alias (or stage, archiving the old) — the pointer move is the commit the machine
+    observes — and finally remove the candidate alias if it still names `candidate`. Asked again until
+    the registry shows all of it; each write is made only if the registry does not show it yet."""
 
     candidate: str
     previous: str | None
+    at: str = ""
 
 
 @dataclass(frozen=True)
 class RejectInRegistry:
-    """Tag `version` `modelpilot.io/rejected` with the reason (and failing metric and value), then
-    remove the candidate alias if it still names `version` (or move it out of the candidate stage);
-    the stable pointer is not touched."""
+    """Tag `version` `modelpilot.io/rejected` with the reason (and failing metric, value and `at`, when
+    the rollback was decided), then remove the candidate alias if it still names `version` (or move it
+    out of the candidate stage); the stable pointer is not touched. Each write is made only if the
+    registry does not show it yet."""
 
     version: str
     reason: str
     metric: str
     value: float | None
+    at: str = ""
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,8 @@ class Decision:
       nothing is pending and the usual registry poll applies.
     - time: when the decision was taken (RFC 3339), for the history entries.
     - duration_seconds: how long the rollout ran, when this decision ends one.
+    - due: when `requeue_after` is a hold, the moment it ends (an analysis falls due); an executor may
+      start its next call a little earlier, gather its observations, and decide again at `due`.
     """
 
     canary: CanaryStatus
@@ -148,6 +155,7 @@ class Decision:
     requeue_after: float | None
     time: str
     duration_seconds: float | None = field(default=None)
+    due: datetime | None = field(default=None)
 
     def events(self) -> tuple[Emit, ...]:
         """The Events to post, in order."""

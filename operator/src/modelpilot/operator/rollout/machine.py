@@ -20,10 +20,11 @@ States (`CanaryStatus.state`):
   analysed anew. A canary that stops being Ready gets weight 0 at once, and the step starts over.
 - A new candidate during Progressing/Paused supersedes the rollout (weight 0, canary replaced, fresh
   counters). From Promoting on, the outcome is committed; a newer candidate waits for the next rollout.
-- Promoting: record the intent (state Promoting, `registryWritten` false), then on the next call ask
-  for `PromoteInRegistry` — again on every call until the registry's stable pointer names the version,
-  which confirms the write (`registryWritten` true). Then roll the stable track to the version, wait
-  until it is Ready, set weight 0, remove the canary ⇒ Succeeded.
+- Promoting: record the intent (state Promoting, `registryWritten` false, `outcomeAt`, and in
+  `replaces` the stable version being replaced), then on the next call ask for `PromoteInRegistry` —
+  again on every call until the registry's stable pointer names the version and its candidate pointer
+  no longer does, which confirms the whole write (`registryWritten` true). Then roll the stable track
+  to the version, wait until it is Ready, set weight 0, remove the canary ⇒ Succeeded.
 - RollingBack: weight 0 and remove the canary at once; from the next call on, `RejectInRegistry` until
   the candidate pointer no longer names the version ⇒ RolledBack. The stable pointer is untouched.
 
@@ -32,8 +33,8 @@ machine was given already records the intent, and never once the registry shows 
 operator killed anywhere resumes without skipping an analysis or writing the registry twice. The
 other actions are restated on every call while they apply.
 
-Timestamps written by the machine are rounded up to the second, so a hold is never shorter than
-`interval`.
+Timestamps written by the machine are rounded up to the millisecond (`clock.stamp`), so a hold is
+never shorter than `interval`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from modelpilot.operator.rollout.actions import (
     RunAnalysis,
     SetWeight,
 )
+from modelpilot.operator.rollout.clock import parse_stamp, stamp, stamp_down
 from modelpilot.operator.rollout.queries import violations
 from modelpilot.operator.spec import ModelDeploymentSpec, Rollout, parse_duration
 from modelpilot.operator.status import AnalysisResult, CanaryStatus
@@ -109,13 +111,16 @@ class _Step:
         self.actions.append(Emit(type_, reason, message, self.canary.version))
 
     def finish_rollout(self) -> None:
-        started = _parse(self.canary.started_at)
+        started = parse_stamp(self.canary.started_at)
         self.duration = max((self.obs.now - started).total_seconds(), 0.0) if started else None
 
-    def done(self, requeue_after: float | None) -> Decision:
-        stamp = self.obs.now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    def done(self, requeue_after: float | None, due: datetime | None = None) -> Decision:
         requeue = None if requeue_after is None else max(requeue_after, 0.0)
-        return Decision(self.canary, tuple(self.actions), requeue, stamp, self.duration)
+        return Decision(self.canary, tuple(self.actions), requeue, stamp_down(self.obs.now), self.duration, due)
+
+    def hold(self, seconds: float) -> Decision:
+        """Done, and call again when the hold that starts now ends (an analysis falls due)."""
+        return self.done(seconds, due=self.obs.now + timedelta(seconds=seconds))
 
 
 def _without_rollout(step: _Step) -> Decision:
@@ -142,7 +147,7 @@ def _at_rest(step: _Step) -> Decision:
 
 
 def _start(step: _Step, candidate: str, stable: str) -> None:
-    now = _stamp(step.obs.now)
+    now = stamp(step.obs.now)
     step.canary = CanaryStatus(
         version=candidate,
         state="Progressing",
@@ -186,24 +191,24 @@ def _progress(rollout: Rollout, step: _Step) -> Decision:
         return _wait_for_canary(rollout, step)
     if canary.weight != target:
         canary.weight = target
-        canary.step_started_at = _stamp(obs.now)
+        canary.step_started_at = stamp(obs.now)
         canary.reason = f"holding step {index + 1}/{len(rollout.steps)} at {target}%"
         step.act(EnsureCanary(version, target))
         step.emit("Normal", "StepStarted", f"canary Ready: step {index + 1}/{len(rollout.steps)}, weight {target}%")
-        return step.done(rollout.interval_seconds)
+        return step.hold(rollout.interval_seconds)
 
     if obs.router_weight is not None and obs.router_weight != target:
         # The step was recorded but its weight never reached the router (the operator stopped in between):
         # the hold starts now, so the step is analysed on traffic at its own weight.
-        canary.step_started_at = _stamp(obs.now)
+        canary.step_started_at = stamp(obs.now)
         step.act(EnsureCanary(version, target))
-        return step.done(rollout.interval_seconds)
+        return step.hold(rollout.interval_seconds)
 
     hold_start = _hold_start(canary)
     due = hold_start + timedelta(seconds=rollout.interval_seconds)
     if obs.now < due:
         step.act(EnsureCanary(version, target))
-        return step.done((due - obs.now).total_seconds())
+        return step.done((due - obs.now).total_seconds(), due=due)
     result = _fresh_analysis(canary, obs.analysis, hold_start)
     if result is None:
         step.act(EnsureCanary(version, target), RunAnalysis(version, index, target))
@@ -220,13 +225,13 @@ def _wait_for_canary(rollout: Rollout, step: _Step) -> Decision:
     if canary.weight > 0:
         # It carried traffic and is not Ready any more: no traffic until it is, and the step starts over.
         canary.weight = 0
-        canary.step_started_at = _stamp(now)
+        canary.step_started_at = stamp(now)
         canary.reason = "canary not Ready; weight 0 until it is"
         step.act(SetWeight(0), EnsureCanary(step.version, 0))
         step.emit("Warning", "CanaryNotReady", f"canary of version {step.version} is not Ready; weight set to 0")
         return step.done(READY_POLL_SECONDS)
     timeout = parse_duration(rollout.canary_ready_timeout)
-    waited = (now - (_parse(canary.step_started_at) or now)).total_seconds()
+    waited = (now - (parse_stamp(canary.step_started_at) or now)).total_seconds()
     if waited >= timeout:
         reason = f"canary of version {step.version} not Ready within {rollout.canary_ready_timeout}"
         return _begin_rollback(step, reason)
@@ -236,10 +241,10 @@ def _wait_for_canary(rollout: Rollout, step: _Step) -> Decision:
 
 def _hold_start(canary: CanaryStatus) -> datetime:
     """When the current hold began: the step's start, or the step's latest analysis if later."""
-    start = _parse(canary.step_started_at) or datetime.min.replace(tzinfo=UTC)
+    start = parse_stamp(canary.step_started_at) or datetime.min.replace(tzinfo=UTC)
     last = canary.last_analysis
     if last is not None and last.step == canary.step and last.weight == canary.weight:
-        analysed = _parse(last.time)
+        analysed = parse_stamp(last.time)
         if analysed is not None and analysed > start:
             return analysed
     return start
@@ -251,7 +256,7 @@ def _fresh_analysis(canary: CanaryStatus, result: AnalysisResult | None, hold_st
         return None
     if result in canary.analyses:
         return None
-    taken = _parse(result.time)
+    taken = parse_stamp(result.time)
     if taken is None or taken < hold_start:
         return None
     return result
@@ -272,7 +277,7 @@ def _judge(rollout: Rollout, step: _Step, result: AnalysisResult) -> Decision:
             canary.state = "Paused"
             canary.reason = f"{canary.inconclusive} inconclusive analyses in a row: {result.reason}"
             step.emit("Warning", "RolloutPaused", f"rollout paused at {canary.weight}%: {canary.reason}")
-        return step.done(rollout.interval_seconds)
+        return step.hold(rollout.interval_seconds)
 
     canary.inconclusive = 0
     canary.state = "Progressing"
@@ -283,22 +288,24 @@ def _judge(rollout: Rollout, step: _Step, result: AnalysisResult) -> Decision:
         canary.reason = f"analysis failed ({canary.failures} of {analysis.failure_limit}): {result.reason}"
         step.act(hold)
         step.emit("Warning", "AnalysisFailed", f"step {canary.step + 1} at {canary.weight}%: {canary.reason}")
-        return step.done(rollout.interval_seconds)
+        return step.hold(rollout.interval_seconds)
     if was_paused:
         canary.reason = f"analysis conclusive again; step {canary.step + 1} held anew"
         step.act(hold)
         step.emit("Normal", "RolloutResumed", f"rollout resumed at {canary.weight}%: {result.reason}")
-        return step.done(rollout.interval_seconds)
+        return step.hold(rollout.interval_seconds)
     if canary.step + 1 >= len(steps):
         canary.state = "Promoting"
         canary.registry_written = False
+        canary.outcome_at = stamp(step.obs.now)
+        canary.replaces = step.obs.stable_version
         canary.reason = "every step passed; promoting"
         step.act(hold)
         step.emit("Normal", "PromotionStarted", f"every step passed; promoting version {step.version}")
         return step.done(0.0)
     canary.step += 1
     canary.weight = steps[canary.step]
-    canary.step_started_at = _stamp(step.obs.now)
+    canary.step_started_at = stamp(step.obs.now)
     canary.reason = f"holding step {canary.step + 1}/{len(steps)} at {canary.weight}%"
     step.act(EnsureCanary(step.version, canary.weight))
     step.emit(
@@ -306,13 +313,14 @@ def _judge(rollout: Rollout, step: _Step, result: AnalysisResult) -> Decision:
         "StepStarted",
         f"analysis passed ({result.reason}); step {canary.step + 1}/{len(steps)}, weight {canary.weight}%",
     )
-    return step.done(rollout.interval_seconds)
+    return step.hold(rollout.interval_seconds)
 
 
 def _begin_rollback(step: _Step, reason: str) -> Decision:
     step.canary.state = "RollingBack"
     step.canary.weight = 0
     step.canary.registry_written = False
+    step.canary.outcome_at = stamp(step.obs.now)
     step.canary.reason = reason
     step.act(SetWeight(0), RemoveCanary())
     step.emit("Warning", "RollbackStarted", f"rolling back version {step.version}: {reason}")
@@ -324,8 +332,8 @@ def _promote(step: _Step) -> Decision:
     full = 100
     if not canary.registry_written:
         _keep_canary(step, full)
-        if obs.stable_version != version:
-            step.act(PromoteInRegistry(version, obs.stable_version))
+        if obs.stable_version != version or obs.candidate_version == version:
+            step.act(PromoteInRegistry(version, canary.replaces, canary.outcome_at or ""))
             return step.done(CONFIRM_POLL_SECONDS)
         canary.registry_written = True
         canary.reason = "registry names the version stable; rolling the stable track"
@@ -365,7 +373,7 @@ def _roll_back(rollout: Rollout, step: _Step) -> Decision:
     step.act(SetWeight(0), RemoveCanary())
     if obs.candidate_version == version and not canary.registry_written:
         metric, value = _rejection_evidence(rollout, canary)
-        step.act(RejectInRegistry(version, canary.reason or "rolled back", metric, value))
+        step.act(RejectInRegistry(version, canary.reason or "rolled back", metric, value, canary.outcome_at or ""))
         return step.done(CONFIRM_POLL_SECONDS)
     canary.state = "RolledBack"
     canary.registry_written = True
@@ -391,21 +399,3 @@ def _stop(step: _Step, state: str) -> None:
     step.canary.state = state
     step.canary.weight = 0
     step.act(SetWeight(0), RemoveCanary())
-
-
-def _stamp(moment: datetime) -> str:
-    """RFC 3339 with second precision, rounded up so that a hold is never shortened by the rounding."""
-    moment = moment.astimezone(UTC)
-    if moment.microsecond:
-        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _parse(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

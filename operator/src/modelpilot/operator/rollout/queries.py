@@ -7,7 +7,7 @@ one model, one track and (for the canary) one version, over `analysis.window`. P
 are left out so kubelet probes do not count as traffic.
 
 Measured values are keyed by these names in `AnalysisResult.values` (custom metrics use their own
-name, which must differ from the built-in ones):
+name, which the spec keeps apart from the built-in ones):
 
 - `request_count`: canary requests in the window (fewer than `minRequests` is inconclusive);
 - `error_rate`: share of canary responses with a 5xx code;
@@ -26,18 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from modelpilot.operator.spec import Analysis, parse_duration
+from modelpilot.operator.spec.rollout import ERROR_RATE, ERROR_RATE_ABOVE_STABLE, P99_LATENCY, STABLE_ERROR_RATE
 
 REQUESTS_METRIC = "modelpilot_http_requests_total"
 LATENCY_BUCKETS_METRIC = "modelpilot_http_request_duration_seconds_bucket"
 # Anchored by PromQL: routes that are not traffic (kubelet probes, Prometheus scrapes).
 NON_TRAFFIC_ROUTES = "/healthz|/readyz|/livez|/metrics"
-
-REQUEST_COUNT = "request_count"
-ERROR_RATE = "error_rate"
-P99_LATENCY = "p99_latency_seconds"
-STABLE_ERROR_RATE = "stable_error_rate"
-ERROR_RATE_ABOVE_STABLE = "error_rate_above_stable"
-BUILTIN_METRICS = frozenset({REQUEST_COUNT, ERROR_RATE, P99_LATENCY, STABLE_ERROR_RATE, ERROR_RATE_ABOVE_STABLE})
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(track|model|version|namespace|window)\s*\}\}")
 

@@ -1,5 +1,7 @@
 """Analysis of one canary step against Prometheus: `analyse()` → an `AnalysisResult`.
 
+The operator's only Prometheus client; the PromQL and the bounds are pure (`rollout.queries`).
+
 Usage by the executor of a `RunAnalysis` action:
 
     result = await analyse(spec.rollout.analysis, AnalysisTarget(model, version, namespace, step, weight),
@@ -25,12 +27,8 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
+from modelpilot.operator.rollout.clock import stamp_down
 from modelpilot.operator.rollout.queries import (
-    BUILTIN_METRICS,
-    ERROR_RATE,
-    P99_LATENCY,
-    REQUEST_COUNT,
-    STABLE_ERROR_RATE,
     QueryTarget,
     error_rate_query,
     p99_latency_query,
@@ -39,6 +37,7 @@ from modelpilot.operator.rollout.queries import (
     violations,
 )
 from modelpilot.operator.spec import Analysis
+from modelpilot.operator.spec.rollout import ERROR_RATE, P99_LATENCY, REQUEST_COUNT, STABLE_ERROR_RATE
 from modelpilot.operator.status import AnalysisResult
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -143,7 +142,7 @@ async def analyse(
 
     def result(verdict: Verdict, reason: str, values: dict[str, float]) -> AnalysisResult:
         return AnalysisResult(
-            time=started.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            time=stamp_down(started),
             step=target.step,
             weight=target.weight,
             verdict=verdict,
@@ -151,9 +150,6 @@ async def analyse(
             values=values,
         )
 
-    clash = sorted(BUILTIN_METRICS & {metric.name for metric in spec.metrics})
-    if clash:
-        return result("Inconclusive", f"custom metric name {clash[0]} is reserved for a built-in metric", {})
     queries = analysis_queries(spec, target)
     owned = client is None
     http = client or httpx.AsyncClient(timeout=request_timeout)

@@ -1,0 +1,240 @@
+"""The objects one ModelDeployment owns, as the handlers see them: applied when their content changed,
+deleted when not known gone, read at most once per reconciliation.
+
+`AppliedMemory` (one per operator process) remembers a digest of what was last applied to each object
+and the generation the API server gave it, and which objects this process deleted (or found gone).
+Only this operator writes these objects, so an object whose applied content is unchanged needs no
+apply, and one known gone needs no delete. Two things make the memory let go of an object, so a
+change made by someone else is repaired: a read that shows another generation (or no object), and
+age — every object is applied again at least every `resync_seconds`. A failed request forgets the
+whole resource. A restarted operator starts with an empty memory and so applies everything once.
+
+`OwnedObjects` is one reconciliation's view: it serves each read from the API once and afterwards
+from what it read or applied: lists (pods) are as they were at their first read, and an object just
+applied is the API's answer to the apply (a Deployment's new generation not yet observed by its
+controller, so not rolled out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from modelpilot.operator.builders.common import (
+    DEPLOYMENT_LABEL,
+    TRACK_LABEL,
+    ObjectKey,
+    Owner,
+    Track,
+    label_value,
+    track_name,
+)
+from modelpilot.operator.builders.routing import canary_ingress_name, router_weight
+from modelpilot.operator.builders.traffic import TrafficPlan
+from modelpilot.operator.kubeapi import KubeApi, KubeError
+from modelpilot.operator.observe import TrackObservation, deployed_version, observe_pods, observe_settled
+from modelpilot.operator.spec import ModelDeploymentSpec
+
+T = TypeVar("T")
+DEFAULT_RESYNC_SECONDS = 3600.0
+
+
+def digest(obj: dict[str, Any]) -> str:
+    """A digest of an object's content as it is applied (key order does not matter)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass
+class _Applied:
+    digest: str
+    generation: int | None
+    at: float
+
+
+@dataclass
+class AppliedMemory:
+    """What this process last applied to, or deleted from, each object (keyed by namespace and object)."""
+
+    resync_seconds: float = DEFAULT_RESYNC_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    applied: dict[tuple[str, ObjectKey], _Applied] = field(default_factory=dict)
+    absent: set[tuple[str, ObjectKey]] = field(default_factory=set)
+
+    def needs_apply(self, namespace: str, key: ObjectKey, content: str) -> bool:
+        """Whether `content` differs from what was last applied, or that was too long ago."""
+        last = self.applied.get((namespace, key))
+        return last is None or last.digest != content or self.clock() - last.at >= self.resync_seconds
+
+    def remember_applied(self, namespace: str, key: ObjectKey, content: str, generation: int | None) -> None:
+        """Record an apply and the generation the API server answered with."""
+        self.applied[(namespace, key)] = _Applied(content, generation, self.clock())
+        self.absent.discard((namespace, key))
+
+    def is_absent(self, namespace: str, key: ObjectKey) -> bool:
+        """Whether this process deleted the object (or found it gone) and has not applied it since."""
+        return (namespace, key) in self.absent
+
+    def remember_absent(self, namespace: str, key: ObjectKey) -> None:
+        """Record that the object does not exist."""
+        self.applied.pop((namespace, key), None)
+        self.absent.add((namespace, key))
+
+    def check(self, namespace: str, key: ObjectKey, obj: dict[str, Any] | None) -> None:
+        """Forget what was applied when a read shows the object changed by someone else, or gone."""
+        last = self.applied.get((namespace, key))
+        if last is None:
+            return
+        generation = None if obj is None else obj["metadata"].get("generation")
+        if obj is None or (last.generation is not None and generation != last.generation):
+            del self.applied[(namespace, key)]
+
+    def forget(self, namespace: str, owner_name: str, keys: list[ObjectKey] | None = None) -> None:
+        """Forget `keys` (default: every object named after the owner), so they are applied and deleted anew."""
+
+        def owned(key: ObjectKey) -> bool:
+            return key in keys if keys is not None else key[2] == owner_name or key[2].startswith(f"{owner_name}-")
+
+        self.applied = {k: v for k, v in self.applied.items() if not (k[0] == namespace and owned(k[1]))}
+        self.absent = {k for k in self.absent if not (k[0] == namespace and owned(k[1]))}
+
+
+class OwnedObjects:
+    """One reconciliation's access to the objects of one ModelDeployment."""
+
+    def __init__(self, kube: KubeApi, memory: AppliedMemory, owner: Owner, spec: ModelDeploymentSpec) -> None:
+        self.kube = kube
+        self.memory = memory
+        self.owner = owner
+        self.spec = spec
+        self._reads: dict[ObjectKey, asyncio.Future[dict[str, Any] | None]] = {}
+        self._lists: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        self.requests = 0  # API requests made through this view, for tests and benchmarks
+
+    @property
+    def namespace(self) -> str:
+        """The owner's namespace."""
+        return self.owner.namespace
+
+    async def read(self, api_version: str, kind: str, name: str, *, owned: bool = True) -> dict[str, Any] | None:
+        """The object (None when it does not exist), from the API the first time in this reconciliation.
+
+        Concurrent reads of one object share one request. An owned object found gone is remembered
+        gone until this process applies it (only the operator creates those); `owned=False` (a Secret)
+        is always asked for.
+        """
+        key = (api_version, kind, name)
+        if key not in self._reads:
+            if owned and self.memory.is_absent(self.namespace, key):
+                return None
+            self._reads[key] = asyncio.ensure_future(self._fetch(key, owned=owned))
+        return await self._reads[key]
+
+    def prefetch(self, api_version: str, kind: str, name: str) -> None:
+        """Start reading an object now, to overlap the request with other work; `read` gets the result."""
+        key = (api_version, kind, name)
+        if key not in self._reads and not self.memory.is_absent(self.namespace, key):
+            task = asyncio.ensure_future(self._fetch(key, owned=True))
+            # A prefetch nobody reads (the run ended early) must not leave its error unretrieved.
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._reads[key] = task
+
+    async def _fetch(self, key: ObjectKey, *, owned: bool) -> dict[str, Any] | None:
+        api_version, kind, name = key
+        found = await self._call(self.kube.get(api_version, kind, self.namespace, name))
+        if owned:
+            self.memory.check(self.namespace, key, found)
+            if found is None:
+                self.memory.remember_absent(self.namespace, key)
+        return found
+
+    async def list_of(self, api_version: str, kind: str, label_selector: str) -> list[dict[str, Any]]:
+        """Objects of a kind with the labels, from the API the first time in this reconciliation."""
+        key = (api_version, kind, label_selector)
+        if key not in self._lists:
+            self._lists[key] = await self._call(
+                self.kube.list_objects(api_version, kind, self.namespace, label_selector)
+            )
+        return self._lists[key]
+
+    async def read_secret(self, name: str) -> dict[str, str] | None:
+        """Decoded data of a Secret in the owner's namespace; None when it does not exist."""
+        secret = await self.read("v1", "Secret", name, owned=False)
+        return None if secret is None else KubeApi.decode_secret(secret)
+
+    async def apply(self, objects: list[dict[str, Any]]) -> None:
+        """Server-side apply each object whose content changed since this process last applied it."""
+        for obj in objects:
+            key: ObjectKey = (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+            content = digest(obj)
+            if not self.memory.needs_apply(self.namespace, key, content):
+                continue
+            applied = await self._call(self.kube.apply(obj))
+            self.memory.remember_applied(self.namespace, key, content, applied.get("metadata", {}).get("generation"))
+            self._reads[key] = _done(applied)
+
+    async def delete(self, keys: list[ObjectKey]) -> None:
+        """Delete each object not known to be gone; one already gone counts as deleted."""
+        for key in keys:
+            if self.memory.is_absent(self.namespace, key):
+                continue
+            api_version, kind, name = key
+            await self._call(self.kube.delete(api_version, kind, self.namespace, name))
+            self.memory.remember_absent(self.namespace, key)
+            self._reads[key] = _done(None)
+
+    async def apply_plan(self, plan: TrafficPlan) -> None:
+        """Apply a traffic plan: its objects in order, then its deletes in order."""
+        await self.apply(plan.apply)
+        await self.delete(plan.delete)
+
+    async def deployed_version(self, track: Track) -> str | None:
+        """The model version a track's Deployment runs (its pod template), None without a Deployment."""
+        return deployed_version(await self.read("apps/v1", "Deployment", track_name(self.owner.name, track)))
+
+    async def deployed_replicas(self, track: Track) -> int | None:
+        """The replicas a track's Deployment asks for now (its HPA's choice under autoscaling)."""
+        deployment = await self.read("apps/v1", "Deployment", track_name(self.owner.name, track))
+        replicas = None if deployment is None else (deployment.get("spec") or {}).get("replicas")
+        return None if replicas is None else int(replicas)
+
+    async def observe(self, track: Track, version: str) -> TrackObservation:
+        """The track's pods counted for `version`; the Deployment's status alone when it settles the count."""
+        deployment = await self.read("apps/v1", "Deployment", track_name(self.owner.name, track))
+        settled = observe_settled(deployment, version)
+        if settled is not None:
+            return settled
+        pods = await self.list_of(
+            "v1", "Pod", f"{DEPLOYMENT_LABEL}={label_value(self.owner.name)},{TRACK_LABEL}={track}"
+        )
+        return observe_pods(deployment, pods, version)
+
+    async def router_weight(self) -> int | None:
+        """The canary weight the router carries now; None for the replica router (pods carry it)."""
+        router = self.spec.traffic.router
+        if router == "gateway":
+            route = await self.read("gateway.networking.k8s.io/v1", "HTTPRoute", self.owner.name)
+        elif router == "ingress":
+            route = await self.read("networking.k8s.io/v1", "Ingress", canary_ingress_name(self.owner.name))
+        else:
+            return None
+        return 0 if route is None else router_weight(route)
+
+    async def _call(self, request: Awaitable[T]) -> T:
+        self.requests += 1
+        try:
+            return await request
+        except (KubeError, OSError):
+            # Whatever this resource's objects look like now, the next reconciliation asks the API again.
+            self.memory.forget(self.namespace, self.owner.name)
+            raise
+
+
+def _done(value: dict[str, Any] | None) -> asyncio.Future[dict[str, Any] | None]:
+    future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future

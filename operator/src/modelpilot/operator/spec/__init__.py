@@ -1,0 +1,139 @@
+"""The ModelDeployment spec as pydantic models: the one source of truth for the CRD schema.
+
+`crd.py` turns these models (descriptions, defaults, bounds and the CEL rules attached with
+`x-kubernetes-validations`) into the OpenAPI schema the API server enforces; the operator parses
+every object with the same models, so both sides agree on what a valid spec is. One module per
+section of the spec; everything is importable from here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+
+from modelpilot.operator.spec.base import (
+    DURATION_PATTERN,
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    Duration,
+    Quantity,
+    SpecModel,
+    Stage,
+    cel_rules,
+    parse_duration,
+)
+from modelpilot.operator.spec.model import ModelRef, RegistrySpec
+from modelpilot.operator.spec.rollout import Analysis, CustomMetric, Rollout
+from modelpilot.operator.spec.serving import (
+    Autoscaling,
+    CustomScalingMetric,
+    EnvVar,
+    Resources,
+    Scheduling,
+    Serving,
+    Toleration,
+)
+from modelpilot.operator.spec.traffic import (
+    GatewayRoute,
+    HeaderOverride,
+    IngressRoute,
+    IngressTLS,
+    ParentRef,
+    ReplicaRouter,
+    Traffic,
+)
+from modelpilot.operator.spec.training import Drift, Monitoring, Training, TrainingData
+
+
+class ModelDeploymentSpec(SpecModel):
+    """Desired state: a registered model served, rolled out progressively and retrained."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "!has(self.rollout) || has(self.model.candidateAlias) || has(self.model.candidateStage)",
+                "rollout needs model.candidateAlias or model.candidateStage to know what to roll out",
+            ),
+        )
+    )
+
+    model: ModelRef = Field(description="The registered model and its registry pointers.")
+    registry: RegistrySpec = Field(description="The MLflow tracking server.")
+    serving: Serving = Field(description="The inference Deployments.")
+    traffic: Traffic = Field(default_factory=Traffic, description="How traffic reaches the tracks.")
+    rollout: Rollout | None = Field(
+        default=None,
+        description="Canary rollout of candidate versions; unset rolls the stable track to each new stable version.",
+    )
+    training: Training | None = Field(default=None, description="Training Jobs; unset disables training.")
+    monitoring: Monitoring = Field(default_factory=Monitoring, description="Drift monitoring.")
+
+    @model_validator(mode="after")
+    def _candidate_needs_rollout(self) -> ModelDeploymentSpec:
+        if self.rollout is not None and not self.model.has_candidate:
+            raise ValueError("rollout needs model.candidateAlias or model.candidateStage to know what to roll out")
+        return self
+
+
+class InvalidSpecError(ValueError):
+    """The spec cannot be acted on; the message says what to fix."""
+
+
+def parse_spec(raw: dict[str, Any]) -> ModelDeploymentSpec:
+    """Parse a ModelDeployment `.spec`, turning pydantic errors into one readable message."""
+    try:
+        return ModelDeploymentSpec.model_validate(raw)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            where = ".".join(str(part) for part in item["loc"]) or "spec"
+            problems.append(f"spec.{where}: {item['msg']}")
+        raise InvalidSpecError("; ".join(problems)) from None
+
+
+__all__ = [
+    "DURATION_PATTERN",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "SHORT_NAMES",
+    "SINGULAR",
+    "VERSION",
+    "Analysis",
+    "Autoscaling",
+    "CustomMetric",
+    "CustomScalingMetric",
+    "Drift",
+    "Duration",
+    "EnvVar",
+    "GatewayRoute",
+    "HeaderOverride",
+    "IngressRoute",
+    "IngressTLS",
+    "InvalidSpecError",
+    "ModelDeploymentSpec",
+    "ModelRef",
+    "Monitoring",
+    "ParentRef",
+    "Quantity",
+    "RegistrySpec",
+    "ReplicaRouter",
+    "Resources",
+    "Rollout",
+    "Scheduling",
+    "Serving",
+    "SpecModel",
+    "Stage",
+    "Toleration",
+    "Traffic",
+    "Training",
+    "TrainingData",
+    "cel_rules",
+    "parse_duration",
+    "parse_spec",
+]

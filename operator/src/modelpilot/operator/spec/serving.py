@@ -1,0 +1,104 @@
+"""The inference Deployments: image, size, autoscaling, placement."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from modelpilot.operator.spec.base import Quantity, SpecModel, cel_rules
+
+
+class Toleration(SpecModel):
+    """A Kubernetes toleration."""
+
+    key: str | None = Field(default=None, description="Taint key the toleration applies to.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value to match with operator Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match; empty matches all effects."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="How long a NoExecute taint is tolerated before eviction."
+    )
+
+
+class EnvVar(SpecModel):
+    """A plain environment variable for the container; secrets belong in registry.credentialsSecret."""
+
+    name: str = Field(min_length=1, max_length=256, description="Variable name.")
+    value: str = Field(default="", description="Variable value.")
+
+
+class Resources(SpecModel):
+    """Compute resources of a container, as in a Pod spec (GPUs as nvidia.com/gpu limits)."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict, description="Minimum resources, e.g. cpu: 500m.")
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, description="Maximum resources, e.g. memory: 2Gi, nvidia.com/gpu: 1."
+    )
+
+
+class Scheduling(SpecModel):
+    """Where pods may run."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods require.")
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Taints the pods tolerate, e.g. nvidia.com/gpu."
+    )
+    affinity: dict[str, Any] | None = Field(
+        default=None, description="A Kubernetes affinity object, passed to the pods unchanged."
+    )
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra annotations on the pods (e.g. for a service mesh or log shipper)."
+    )
+
+
+class CustomScalingMetric(SpecModel):
+    """A per-pod metric (from a metrics adapter) the HPA scales on besides CPU."""
+
+    name: str = Field(min_length=1, description="Pods metric name, e.g. model_requests_per_second.")
+    target_average_value: Quantity = Field(description="Target average value per pod, e.g. 50.")
+
+
+class Autoscaling(SpecModel):
+    """HorizontalPodAutoscaler settings for each track; the canary's minimum scales with its weight."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "self.minReplicas <= self.maxReplicas",
+                "serving.autoscaling.minReplicas must not exceed maxReplicas",
+            ),
+        )
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas of the stable track.")
+    max_replicas: int = Field(default=10, ge=1, le=1000, description="Most replicas of a track.")
+    target_cpu_utilization: int = Field(
+        alias="targetCPUUtilization",
+        default=70,
+        ge=1,
+        le=100,
+        description="Average CPU utilisation (percent of requests) to keep.",
+    )
+    metric: CustomScalingMetric | None = Field(default=None, description="An optional custom per-pod metric.")
+
+    @model_validator(mode="after")
+    def _bounds_are_ordered(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("serving.autoscaling.minReplicas must not exceed maxReplicas")
+        return self
+
+
+class Serving(Scheduling):
+    """The inference Deployments (one per track) that serve the model."""
+
+    image: str = Field(min_length=1, max_length=1024, description="Image of the prediction server.")
+    replicas: int = Field(
+        default=2, ge=0, le=1000, description="Replicas of the stable track when autoscaling is not set."
+    )
+    port: int = Field(default=8080, ge=1, le=65535, description="Container port of the prediction server.")
+    resources: Resources = Field(default_factory=Resources, description="Container resources per replica.")
+    autoscaling: Autoscaling | None = Field(default=None, description="HPA settings; unset means fixed replicas.")
+    env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")

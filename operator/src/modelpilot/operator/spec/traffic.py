@@ -1,0 +1,113 @@
+"""How traffic reaches the stable and canary tracks."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from modelpilot.operator.spec.base import SpecModel, cel_rules
+
+
+class ParentRef(SpecModel):
+    """A Gateway (or listener of one) the HTTPRoute attaches to."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Gateway.")
+    namespace: str | None = Field(default=None, max_length=63, description="Namespace of the Gateway.")
+    section_name: str | None = Field(default=None, max_length=253, description="Listener name on the Gateway.")
+
+
+class GatewayRoute(SpecModel):
+    """Gateway API HTTPRoute settings."""
+
+    parent_refs: list[ParentRef] = Field(min_length=1, max_length=32, description="Gateways the route attaches to.")
+    hostnames: list[str] = Field(default_factory=list, max_length=16, description="Hostnames the route serves.")
+    path: str = Field(default="/", pattern=r"^/", description="Path prefix the route matches.")
+
+
+class IngressTLS(SpecModel):
+    """TLS for the Ingress."""
+
+    secret_name: str = Field(min_length=1, max_length=253, description="Secret holding the certificate.")
+
+
+class IngressRoute(SpecModel):
+    """ingress-nginx settings: a stable Ingress plus a canary Ingress with canary annotations."""
+
+    class_name: str = Field(default="nginx", description="IngressClass name.")
+    host: str = Field(min_length=1, max_length=253, description="Host the Ingress serves.")
+    path: str = Field(default="/", pattern=r"^/", description="Path prefix the Ingress matches.")
+    tls: IngressTLS | None = Field(default=None, description="TLS settings; unset means plain HTTP.")
+
+
+class HeaderOverride(SpecModel):
+    """A request header that always reaches the canary, for testing it before it gets weight."""
+
+    name: str = Field(
+        default="x-model-track",
+        pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$",
+        max_length=256,
+        description="Header name.",
+    )
+    value: str = Field(default="canary", min_length=1, max_length=4096, description="Header value.")
+
+
+class ReplicaRouter(SpecModel):
+    """How the replica router (one Service over both tracks) carries a weight with whole pods.
+
+    Each Ready pod gets an equal share, so a weight is a ratio of pods: 2 replicas can only give the
+    canary 0, 50 or 100 %. Replicas are added to the two tracks, up to `maxExtraReplicas`, until the
+    canary's share of pods is within `tolerance` of the step's weight; `status.canary.effectiveWeight`
+    shows the share reached and `status.canary.weightMessage` why it is further off when it is.
+    """
+
+    tolerance: int = Field(
+        default=5,
+        ge=0,
+        le=50,
+        description="How far (percentage points) the canary's share of pods may be from a step's weight.",
+    )
+    max_extra_replicas: int = Field(
+        default=4,
+        ge=0,
+        le=100,
+        description=(
+            "Most pods the two tracks may have together beyond serving.replicas (or beyond each autoscaling "
+            "bound) during a rollout, to bring the canary's share within tolerance."
+        ),
+    )
+
+
+class Traffic(SpecModel):
+    """How traffic is split between the stable and the canary track."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            ("self.router != 'gateway' || has(self.gateway)", "traffic.router gateway needs traffic.gateway"),
+            ("self.router != 'ingress' || has(self.ingress)", "traffic.router ingress needs traffic.ingress"),
+        )
+    )
+
+    router: Literal["gateway", "ingress", "replicas"] = Field(
+        default="replicas",
+        description=(
+            "gateway: Gateway API HTTPRoute weights; ingress: ingress-nginx canary annotations; "
+            "replicas: one Service over both tracks, weight by replica ratio."
+        ),
+    )
+    gateway: GatewayRoute | None = Field(default=None, description="HTTPRoute settings (router gateway).")
+    ingress: IngressRoute | None = Field(default=None, description="Ingress settings (router ingress).")
+    replicas: ReplicaRouter = Field(
+        default_factory=ReplicaRouter, description="Replica ratio settings (router replicas)."
+    )
+    header: HeaderOverride = Field(
+        default_factory=HeaderOverride, description="Header that always routes to the canary (gateway, ingress)."
+    )
+
+    @model_validator(mode="after")
+    def _router_is_configured(self) -> Traffic:
+        if self.router == "gateway" and self.gateway is None:
+            raise ValueError("traffic.router gateway needs traffic.gateway")
+        if self.router == "ingress" and self.ingress is None:
+            raise ValueError("traffic.router ingress needs traffic.ingress")
+        return self

@@ -1,0 +1,56 @@
+"""Training Jobs and drift monitoring."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from modelpilot.operator.spec.base import Duration, SpecModel
+from modelpilot.operator.spec.serving import EnvVar, Resources, Scheduling
+
+
+class TrainingData(SpecModel):
+    """Where the training data lives."""
+
+    uri: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="file://, s3:// or a local path to CSV or Parquet; unset uses the seeded generator.",
+    )
+
+
+class Training(Scheduling):
+    """GPU training Jobs that log to MLflow and register a version (candidate only if it beats the champion)."""
+
+    image: str = Field(min_length=1, max_length=1024, description="Image with the modelpilot-train entrypoint.")
+    args: list[str] = Field(default_factory=list, max_length=64, description="Extra arguments to modelpilot-train.")
+    data: TrainingData = Field(default_factory=TrainingData, description="Training data location.")
+    resources: Resources = Field(default_factory=Resources, description="Job container resources, e.g. a GPU.")
+    env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
+    schedule: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$",
+        description="Cron schedule for periodic retraining, e.g. '0 3 * * 0'.",
+    )
+    retrain_on_drift: bool = Field(default=False, description="Start a training Job when drift is detected.")
+    backoff_limit: int = Field(default=2, ge=0, le=20, description="Retries of a failed training pod.")
+    active_deadline_seconds: int = Field(default=7200, ge=60, description="Longest a training Job may run.")
+    ttl_seconds_after_finished: int = Field(
+        default=86400, ge=0, description="How long a finished Job is kept for its logs."
+    )
+
+
+class Drift(SpecModel):
+    """Feature drift detection on the serving inputs."""
+
+    method: Literal["psi", "ks"] = Field(default="psi", description="Population stability index or Kolmogorov-Smirnov.")
+    threshold: float = Field(default=0.2, gt=0, description="Drift score above which a feature counts as drifted.")
+    window: Duration = Field(default="1h", description="Window of serving inputs compared with the baseline.")
+
+
+class Monitoring(SpecModel):
+    """What the operator watches once a version serves."""
+
+    drift: Drift | None = Field(default=None, description="Drift detection; unset disables it.")
