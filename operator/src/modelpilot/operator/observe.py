@@ -26,7 +26,6 @@ FAILING_WAITING_REASONS: dict[str, str] = {
 }
 
 
-
 @dataclass(frozen=True)
 class TrackObservation:
     """Pods of one track, counted by readiness and the model version they run."""
