@@ -32,6 +32,7 @@ from typing import Any
 
 from mlflow import MlflowClient
 
+from benchmarks.rollout.route_watch import RouteWatcher
 from modelpilot.operator.crd import build_crd
 from modelpilot.operator.spec import GROUP, VERSION
 from modelpilot.operator.webhooks import DEFAULT_PATH
@@ -80,6 +81,7 @@ class RolloutTiming:
     wake_seconds: list[float]  # operator's clock: a hold's due time → its analysis started
     decide_seconds: list[float]  # operator's clock: the step's last analysis started → the next step decided
     overhead_seconds: list[float]  # per step below 100 %: (carried - analyses x interval) / analyses
+    route_overhead_seconds: list[float]  # the same from a watch on the HTTPRoute (the router's own timing)
 
 
 @dataclass
@@ -94,6 +96,7 @@ class Scene:
     logged: LoggedClassifier
     tracking_uri: str
     poll_interval: str
+    routes: RouteWatcher
 
     def mdep(self) -> dict[str, Any]:
         found = get_object(self.cluster.api_client, f"{GROUP}/{VERSION}", "ModelDeployment", RESOURCE, self.namespace)
@@ -190,6 +193,12 @@ def measure_rollout(scene: Scene, steps: tuple[int, ...], interval: str) -> Roll
         (carried - count * interval_seconds) / count for carried, count in zip(held, per_step, strict=False) if count
     ]
     wake, decide = operator_delays(history, analyses, interval_seconds, len(steps))
+    routed = [(at, weight) for at, weight in scene.routes.changes if at >= began and weight > 0]
+    route_overhead = [
+        (later[0] - earlier[0] - count * interval_seconds) / count
+        for (earlier, later), count in zip(itertools.pairwise(routed), per_step, strict=False)
+        if count
+    ]
     return RolloutTiming(
         steps,
         interval_seconds,
@@ -203,6 +212,7 @@ def measure_rollout(scene: Scene, steps: tuple[int, ...], interval: str) -> Roll
         wake_seconds=wake,
         decide_seconds=decide,
         overhead_seconds=overhead,
+        route_overhead_seconds=route_overhead,
     )
 
 
@@ -282,7 +292,10 @@ def run(samples: int, poll_interval: str, root: Path, repeat: int = 1) -> dict[s
                 webhook_host="127.0.0.1",
             )
         )
-        scene = Scene(cluster, namespace, lab, model, registry, logged, server.url, poll_interval)
+        routes = RouteWatcher(cluster.api_client, namespace, RESOURCE)
+        routes.start()
+        stack.callback(routes.stop)
+        scene = Scene(cluster, namespace, lab, model, registry, logged, server.url, poll_interval, routes)
         scene.apply(ROLLOUTS[0][0], ROLLOUTS[0][1])
         lab.wait_serving("stable", stable, timeout=120)
         load = lab.start_load(rate=20, seconds=3600)
@@ -336,6 +349,9 @@ def render(result: dict[str, Any]) -> str:
             f"Overhead per hold beyond interval, all steps below 100 % (the splitter's view): "
             f"{summary(overheads)}, n={len(overheads)}",
         ]
+    routed = [seconds for timing in result["rollouts"] for seconds in timing["route_overhead_seconds"]]
+    if routed:
+        lines.append(f"The same from a watch on the HTTPRoute: {summary(routed)}, n={len(routed)}")
     if wakes and decides:
         lines += [
             f"Operator's clock: hold due → analysis started {summary(wakes)}, n={len(wakes)}; "

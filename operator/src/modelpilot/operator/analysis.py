@@ -195,3 +195,18 @@ def _judge(spec: Analysis, measured: dict[str, float | None], result: _MakeResul
         f"p99 {values[P99_LATENCY]:.4g}s <= {spec.max_p99_latency}"
     )
     return result("Passed", summary, values)
+
+
+class Prometheus:
+    """One pooled HTTP client for every analysis the operator process runs (connections are kept)."""
+
+    def __init__(self, request_timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self._client = httpx.AsyncClient(timeout=request_timeout)
+
+    async def analyse(self, spec: Analysis, target: AnalysisTarget) -> AnalysisResult:
+        """`analyse(spec, target)` over the pooled client."""
+        return await analyse(spec, target, client=self._client)
+
+    async def aclose(self) -> None:
+        """Close the pool."""
+        await self._client.aclose()

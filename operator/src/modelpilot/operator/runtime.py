@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from modelpilot.operator.analysis import Prometheus
 from modelpilot.operator.kubeapi import KubeApi
 from modelpilot.operator.owned import AppliedMemory
 from modelpilot.operator.registry import Credentials, MlflowRegistry
@@ -23,6 +24,7 @@ class Runtime:
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
     models: dict[tuple[str, str], str] = field(default_factory=dict)
     applied: AppliedMemory = field(default_factory=AppliedMemory)
+    prometheus: Prometheus = field(default_factory=Prometheus)
 
     def poll_seconds(self, spec: ModelDeploymentSpec) -> float:
         """How long a resource may wait for its next registry read when nothing wakes it."""
@@ -67,6 +69,7 @@ class Runtime:
         for registry in self.registries.values():
             await registry.aclose()
         self.registries.clear()
+        await self.prometheus.aclose()
 
 
 _current: Runtime | None = None

@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from modelpilot.operator.analysis import analyse
 from modelpilot.operator.builders.common import Owner, track_name
 from modelpilot.operator.builders.traffic import plan_traffic
 from modelpilot.operator.handlers.journal import EmitEvent, Journal
@@ -120,7 +119,7 @@ class Reconciliation:
                 registry=registry,
                 cluster=objects,
                 journal=journal,
-                analyse=analyse,
+                analyse=self.runtime.prometheus.analyse,
                 abort_requested=ABORT_ANNOTATION in self.annotations,
             )
             requeue = await executor.drive(resolved)
