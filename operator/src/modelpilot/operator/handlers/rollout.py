@@ -42,7 +42,7 @@ from modelpilot.operator.rollout.actions import (
     SetWeight,
 )
 from modelpilot.operator.rollout.clock import parse_stamp
-from modelpilot.operator.rollout.machine import TRAFFIC_STATES, decide, is_active
+from modelpilot.operator.rollout.machine import ACTIVE_STATES, TRAFFIC_STATES, decide, is_active
 from modelpilot.operator.spec import Analysis, ModelDeploymentSpec
 from modelpilot.operator.status import AnalysisResult, CanaryStatus, append_history
 
@@ -56,7 +56,6 @@ CONVERGE_REQUEUE_SECONDS = 2.0
 LEAD_SECONDS = 1.0
 
 Analyse = Callable[[Analysis, AnalysisTarget], Awaitable[AnalysisResult]]
-OPEN_STATES = {"Progressing": "Progressing", "Paused": "Paused", "Promoting": "Promoting", "RollingBack": "RollingBack"}
 
 
 class Cluster(Protocol):
@@ -256,8 +255,8 @@ class RolloutExecutor:
         if canary is None:
             return False
         converging = await self._record_share(canary)
-        if canary.state in OPEN_STATES:
-            journal.status.phase = OPEN_STATES[canary.state]
+        if canary.state in ACTIVE_STATES:  # a rollout in flight names the phase
+            journal.status.phase = canary.state
             journal.condition(
                 "Progressing", True, f"Rollout{canary.state}", canary.reason or f"canary at {canary.weight}%"
             )
