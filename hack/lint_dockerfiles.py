@@ -3,8 +3,9 @@
 hadolint is not installable from the package registries this project uses, so this checks the rules that
 matter here: non-root final user, pinned base images (no `latest`), no `ADD` of URLs, apt lists removed in
 the same layer as the install, `--no-install-recommends`, pip without a cache in the image (no cache, or the
-cache on a `RUN --mount=type=cache` mount) and with pinned versions, multi-stage builds, exec-form entrypoints. Usage: `python hack/lint_dockerfiles.py Dockerfile.*`; exit
-status 1 and one line per finding (`file:line: RULE message`) when something is wrong.
+cache on a `RUN --mount=type=cache` mount) and with pinned versions, multi-stage builds, exec-form
+entrypoints. Usage: `python hack/lint_dockerfiles.py Dockerfile.*`; exit status 1 and one line per finding
+(`file:line: RULE message`) when something is wrong.
 """
 
 from __future__ import annotations
