@@ -284,23 +284,3 @@ def test_deleting_a_namespace_removes_it_with_its_pods(api_client: client.ApiCli
         timeout=90,
         description=f"namespace {name} is gone",
     )
-
-
-def test_a_pod_of_an_ordinary_namespace_runs_in_a_real_container_on_the_real_node(api_client: client.ApiClient) -> None:
-    name = create_namespace(api_client, prefix="real", simulated=False)
-
-    def ready() -> dict[str, Any] | None:
-        pod = get_object(api_client, "v1", "Pod", "sandbox", name)
-        return pod if condition_status(pod, "Ready") == "True" else None
-
-    try:
-        apply_manifest(api_client, _pod("sandbox"), namespace=name)
-        pod = wait_until(ready, timeout=90, description="the pod Ready on the real node")
-        node = get_object(api_client, "v1", "Node", pod["spec"]["nodeName"])
-        assert node is not None
-        assert node["metadata"]["labels"]["type"] == "real"
-        # The kubelet ran it: a container id from containerd and an address on the node's own bridge.
-        assert pod["status"]["containerStatuses"][0]["containerID"].startswith("containerd://")
-        assert pod["status"]["podIP"].startswith("10.88.0.")
-    finally:
-        delete_namespace(api_client, name)
