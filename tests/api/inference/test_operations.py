@@ -59,6 +59,17 @@ def test_metrics_use_route_templates_and_bounded_labels(app_with: Any) -> None:
     assert sums["input[4]"] == pytest.approx(3 * sum(r[4] for r in BODY["instances"]), rel=1e-5)
 
 
+def test_each_prediction_route_exports_its_5xx_series_at_zero_before_any_error(app_with: Any) -> None:
+    """rate() needs a sample before the first error: a 5xx series born with it would hide that error."""
+    client = app_with(track="canary")
+    assert client.post("/v1/models/moe-pt2/predict", json=BODY).status_code == 200
+    requests = {(s["route"], s["code"]): v for s, v in samples(client)["modelpilot_http_requests_total"]}
+    for route in ("/invocations", "/v1/models/{name}/predict", "/v2/models/{name}/infer"):
+        assert requests[(route, "500")] == 0
+    assert ("/metrics", "500") not in requests  # probes and scrapes are not traffic
+    assert requests[("/v1/models/{name}/predict", "200")] == 1
+
+
 def test_model_that_cannot_load_stays_unready_with_the_reason(mlflow: MlflowServer) -> None:
     settings = settings_for(mlflow, "no-such-model", load_retry_seconds=60)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:

@@ -38,7 +38,9 @@ def create_app(
     """
     settings = settings or Settings()
     model = model or ServedModel(settings)
-    metrics = ServingMetrics(model.name, model.version, settings.track)
+    metrics = ServingMetrics(
+        model.name, model.version, settings.track, traffic_routes=tuple(route for route, _ in PREDICTION_ROUTES)
+    )
     plane = DataPlane(settings, model, metrics)
     access_log = AccessLog(access_stream) if settings.access_log else None
 

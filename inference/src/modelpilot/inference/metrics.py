@@ -97,8 +97,12 @@ class FeatureStatistics(Collector):
 class ServingMetrics:
     """All metrics of one server, in their own registry so several apps can live in one process."""
 
-    def __init__(self, model: str, version: str, track: str) -> None:
+    def __init__(self, model: str, version: str, track: str, *, traffic_routes: tuple[str, ...] = ()) -> None:
         self.registry = CollectorRegistry()
+        # Each traffic route's 5xx series exists at 0 from the start: a series born with its first error
+        # has no earlier sample, so rate() over a short window would miss that error (and the next ones
+        # until a second scrape), and the canary analysis would read a failing candidate as error-free.
+        self.traffic_routes = traffic_routes
         r = self.registry
         self.requests = Counter(
             "modelpilot_http_requests",
@@ -148,6 +152,8 @@ class ServingMetrics:
         self._class_children.clear()
         self._batch_child = self.batch_size.labels(model, version, track)
         self.features.labels = {"model": model, "version": version, "track": track}
+        for route in self.traffic_routes:
+            self.requests.labels(route, "500", model, version, track)
 
     def observe_request(self, route: str, code: int, seconds: float) -> None:
         """Count one request and its latency."""

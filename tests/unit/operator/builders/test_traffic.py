@@ -148,8 +148,26 @@ def test_replica_router_at_weight_zero_keeps_the_waiting_canary_out_of_the_servi
     plan = plan_traffic(OWNER, _replicas_spec(replicas=4), stable="7", canary="8", weight=0)
     assert _objects(plan, "Service")["fraud"]["spec"]["selector"]["modelpilot.io/track"] == "stable"
     assert _objects(plan, "Deployment")["fraud-canary"]["spec"]["replicas"] == 1
-    assert _objects(plan, "Deployment")["fraud-stable"]["spec"]["replicas"] == 4
+    # The stable track already grows to its size at the first step (10 %: 6 beside 1 canary), so the
+    # canary's first share does not overshoot while stable pods start.
+    assert _objects(plan, "Deployment")["fraud-stable"]["spec"]["replicas"] == 6
     assert plan.effective_weight == 0
+
+
+def test_replica_router_at_weight_zero_never_shrinks_the_stable_track() -> None:
+    raw = replicas_raw()
+    raw["model"]["candidateAlias"] = "challenger"
+    raw["serving"]["replicas"] = 4
+    raw["rollout"] = {"steps": [50, 100], "analysis": {"prometheus": "http://prometheus:9090"}}
+    spec = spec_of(raw)
+    plan = plan_traffic(OWNER, spec, stable="7", canary="8", weight=0)
+    assert _objects(plan, "Deployment")["fraud-stable"]["spec"]["replicas"] == 4  # 50 % alone would be 2
+
+
+def test_replica_router_at_weight_zero_with_autoscaling_raises_the_stable_minimum_for_the_first_step() -> None:
+    spec = _replicas_spec(autoscaling={"minReplicas": 4, "maxReplicas": 8})
+    plan = plan_traffic(OWNER, spec, stable="7", canary="8", weight=0, stable_replicas=4)
+    assert _hpa_bounds(plan, "fraud-stable") == (6, 8)
 
 
 def test_replica_router_while_the_stable_track_rolls_to_the_canary_version_serves_from_the_canary() -> None:

@@ -107,6 +107,20 @@ def test_a_ready_canary_gets_the_first_step_weight_and_the_hold_starts() -> None
     assert decision.requeue_after == INTERVAL
 
 
+def test_a_ready_canary_waits_at_weight_zero_until_the_stable_track_has_its_pods() -> None:
+    decision = decide(SPEC, holding(0, 0), observe(12, stable_sized=False))
+    assert decision.canary.weight == 0
+    assert decision.actions == (EnsureCanary("2", 0),)
+    assert "stable track" in (decision.canary.reason or "")
+    assert decision.requeue_after == READY_POLL_SECONDS
+    assert decide(SPEC, holding(0, 0), observe(13)).canary.weight == STEPS[0]
+
+
+def test_a_stable_track_still_growing_does_not_take_weight_from_a_canary_that_has_it() -> None:
+    decision = decide(SPEC, holding(1, STEPS[1]), observe(1, stable_sized=False))
+    assert decision.canary.weight == STEPS[1]
+
+
 def test_canary_not_ready_within_the_timeout_rolls_back() -> None:
     decision = decide(SPEC, holding(0, 0), observe(120, canary_ready=False))
     assert decision.canary.state == "RollingBack"

@@ -208,8 +208,9 @@ def _replica_router_sizes(
         return _Sizes(stable, None, 0)
     one = TrackSize(1, 1, 1) if autoscaling is not None else TrackSize(1)
     if weight == 0:
-        # The canary waits to become Ready (or to go) on one pod the Service does not select.
-        return _Sizes(stable, one, 0, ("stable",))
+        # The canary waits to become Ready (or to go) on one pod the Service does not select, while the
+        # stable track grows to its size at the first step: the canary's first share never overshoots.
+        return _Sizes(_stable_at_first_step(spec, stable), one, 0, ("stable",))
     if weight == FULL:
         # All traffic on the canary's pods. Before the promotion one stable pod stays warm, out of the
         # Service, for a rollback; once the stable track rolls to the canary's version (promotion) it gets
@@ -248,6 +249,22 @@ def _replica_router_sizes(
         else:
             message += f"the stable track's HPA runs {pods[0]} pods"
     return _Sizes(sizes[0], sizes[1], round(share), ("stable", "canary"), message)
+
+
+def _stable_at_first_step(spec: ModelDeploymentSpec, full: TrackSize) -> TrackSize:
+    """The stable track's size while the canary waits: its full size, grown to its size at the first
+    step when that split needs more stable pods (e.g. 4 replicas, 10 % ⇒ 6 stable beside 1 canary)."""
+    if spec.rollout is None or spec.rollout.steps[0] >= FULL:
+        return full
+    first = spec.rollout.steps[0]
+    settings = spec.traffic.replicas
+    autoscaling = spec.serving.autoscaling
+    base = spec.serving.replicas if autoscaling is None else autoscaling.min_replicas
+    grown = split_replicas(base, first, settings.tolerance, settings.max_extra_replicas).stable
+    if autoscaling is None:
+        return TrackSize(max(full.replicas, grown))
+    low = max(autoscaling.min_replicas, grown)
+    return TrackSize(max(full.replicas, low), low, max(autoscaling.max_replicas, low))
 
 
 def _canary_beside(stable: int, weight: int) -> int:

@@ -166,6 +166,8 @@ class RolloutExecutor:
             abort_requested=self.abort_requested,
             analysis=analysis,
             router_weight=router_weight,
+            # Only the replica router sizes the stable track for a step.
+            stable_sized=stable_ready or self.spec.traffic.router != "replicas",
         )
 
     # -- act ------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ class Observation:
     - analysis: the result of the analysis the previous decision asked for (`RunAnalysis`), if any.
     - router_weight: the canary weight the router (HTTPRoute or canary Ingress) carries right now;
       None when it cannot be read (replica router). A hold only counts while the router carries it.
+    - stable_sized: the stable track has every pod it was last sized for Ready. Only the replica router
+      grows the stable track for a step (its pods set the ratio), so for the others this is always true.
     """
 
     now: datetime
@@ -44,6 +46,7 @@ class Observation:
     abort_requested: bool = False
     analysis: AnalysisResult | None = None
     router_weight: int | None = None
+    stable_sized: bool = True
 
 
 @dataclass(frozen=True)

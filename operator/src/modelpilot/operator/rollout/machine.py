@@ -12,12 +12,14 @@ States (`CanaryStatus.state`):
   abort annotation is absent. Idle, Succeeded, RolledBack and Aborted are at rest; a new candidate
   starts a rollout from any of them (re-setting a rejected version's alias retries it).
 - Progressing and Paused carry traffic. Each step: wait for the canary to be Ready (weight 0 until it
-  is; `canaryReadyTimeout` ⇒ RollingBack), set the step's weight, hold `interval`, ask for an analysis
-  (`RunAnalysis`). Passed ⇒ next step (after the 100% step ⇒ Promoting); Failed ⇒ failures + 1,
-  `failureLimit` ⇒ RollingBack; Inconclusive ⇒ counted, `inconclusiveLimit` in a row ⇒ Paused. After
-  an analysis that does not advance, the step is held another `interval` from that analysis. Paused
-  never promotes: a conclusive analysis resumes Progressing at the same step, which is held and
-  analysed anew. A canary that stops being Ready gets weight 0 at once, and the step starts over.
+  is; `canaryReadyTimeout` ⇒ RollingBack) and, from weight 0, for the stable track to have the pods it
+  was sized for (`stable_sized`; the replica router grows it for the step), set the step's weight, hold
+  `interval`, ask for an analysis (`RunAnalysis`). Passed ⇒ next step (after the 100% step ⇒ Promoting);
+  Failed ⇒ failures + 1, `failureLimit` ⇒ RollingBack; Inconclusive ⇒ counted, `inconclusiveLimit` in a
+  row ⇒ Paused. After an analysis that does not advance, the step is held another `interval` from that
+  analysis. Paused never promotes: a conclusive analysis resumes Progressing at the same step, which is
+  held and analysed anew. A canary that stops being Ready gets weight 0 at once, and the step starts
+  over.
 - A new candidate during Progressing/Paused supersedes the rollout (weight 0, canary replaced, fresh
   counters). From Promoting on, the outcome is committed; a newer candidate waits for the next rollout.
 - Promoting: record the intent (state Promoting, `registryWritten` false, `outcomeAt`, and in
@@ -189,6 +191,12 @@ def _progress(rollout: Rollout, step: _Step) -> Decision:
     canary.step = index
     if not _canary_ready(step):
         return _wait_for_canary(rollout, step)
+    if canary.weight == 0 and not obs.stable_sized:
+        # Replica router: the stable track grows for the first step while the canary waits; the canary's
+        # first share would overshoot the step's weight if it joined before those pods are Ready.
+        canary.reason = f"canary Ready; waiting for the stable track's pods for step {index + 1}"
+        step.act(EnsureCanary(version, 0))
+        return step.done(READY_POLL_SECONDS)
     if canary.weight != target:
         canary.weight = target
         canary.step_started_at = stamp(obs.now)
