@@ -175,3 +175,21 @@ def test_nulls_are_nan_when_allowed_on_both_paths() -> None:
         assert features.dtype == np.float32
         assert np.isnan(features[20, 1])
         assert features[:20].tolist() == MANY
+
+
+def test_v2_input_names_are_strings_given_once() -> None:
+    twice = [{"name": "a", "shape": [1], "datatype": "FP64", "data": [1.0]}] * 2
+    with pytest.raises(InvalidInputError) as caught:
+        decode_v2_infer(_json({"inputs": twice}), COLUMNS)
+    assert (caught.value.field, caught.value.reason) == ("a", "input given twice")
+    unnamed = [{"name": ["a"], "shape": [1], "datatype": "FP64", "data": [1.0]}]
+    with pytest.raises(InvalidInputError) as caught:
+        decode_v2_infer(_json({"inputs": unnamed}), COLUMNS)
+    assert caught.value.field == "inputs[0].name"
+
+
+def test_v2_shape_whose_product_overflows_is_a_client_error() -> None:
+    body = {"inputs": [{"name": "input", "shape": [2**32, 2**32], "datatype": "FP32", "data": []}]}
+    with pytest.raises(InvalidInputError) as caught:
+        decode_v2_infer(_json(body), TENSOR)
+    assert "does not match" in caught.value.reason

@@ -144,3 +144,65 @@ def test_multi_dimensional_tensor_rows_keep_their_shape() -> None:
     batch = images.from_tensor([[[1, 2], [3, 4]]])
     assert batch.shape == (1, 2, 2)  # type: ignore[union-attr]
     assert "does not match" in _error(images.from_tensor, [[[1, 2, 3], [3, 4, 5]]]).reason
+
+
+@pytest.mark.parametrize(
+    ("columns", "field", "reason"),
+    [
+        ([["a"], "b", "n"], "columns", "column names must be strings, got list"),
+        ([{"a": 1}, "b", "n"], "columns", "column names must be strings, got dict"),
+        ([None, "b", "n"], "columns", "column names must be strings, got null"),
+        ([True, "b", "n"], "columns", "column names must be strings, got bool"),
+        ([0, "0", "n"], "0", "column given twice"),
+    ],
+)
+def test_column_names_that_are_not_names_are_refused(columns: list[Any], field: str, reason: str) -> None:
+    for validator in (NUMERIC_COLUMNS, MIXED):
+        error = _error(validator.from_rows, [[1.0, 2.0, 3]], columns)
+        assert (error.field, error.reason) == (field, reason)
+
+
+def test_integer_columns_refuse_values_their_type_cannot_hold() -> None:
+    small = Validator(column_schema([Column("n", "int", np.int32)]), as_matrix=False)
+    assert small.from_records([{"n": 2**31 - 1}])["n"].tolist() == [2**31 - 1]
+    error = _error(small.from_records, [{"n": 1}, {"n": 2**40}])
+    assert (error.field, error.reason) == (
+        "n",
+        "row 1: 1099511627776 is out of range for int32 [-2147483648, 2147483647]",
+    )
+    wide = Validator(column_schema([Column("n", "int", np.int64)]), as_matrix=False)
+    assert "out of range for int64" in _error(wide.from_records, [{"n": 2**63}]).reason
+    assert "out of range for int32" in _error(small.from_text_rows, ["n"], [["99999999999"]]).reason
+
+
+def test_integer_tensors_refuse_fractions_and_values_out_of_range() -> None:
+    pixels = Validator(tensor_schema((2,), np.uint8), as_matrix=True)
+    assert pixels.from_rows([[0, 255]]).tolist() == [[0, 255]]  # type: ignore[union-attr]
+    assert pixels.from_text_rows(["a", "b"], [["3", "4.0"]]).tolist() == [[3, 4]]  # type: ignore[union-attr]
+    error = _error(pixels.from_rows, [[0, 255], [256, 1]])
+    assert (error.field, error.reason) == ("input[0]", "row 1: 256 is out of range for uint8 [0, 255]")
+    assert _error(pixels.from_rows, [[0, -1]]).field == "input[1]"
+    assert "not a whole number" in _error(pixels.from_rows, [[0, 1.5]]).reason
+    assert "not a whole number" in _error(pixels.from_text_rows, ["a", "b"], [["1", "nan"]]).reason
+
+
+def test_tensor_shapes_are_checked_before_anything_is_multiplied() -> None:
+    assert "does not match" in _error(TENSOR.from_tensor, [], [2**32, 2**32]).reason
+    assert "does not match" in _error(TENSOR.from_tensor, [], [2**62, 2**62, 3]).reason
+    assert "negative dimension" in _error(TENSOR.from_tensor, [1, 2, 3], [-1, 3]).reason
+    assert "do not fill shape" in _error(TENSOR.from_tensor, [], [2**62, 3]).reason
+    assert "no rows" in _error(TENSOR.from_tensor, [], [0, 3]).reason
+    assert "expected a list of values" in _error(TENSOR.from_tensor, 5, [1, 3]).reason
+
+
+def test_rows_of_a_multi_dimensional_tensor_get_its_row_shape() -> None:
+    images = Validator(tensor_schema((2, 2)), as_matrix=True)
+    assert images.from_rows([[1, 2, 3, 4]]).shape == (1, 2, 2)  # type: ignore[union-attr]
+    assert images.from_text_rows(["a", "b", "c", "d"], [["1", "2", "3", "4"]]).shape == (1, 2, 2)  # type: ignore[union-attr]
+
+
+def test_columns_of_any_type_keep_list_values_as_objects() -> None:
+    tagged = Validator(column_schema([Column("tags", "any", object)]), as_matrix=False)
+    features = tagged.from_columns({"tags": [[1, 2], [3, 4]]})
+    assert isinstance(features, dict)
+    assert features["tags"].tolist() == [[1, 2], [3, 4]]

@@ -142,15 +142,24 @@ def no_strings_within(body: bytes, payload: Any, part: Any) -> bool:
 
 
 def _string_tokens(value: Any, skip: Any) -> int:
-    if value is skip:
-        return 0
-    if isinstance(value, str):
-        return 1
-    if isinstance(value, dict):
-        return sum(1 + _string_tokens(item, skip) for item in value.values())
-    if isinstance(value, list):
-        return sum(_string_tokens(item, skip) for item in value)
-    return 0
+    """String tokens (keys and string values) in a parsed JSON value, not counting inside `skip`.
+
+    A loop over an explicit stack, not recursion: the nesting depth is the client's to choose.
+    """
+    count = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is skip:
+            continue
+        if isinstance(item, str):
+            count += 1
+        elif isinstance(item, dict):
+            count += len(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 def decode_v1_predict(body: bytes, validator: Validator) -> DecodedRequest:
@@ -205,12 +214,17 @@ def decode_v2_infer(body: bytes, validator: Validator) -> DecodedRequest:
             raise InvalidInputError("inputs", f"{len(tensors)} tensors; the model takes one")
         tensor = tensors[0]
         _check_v2_datatype(tensor, numeric=True, where="inputs[0].datatype")
-        features = validator.from_tensor(tensor["data"], tensor["shape"], f"inputs[0] ({tensor['name']})")
+        label = tensor["name"] if isinstance(tensor["name"], str) else "?"
+        features = validator.from_tensor(tensor["data"], tensor["shape"], f"inputs[0] ({label[:64]})")
         return DecodedRequest(features, want_gates=want_gates, extra=extra)
     columns: dict[str, Any] = {}
     kinds = {c.name: c.kind for c in validator.schema.columns}
     for index, tensor in enumerate(tensors):
-        name = str(tensor["name"])
+        name = tensor["name"]
+        if not isinstance(name, str):
+            raise InvalidInputError(f"inputs[{index}].name", f"expected a string, got {type(name).__name__}")
+        if name in columns:
+            raise InvalidInputError(name, "input given twice")
         if name in kinds:
             _check_v2_datatype(tensor, numeric=kinds[name] not in {"str", "any"}, where=f"inputs[{index}].datatype")
         shape, data = tensor["shape"], tensor["data"]

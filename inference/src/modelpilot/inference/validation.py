@@ -6,6 +6,7 @@ wrong type) does a slow path walk the cells to say which field is wrong and why.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -42,6 +43,7 @@ class Validator:
         self.labels = schema.features
         self.width = schema.width
         self.dtype = np.dtype(schema.tensor_dtype if schema.is_tensor else np.float32)
+        self._name_set = frozenset(self.names)
         self._permutations: dict[tuple[str, ...], list[int]] = {}
 
     def label(self, index: int) -> str:
@@ -113,14 +115,20 @@ class Validator:
         if not self.schema.is_tensor and not self.as_matrix:
             raise InvalidInputError(where, "this model takes named columns; send records or columns")
         if shape is not None:
+            dims = self._check_shape(shape, where)
+            if not isinstance(data, list):
+                raise InvalidInputError(where, f"expected a list of values, got {_type_name(data)}")
             try:
                 array = np.array(data)
             except (ValueError, TypeError):
                 raise InvalidInputError(where, "data is not a regular array") from None
-            if array.size != int(np.prod(shape)) or any(int(d) < 0 for d in shape):
+            # Python integers: a product of client-given dimensions must not wrap around as int64 does.
+            if array.size != math.prod(dims):
                 raise InvalidInputError(where, f"{array.size} values do not fill shape {list(shape)}")
+            if dims[0] == 0:
+                raise InvalidInputError(where, "no rows")
             array = self._finish_matrix(array, [data] if array.ndim == 1 else data, where)
-            return self._check_row_shape(array.reshape(tuple(int(d) for d in shape)), where)
+            return self._check_row_shape(array.reshape(dims), where)
         if not isinstance(data, list) or not data:
             raise InvalidInputError(where, "expected a non-empty list of rows")
         if not self.schema.is_tensor or len(self.schema.row_shape) == 1:
@@ -144,7 +152,7 @@ class Validator:
                 self._explain_text_cells(rows, header)
                 raise
             checked = self._finish_matrix(matrix, rows, where)
-            return checked if order is None else checked[:, order]
+            return self._tensor_rows(checked) if order is None else checked[:, order]
         columns = {name: [row[i] for row in rows] for i, name in enumerate(header)}
         return self._columns_to_arrays(
             {c.name: _parse_text_column(c, columns[c.name]) for c in self._columns_in(columns)}
@@ -153,24 +161,32 @@ class Validator:
     # Shared checks.
 
     def _order(self, columns: Sequence[Any]) -> list[int] | None:
-        """Index of each signature column in `columns`; None when they already match the signature order."""
+        """Index of each signature column in `columns`; None when they already match the signature order.
+
+        Every step is one pass over `columns` with set or dict lookups: a request can send as many
+        names as its body holds, and a check per name that scans the others would be quadratic.
+        """
         if self.schema.is_tensor:
             if len(columns) != self.width:
                 raise InvalidInputError("columns", f"{len(columns)} columns, the model takes {self.width} features")
+            _column_names(columns)
             return None
         key = tuple(columns)
         if key == self.names:
             return None
+        names = _column_names(columns)
+        key = tuple(names)
         cached = self._permutations.get(key)
         if cached is not None:
             return cached
-        position = {str(name): i for i, name in enumerate(columns)}
-        if len(position) != len(columns):
-            dup = next(n for n in columns if list(columns).count(n) > 1)
-            raise InvalidInputError(str(dup), "column given twice")
-        extra = [str(n) for n in columns if str(n) not in self.names]
-        if extra:
-            raise InvalidInputError(extra[0], f"unknown column; the model takes {list(self.names)}")
+        position: dict[str, int] = {}
+        for index, name in enumerate(names):
+            if name in position:
+                raise InvalidInputError(name, "column given twice")
+            position[name] = index
+        extra = next((n for n in names if n not in self._name_set), None)
+        if extra is not None:
+            raise InvalidInputError(extra, f"unknown column; the model takes {list(self.names)}")
         missing = [c.name for c in self.schema.columns if c.required and c.name not in position]
         if missing:
             raise InvalidInputError(missing[0], "required column missing")
@@ -190,9 +206,10 @@ class Validator:
     def _explain_record(
         self, record: dict[str, Any], names: Sequence[str], required: Sequence[str], where: str
     ) -> None:
-        extra = [k for k in record if k not in names]
-        if extra:
-            raise InvalidInputError(str(extra[0]), f"unknown column in {where}")
+        known = self._name_set if names is self.names else frozenset(names)
+        extra = next((k for k in record if k not in known), None)
+        if extra is not None:
+            raise InvalidInputError(str(extra), f"unknown column in {where}")
         missing = [n for n in required if n not in record]
         if missing:
             raise InvalidInputError(missing[0], f"required column missing in {where}")
@@ -220,7 +237,13 @@ class Validator:
             self._check_row_lengths(rows, self.width, where)
             raise InvalidInputError(where, "rows are not a table of numbers")
         checked = self._finish_matrix(matrix, rows, where)
-        return checked.ravel() if flat else checked
+        return checked.ravel() if flat else self._tensor_rows(checked)
+
+    def _tensor_rows(self, matrix: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Flat rows `[N, width]` as the tensor's rows `[N, *row_shape]` (a view)."""
+        if self.schema.is_tensor and len(self.schema.row_shape) > 1:
+            return matrix.reshape(-1, *self.schema.row_shape)
+        return matrix
 
     def _float_rows(self, rows: list[Any]) -> np.ndarray[Any, Any] | None:
         """Rows known to hold no strings, straight to the model's float type; None when anything is off.
@@ -238,7 +261,7 @@ class Validator:
             return None
         if not self.allow_nan and not np.isfinite(matrix).all():
             return None
-        return matrix
+        return self._tensor_rows(matrix)
 
     def _finish_matrix(self, matrix: np.ndarray[Any, Any], rows: Any, where: str) -> np.ndarray[Any, Any]:
         if matrix.dtype.kind not in _NUMBER_KINDS:
@@ -247,6 +270,8 @@ class Validator:
                 raise InvalidInputError(where, "expected numbers")
             matrix = np.array(rows, dtype=np.float64)  # numbers and nulls only (checked above): null is NaN
         if matrix.dtype != self.dtype:
+            if self.dtype.kind in "iu":
+                self._check_integer_range(matrix)
             with np.errstate(over="ignore"):  # overflow becomes inf, which the finiteness check reports
                 matrix = matrix.astype(self.dtype)
         if not self.allow_nan and matrix.dtype.kind == "f" and not np.isfinite(matrix).all():
@@ -254,6 +279,24 @@ class Validator:
             row = int(np.argmin(np.isfinite(matrix.reshape(matrix.shape[0], -1)).all(axis=1)))
             raise InvalidInputError(self.label(flat_index), f"row {row}: NaN or infinity is not allowed")
         return matrix
+
+    def _check_shape(self, shape: Sequence[int], where: str) -> tuple[int, ...]:
+        """A client-given tensor shape that can be `[N, *row_shape]` (or `[N]` for one value per row)."""
+        dims = tuple(int(d) for d in shape)
+        if any(d < 0 for d in dims):
+            raise InvalidInputError(where, f"shape {list(dims)} has a negative dimension")
+        row_shape = self.schema.row_shape if self.schema.is_tensor else (self.width,)
+        if not dims or (dims[1:] != row_shape and not (len(dims) == 1 and row_shape == (1,))):
+            raise InvalidInputError(where, f"shape {list(dims)} does not match [-1, {', '.join(map(str, row_shape))}]")
+        return dims
+
+    def _check_integer_range(self, matrix: np.ndarray[Any, Any]) -> None:
+        wrong = _integer_range_error(matrix, self.dtype)
+        if wrong is not None:
+            rows = max(1, matrix.shape[0]) if matrix.ndim else 1
+            per_row = matrix.size // rows if matrix.size else 1
+            row, position = divmod(wrong[0], per_row)
+            raise InvalidInputError(self.label(position), f"row {row}: {wrong[1]}")
 
     def _check_row_shape(self, array: np.ndarray[Any, Any], where: str) -> np.ndarray[Any, Any]:
         expected = self.schema.row_shape if self.schema.is_tensor else (self.width,)
@@ -297,7 +340,11 @@ class Validator:
                 if bad is not None:
                     raise InvalidInputError(column.name, f"row {bad}: expected a string, got {_type_name(values[bad])}")
             array = np.empty(len(values), dtype=object)
-            array[:] = values
+            try:
+                array[:] = values
+            except ValueError:  # values that are equal-length lists: numpy would broadcast them
+                for index, value in enumerate(values):
+                    array[index] = value
             return array
         try:
             array = np.array(values)
@@ -311,11 +358,62 @@ class Validator:
             if not (column.kind == "float" and self.allow_nan):
                 raise InvalidInputError(column.name, f"expected {column.kind} values")
             array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        if column.kind == "int":
+            wrong = _integer_range_error(array, np.dtype(column.dtype))
+            if wrong is not None:
+                raise InvalidInputError(column.name, f"row {wrong[0]}: {wrong[1]}")
         array = array.astype(column.dtype)
         if column.kind == "float" and not self.allow_nan and not np.isfinite(array).all():
             row = int(np.argmin(np.isfinite(array)))
             raise InvalidInputError(column.name, f"row {row}: NaN or infinity is not allowed")
         return array
+
+
+def _column_names(columns: Sequence[Any]) -> list[str]:
+    """Column names as strings: JSON strings, or integers (a DataFrame's default column labels)."""
+    names = []
+    for name in columns:
+        if isinstance(name, str):
+            names.append(name)
+        elif isinstance(name, int) and not isinstance(name, bool):
+            names.append(str(name))
+        else:
+            raise InvalidInputError("columns", f"column names must be strings, got {_type_name(name)}")
+    return names
+
+
+def _integer_range_error(array: np.ndarray[Any, Any], dtype: np.dtype[Any]) -> tuple[int, str] | None:
+    """(flat index, reason) of the first value that `dtype` cannot hold as it is, or None.
+
+    A cast to a narrower integer type wraps around and a float cast truncates, silently: a value of
+    2**40 in an int32 column would reach the model as 0. Floats are fine when they are whole numbers
+    in range (CSV cells arrive as floats).
+    """
+    info = np.iinfo(dtype)
+    flat = array.reshape(-1)
+    if flat.size == 0:
+        return None
+    if flat.dtype.kind == "b":
+        return None
+    if flat.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            whole = np.isfinite(flat) & (np.floor(flat) == flat)
+        if not whole.all():
+            index = int(np.argmin(whole))
+            return index, f"{flat[index].item()!r} is not a whole number; the input is {dtype.name}"
+        # Bounds as floats that are exact: -2**63 and 2**63 are, 2**63 - 1 is not.
+        inside = (flat >= float(info.min)) & (flat < float(info.max + 1))
+    elif flat.dtype.kind in "iu":
+        low, high = flat.min(), flat.max()
+        if low >= info.min and high <= info.max:
+            return None
+        inside = (flat >= info.min) & (flat <= info.max)
+    else:
+        return None
+    if inside.all():
+        return None
+    index = int(np.argmin(inside))
+    return index, f"{flat[index].item()!r} is out of range for {dtype.name} [{info.min}, {info.max}]"
 
 
 def _fits(kind: str, value: Any, allow_nan: bool) -> bool:
