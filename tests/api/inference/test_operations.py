@@ -22,10 +22,15 @@ from tests.support.mlflow_server import MlflowServer
 BODY = {"instances": sample_rows(3).tolist()}
 
 
+def scrape(client: TestClient) -> Any:
+    """GET /metrics from the app of the metrics listener that goes with `client`'s server."""
+    return TestClient(client.app.metrics_app).get("/metrics")  # type: ignore[attr-defined]
+
+
 def samples(client: TestClient) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Scraped samples by name."""
+    """Scraped samples by name, from the metrics listener's app (`MODELPILOT_METRICS_PORT` in a pod)."""
     found: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(client.get("/metrics").text):
+    for family in text_string_to_metric_families(scrape(client).text):
         for sample in family.samples:
             found.setdefault(sample.name, []).append((sample.labels, sample.value))
     return found
@@ -94,9 +99,10 @@ def test_api_keys_from_env_and_file(app_with: Any, tmp_path: Path) -> None:
     assert client.post("/invocations", json=BODY, headers={"x-api-key": "wrong"}).status_code == 401
     assert client.post("/invocations", json=BODY, headers={"x-api-key": "env-key"}).status_code == 200
     assert client.post("/invocations", json=BODY, headers={"authorization": "Bearer file-key"}).status_code == 200
-    # Probes and scrapes stay open.
+    # Probes stay open; metrics are not on the prediction port at all.
     assert client.get("/readyz").status_code == 200
-    assert client.get("/metrics").status_code == 200
+    assert client.get("/metrics", headers={"x-api-key": "env-key"}).status_code == 404
+    assert scrape(client).status_code == 200
     scraped = samples(client)
     routes = {(s["route"], s["code"]) for s, _ in scraped["modelpilot_http_requests_total"]}
     assert ("/invocations", "401") in routes

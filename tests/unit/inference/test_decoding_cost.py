@@ -94,4 +94,4 @@ def test_adversarial_bodies_are_decoded_or_refused_in_linear_time(case: str) -> 
         status = error.status
     elapsed = time.perf_counter() - start
     assert status < 500
-    assert elapsed < 1.0, f"{case}: {elapsed:.2f}s"
+    assert elapsed < 5.0, f"{case}: {elapsed:.2f}s"  # linear: ~0.1 s; quadratic: minutes

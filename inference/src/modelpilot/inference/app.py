@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelpilot.inference.auth import load_authenticator
+from modelpilot.inference.clients import ClientAddresses, parse_networks
 from modelpilot.inference.dataplane import DataPlane
 from modelpilot.inference.errors import ServingError
 from modelpilot.inference.http import ServingEdge
@@ -19,7 +20,7 @@ from modelpilot.inference.metrics import ServingMetrics
 from modelpilot.inference.model import ServedModel
 from modelpilot.inference.ratelimit import RateLimiter
 from modelpilot.inference.responses import json_bytes, serving_error_handler
-from modelpilot.inference.routes import PREDICTION_ROUTES, ROUTES
+from modelpilot.inference.routes import PREDICTION_ROUTES, ROUTES, STREAMING_ROUTES
 from modelpilot.inference.settings import Settings
 
 
@@ -70,12 +71,19 @@ def create_app(
     app.add_exception_handler(ServingError, serving_error_handler)
     app.add_exception_handler(Exception, _internal_error)
     limiter = RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst) if settings.rate_limit_rps > 0 else None
+    auth_failures = (
+        RateLimiter(settings.auth_failure_rps, settings.auth_failure_burst) if settings.auth_failure_rps > 0 else None
+    )
     return ServingEdge(
         app,
         plane=plane,
         routes=PREDICTION_ROUTES,
+        streaming_routes=STREAMING_ROUTES,
         authenticator=load_authenticator(settings),
         limiter=limiter,
+        auth_failures=auth_failures,
+        addresses=ClientAddresses(parse_networks(settings.trusted_proxies)),
+        forwarded_header=settings.client_address_header,
         max_body_bytes=settings.max_body_bytes,
         max_batch_body_bytes=settings.max_batch_body_bytes,
         access_log=access_log,

@@ -26,6 +26,7 @@ class Authenticator:
     jwt_secret: bytes = b""
     audience: str = ""
     issuer: str = ""
+    allow_no_exp: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -52,7 +53,9 @@ class Authenticator:
         if matched:
             return identity
         if self.jwt_secret and token.count(".") == 2:
-            return verify_hs256(token, self.jwt_secret, audience=self.audience, issuer=self.issuer)
+            return verify_hs256(
+                token, self.jwt_secret, audience=self.audience, issuer=self.issuer, require_exp=not self.allow_no_exp
+            )
         raise UnauthorizedError("unknown API key or invalid token")
 
 
@@ -73,6 +76,7 @@ def load_authenticator(settings: Settings) -> Authenticator:
         jwt_secret=secret.encode(),
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
+        allow_no_exp=settings.jwt_allow_no_exp,
     )
 
 
@@ -97,8 +101,19 @@ def sign_hs256(claims: dict[str, object], secret: bytes) -> str:
     return f"{header}.{payload}.{b64encode(signature)}"
 
 
-def verify_hs256(token: str, secret: bytes, *, audience: str = "", issuer: str = "", now: float | None = None) -> str:
-    """Verify signature, `alg`, `exp`/`nbf`, and audience/issuer when configured; return `sub` (or "jwt")."""
+def verify_hs256(
+    token: str,
+    secret: bytes,
+    *,
+    audience: str = "",
+    issuer: str = "",
+    now: float | None = None,
+    require_exp: bool = True,
+) -> str:
+    """Verify signature, `alg`, `exp`/`nbf`, and audience/issuer when configured; return `sub` (or "jwt").
+
+    A token without `exp` never expires, so it is refused unless `require_exp` is off.
+    """
     header_b64, payload_b64, signature_b64 = token.split(".")
     try:
         header = orjson.loads(_b64decode(header_b64))
@@ -115,9 +130,14 @@ def verify_hs256(token: str, secret: bytes, *, audience: str = "", issuer: str =
         raise UnauthorizedError("token claims must be an object")
     moment = time.time() if now is None else now
     exp, nbf = claims.get("exp"), claims.get("nbf")
-    if isinstance(exp, (int, float)) and moment > exp + _CLOCK_SKEW_SECONDS:
+    for name, value in (("exp", exp), ("nbf", nbf)):
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise UnauthorizedError(f"token {name} is not a number")
+    if exp is None and require_exp:
+        raise UnauthorizedError("token has no exp claim")
+    if exp is not None and moment > exp + _CLOCK_SKEW_SECONDS:
         raise UnauthorizedError("token expired")
-    if isinstance(nbf, (int, float)) and moment < nbf - _CLOCK_SKEW_SECONDS:
+    if nbf is not None and moment < nbf - _CLOCK_SKEW_SECONDS:
         raise UnauthorizedError("token not valid yet")
     if audience:
         aud = claims.get("aud")

@@ -64,6 +64,9 @@ class DataPlane:
         offload = settings.offload_inference == "always" or (settings.offload_inference == "auto" and usable_cpus() > 1)
         # One worker thread: forward passes stay serial, the event loop keeps decoding meanwhile.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="forward") if offload else None
+        # Large bodies and CSV uploads are parsed here, off the event loop; the pool's size bounds how many
+        # parses (and their transient Python objects) exist at once.
+        self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
         self.batcher = MicroBatcher(
             self._run,
             max_batch_size=settings.max_batch_size,
@@ -91,6 +94,7 @@ class DataPlane:
         await self.batcher.stop()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _load_until_ready(self) -> None:
         while not self.model.ready:
@@ -144,7 +148,13 @@ class DataPlane:
 
     async def predict_chunk(self, features: Features) -> Prediction:
         """One forward pass over a bulk chunk, outside the request queue."""
-        prediction = await self.batcher.run_alone(features)
+        try:
+            prediction = await self.batcher.run_alone(features)
+        except ServingError:
+            raise
+        except Exception as error:
+            log.exception("prediction failed")
+            raise PredictionFailedError(f"the model failed on valid input: {type(error).__name__}: {error}") from error
         self.metrics.observe_batch(features, prediction)
         return prediction
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from modelpilot.inference.csv_tables import read_csv_table
 from modelpilot.inference.errors import InvalidInputError, MalformedBodyError, UnsupportedMediaTypeError
+from modelpilot.inference.runners import concat_features
 from modelpilot.inference.validation import Features, Validator
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -48,29 +48,9 @@ def is_json(content_type: str) -> bool:
     return media in {"", "application/json"} or media.endswith("+json")
 
 
-def parse_csv(text: str, validator: Validator, where: str = "csv") -> Features:
-    """A CSV table with a header row into features."""
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InvalidInputError(where, "empty CSV; expected a header row") from None
-    except csv.Error as error:
-        raise MalformedBodyError(f"CSV: {error}") from None
-    try:
-        rows = [row for row in reader if row]
-    except csv.Error as error:
-        raise MalformedBodyError(f"CSV line {reader.line_num}: {error}") from None
-    return validator.from_text_rows([h.strip() for h in header], rows, where)
-
-
 def decode_csv_body(body: bytes, validator: Validator) -> Features:
-    """A `text/csv` body into features."""
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise MalformedBodyError("CSV body is not UTF-8") from None
-    return parse_csv(text, validator)
+    """A `text/csv` body into features, parsed a piece at a time (see `csv_tables`)."""
+    return concat_features(list(read_csv_table(body, validator)))
 
 
 def decode_invocations(body: bytes, content_type: str, validator: Validator) -> DecodedRequest:

@@ -31,10 +31,23 @@ class InvalidInputError(ServingError):
     status = 422
     kind = "invalid_input"
 
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}", field=field, reason=reason)
-        self.field = field
-        self.reason = reason
+    def __init__(self, field: str, reason: str, *, row: int | None = None, row_in_field: bool = False) -> None:
+        """`row`: the row at fault, named in the reason (`row 3: …`) or, with `row_in_field`, the field (`data[3]`)."""
+        shown_field = f"{field}[{row}]" if row is not None and row_in_field else field
+        shown_reason = f"row {row}: {reason}" if row is not None and not row_in_field else reason
+        details = {"field": shown_field, "reason": shown_reason}
+        super().__init__(f"{shown_field}: {shown_reason}", **details)
+        self.field = shown_field
+        self.reason = shown_reason
+        self.row = row
+        self._parts = (field, reason, row_in_field)
+
+    def shifted(self, rows: int) -> InvalidInputError:
+        """The same error for a table that starts `rows` rows later (a piece of a longer upload)."""
+        if self.row is None:
+            return self
+        field, reason, row_in_field = self._parts
+        return InvalidInputError(field, reason, row=self.row + rows, row_in_field=row_in_field)
 
 
 class MalformedBodyError(ServingError):
@@ -125,3 +138,10 @@ class PredictionFailedError(ServingError):
 
     status = 500
     kind = "prediction_failed"
+
+
+class ResponseAbortedError(ServingError):
+    """A streamed answer failed after its status was sent: the edge ends it without its last chunk."""
+
+    status = 500
+    kind = "response_aborted"

@@ -6,41 +6,51 @@ few dict lookups here plus the work of the route, not a walk through a middlewar
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import orjson
 from fastapi import FastAPI
 from starlette.datastructures import State
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
 from starlette.routing import Match, compile_path
 from starlette.types import Message, Receive, Scope, Send
 
 from modelpilot.inference.auth import Authenticator
+from modelpilot.inference.clients import ClientAddresses
 from modelpilot.inference.dataplane import DataPlane
-from modelpilot.inference.errors import MethodNotAllowedError, PayloadTooLargeError, ServingError
+from modelpilot.inference.errors import (
+    MethodNotAllowedError,
+    PayloadTooLargeError,
+    ServingError,
+    UnauthorizedError,
+)
 from modelpilot.inference.logs import AccessLog
+from modelpilot.inference.metrics_endpoint import MetricsEndpoint
 from modelpilot.inference.ratelimit import RateLimiter
 from modelpilot.inference.responses import error_response
-from modelpilot.inference.routes import PredictionCall, PredictionRoute
+from modelpilot.inference.routes import PredictionCall, PredictionRoute, StreamingCall, StreamingRoute
 
 log = logging.getLogger("modelpilot.inference")
 
-# Probes and scrapes never need credentials and are never rate limited.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
+# Probes never need credentials and are never rate limited (/metrics has a listener of its own).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 _JSON = [(b"content-type", b"application/json")]
+# request id, Content-Length, Content-Type, Authorization, X-API-Key, forwarded-for header
+_RequestHead = tuple[str, int | None, str, str | None, str | None, str | None]
 
 
-class _PredictionRoutes:
-    """The prediction routes the edge answers itself: exact paths by dict lookup, templates by regex."""
+class _EdgeRoutes:
+    """The routes the edge answers itself: exact paths by dict lookup, templates by regex."""
 
-    def __init__(self, routes: list[tuple[str, PredictionRoute]]) -> None:
-        self.exact: dict[str, tuple[str, PredictionRoute]] = {}
-        self.templated: list[tuple[re.Pattern[str], str, PredictionRoute]] = []
+    def __init__(self, routes: list[tuple[str, Any]]) -> None:
+        self.exact: dict[str, tuple[str, Any]] = {}
+        self.templated: list[tuple[re.Pattern[str], str, Any]] = []
         for template, handler in routes:
             if "{" in template:
                 pattern, _, _ = compile_path(template)
@@ -48,7 +58,7 @@ class _PredictionRoutes:
             else:
                 self.exact[template] = (template, handler)
 
-    def match(self, path: str) -> tuple[str, PredictionRoute, dict[str, str]] | None:
+    def match(self, path: str) -> tuple[str, Any, dict[str, str]] | None:
         found = self.exact.get(path)
         if found is not None:
             return found[0], found[1], {}
@@ -73,8 +83,12 @@ class ServingEdge:
         *,
         plane: DataPlane,
         routes: list[tuple[str, PredictionRoute]],
+        streaming_routes: list[tuple[str, StreamingRoute]],
         authenticator: Authenticator,
         limiter: RateLimiter | None,
+        auth_failures: RateLimiter | None = None,
+        addresses: ClientAddresses | None = None,
+        forwarded_header: str = "x-forwarded-for",
         max_body_bytes: int,
         max_batch_body_bytes: int,
         access_log: AccessLog | None,
@@ -82,12 +96,18 @@ class ServingEdge:
         self.app = app
         self.plane = plane
         self.metrics = plane.metrics
-        self.routes = _PredictionRoutes(routes)
+        self.routes = _EdgeRoutes([*routes, *streaming_routes])
+        self._streaming = {handler for _, handler in streaming_routes}
         self.authenticator = authenticator
         self.limiter = limiter
+        self.auth_failures = auth_failures
+        self.addresses = addresses or ClientAddresses()
+        # Read only when proxies are trusted; an impossible header name otherwise.
+        self.forwarded_header = forwarded_header.lower().encode() if self.addresses.trusted else b"\n"
         self.max_body = max_body_bytes
         self.max_batch_body = max_batch_body_bytes
         self.access_log = access_log
+        self.metrics_app = MetricsEndpoint(plane.metrics)
         self._id_prefix = os.urandom(4).hex()
         self._counter = 0
 
@@ -101,11 +121,12 @@ class ServingEdge:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id, content_length, content_type, authorization, api_key = self._read_headers(scope["headers"])
+        head = self._read_headers(scope["headers"])
+        request_id = head[0]
         rid = request_id.encode()
         path: str = scope["path"]
-        prediction = self.routes.match(path)
-        route = prediction[0] if prediction is not None else None
+        edge_route = self.routes.match(path)
+        route = edge_route[0] if edge_route is not None else None
         limit = self.max_batch_body if path.endswith("/predict_batch") else self.max_body
         state: dict[str, Any] = {"status": 500, "started": False, "bytes_in": 0}
         client = "anonymous"
@@ -118,22 +139,17 @@ class ServingEdge:
             await send(message)
 
         try:
-            client = self._admit(scope, path, limit, content_length, authorization, api_key)
-            if prediction is None:
+            client = self._admit(scope, path, limit, head)
+            if edge_route is None:
                 scope.setdefault("state", {})["request_id"] = request_id
                 await self.app(scope, self._limit_receive(receive, limit, state), send_with_id)
-            elif scope["method"] != "POST":
-                raise MethodNotAllowedError(f"{scope['method']} {route}; use POST", allow="POST")
             else:
-                call = PredictionCall(self._body_reader(receive, limit, state), content_type, prediction[2])
-                body = await prediction[1](self.plane, call)
-                headers = [*_JSON, (b"content-length", str(len(body)).encode()), (b"x-request-id", rid)]
-                state["status"], state["started"] = 200, True
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await self._answer(edge_route, scope, receive, send, limit, state, head)
         except ServingError as error:
             if not state["started"]:
                 await error_response(error)(scope, receive, send_with_id)
+            else:  # a streamed answer aborted: returning without its last chunk makes the server close it
+                state["status"] = error.status
         except ClientDisconnect:
             if not state["started"]:
                 state["status"] = 499  # the client went away before its answer; nothing to send
@@ -146,6 +162,59 @@ class ServingEdge:
         finally:
             template = route if route is not None else self._route_template(scope)
             self._record(scope, template, state, request_id, client, time.perf_counter() - start)
+
+    async def _answer(
+        self,
+        edge_route: tuple[str, Any, dict[str, str]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        limit: int,
+        state: dict[str, Any],
+        head: _RequestHead,
+    ) -> None:
+        """Answer a route the edge serves itself: a JSON prediction, or a streamed CSV one."""
+        template, handler, params = edge_route
+        if scope["method"] != "POST":
+            raise MethodNotAllowedError(f"{scope['method']} {template}; use POST", allow="POST")
+        rid = (b"x-request-id", head[0].encode())
+        content_type = head[2]
+        if handler in self._streaming:
+            request = Request(scope, self._limit_receive(receive, limit, state))
+            first, rest = await handler(self.plane, StreamingCall(request, params))
+            await self._stream(first, rest, receive, send, state, rid)
+            return
+        body = await handler(self.plane, PredictionCall(self._body_reader(receive, limit, state), content_type, params))
+        headers = [*_JSON, (b"content-length", str(len(body)).encode()), rid]
+        state["status"], state["started"] = 200, True
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _stream(
+        self,
+        first: bytes,
+        rest: AsyncGenerator[bytes, None],
+        receive: Receive,
+        send: Send,
+        state: dict[str, Any],
+        rid: tuple[bytes, bytes],
+    ) -> None:
+        """A chunked CSV answer; stops computing when the client goes away (the body was read by now)."""
+        gone = asyncio.ensure_future(receive())
+        try:
+            headers = [(b"content-type", b"text/csv; charset=utf-8"), rid]
+            state["status"], state["started"] = 200, True
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for part in rest:
+                if gone.done():
+                    state["status"] = 499
+                    return
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            gone.cancel()
+            await rest.aclose()
 
     def _record(
         self, scope: Scope, template: str, state: dict[str, Any], request_id: str, client: str, elapsed: float
@@ -167,35 +236,43 @@ class ServingEdge:
                 }
             )
 
-    def _admit(
-        self,
-        scope: Scope,
-        path: str,
-        limit: int,
-        content_length: int | None,
-        authorization: str | None,
-        api_key: str | None,
-    ) -> str:
-        """Size limit, credentials, rate limit; returns the client name for logs and limits."""
+    def _admit(self, scope: Scope, path: str, limit: int, head: _RequestHead) -> str:
+        """Size limit, credentials, rate limits; returns the client name for logs and limits.
+
+        With credentials configured the client is who they name, and rate limits count per client;
+        without, the client is its address (see `ClientAddresses`). Failed authentication is counted
+        per address: an address that spent its budget of failures gets 429 before its credentials are
+        even looked at, so guessing keys costs time.
+        """
+        _, content_length, _, authorization, api_key, forwarded = head
         if content_length is not None and content_length > limit:
             raise PayloadTooLargeError(f"body of {content_length} bytes is over the {limit}-byte limit", limit=limit)
         if path in OPEN_PATHS:
             return "anonymous"
-        client = "anonymous"
+        peer = scope["client"][0] if scope.get("client") else "unknown"
+        address = self.addresses.address(peer, forwarded) if self.addresses.trusted else peer
         if self.authenticator.enabled:
-            client = self.authenticator.authenticate(authorization, api_key)
-        elif scope.get("client"):
-            client = scope["client"][0]
+            if self.auth_failures is not None:
+                self.auth_failures.check_left(address)
+            try:
+                client = self.authenticator.authenticate(authorization, api_key)
+            except UnauthorizedError:
+                if self.auth_failures is not None:
+                    self.auth_failures.spend(address)
+                raise
+        else:
+            client = address
         if self.limiter is not None:
             self.limiter.check(client)
         return client
 
-    def _read_headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, int | None, str, str | None, str | None]:
+    def _read_headers(self, headers: list[tuple[bytes, bytes]]) -> _RequestHead:
         request_id = None
         content_length = None
         content_type = ""
         authorization = None
         api_key = None
+        forwarded = None
         for name, value in headers:
             if name == b"content-length":
                 try:
@@ -210,10 +287,12 @@ class ServingEdge:
                 authorization = value.decode("latin-1")
             elif name == b"x-api-key":
                 api_key = value.decode("latin-1")
+            elif name == self.forwarded_header:
+                forwarded = value.decode("latin-1") if forwarded is None else f"{forwarded},{value.decode('latin-1')}"
         if request_id is None:
             self._counter += 1
             request_id = f"{self._id_prefix}-{self._counter:x}"
-        return request_id, content_length, content_type, authorization, api_key
+        return request_id, content_length, content_type, authorization, api_key, forwarded
 
     def _body_reader(self, receive: Receive, limit: int, state: dict[str, Any]) -> Callable[[], Awaitable[bytes]]:
         async def read() -> bytes:

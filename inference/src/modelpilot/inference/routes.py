@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
+from modelpilot.inference.bulk import BatchUpload
+from modelpilot.inference.csv_tables import PIECE_BYTES
 from modelpilot.inference.dataplane import DataPlane
-from modelpilot.inference.decoding import (
-    DecodedRequest,
-    decode_invocations,
-    decode_v1_predict,
-    decode_v2_infer,
-    is_csv,
-    parse_csv,
-)
+from modelpilot.inference.decoding import DecodedRequest, decode_invocations, decode_v1_predict, decode_v2_infer, is_csv
 from modelpilot.inference.errors import (
     InvalidInputError,
     MalformedBodyError,
@@ -29,9 +22,9 @@ from modelpilot.inference.errors import (
     UnknownModelError,
     UnsupportedMediaTypeError,
 )
-from modelpilot.inference.prediction import Prediction, csv_header, csv_rows, mlflow_predictions, v2_output
+from modelpilot.inference.openapi import openapi_document
+from modelpilot.inference.prediction import mlflow_predictions, v2_output
 from modelpilot.inference.responses import json_bytes
-from modelpilot.inference.validation import Features, Validator, row_count
 
 _JSON = "application/json"
 
@@ -125,67 +118,50 @@ PREDICTION_ROUTES: list[tuple[str, PredictionRoute]] = [
 ]
 
 
-async def predict_batch(request: Request) -> Response:
-    """POST /v1/models/{name}/predict_batch: a CSV upload in, a CSV of predictions streamed out."""
-    plane = _plane(request)
-    plane.check_name(request.path_params["name"])
-    validator = plane.model.require_validator()
-    features = await _read_csv_upload(request, validator)
-    chunk = plane.settings.batch_chunk_rows
-    first = await plane.predict_chunk(_rows(features, 0, min(chunk, row_count(features))))
+@dataclass(frozen=True)
+class StreamingCall:
+    """What the streaming route reads: the request (its body is read as it arrives) and the path parameters."""
 
-    async def stream() -> AsyncIterator[bytes]:
-        yield _csv_lines([_header(first)])
-        yield _csv_lines(_cells(first))
-        total = row_count(features)
-        for start in range(chunk, total, chunk):
-            prediction = await plane.predict_chunk(_rows(features, start, min(start + chunk, total)))
-            yield _csv_lines(_cells(prediction))
-
-    return StreamingResponse(stream(), media_type="text/csv")
+    request: Request
+    path_params: dict[str, str]
 
 
-async def _read_csv_upload(request: Request, validator: Validator) -> Features:
+async def predict_batch(plane: DataPlane, call: StreamingCall) -> tuple[bytes, AsyncGenerator[bytes, None]]:
+    """POST /v1/models/{name}/predict_batch: a CSV upload in, a CSV of predictions streamed out.
+
+    Returns the first lines of the answer and an iterator over the rest (see `bulk` for the guarantees).
+    """
+    plane.check_name(call.path_params["name"])
+    plane.model.require_validator()
+    upload = BatchUpload(plane, _upload_chunks(call.request))
+    await upload.read()
+    return await upload.stream()
+
+
+StreamingRoute: TypeAlias = Callable[[DataPlane, StreamingCall], Awaitable[tuple[bytes, AsyncGenerator[bytes, None]]]]
+
+STREAMING_ROUTES: list[tuple[str, StreamingRoute]] = [("/v1/models/{name}/predict_batch", predict_batch)]
+
+
+async def _upload_chunks(request: Request) -> AsyncIterator[bytes]:
+    """The CSV bytes of a raw `text/csv` body or of the multipart field `file`, as they arrive."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        async with request.form(max_files=1) as form:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise InvalidInputError("file", "expected a CSV file in the form field 'file'")
-            data = await upload.read()
+        try:
+            async with request.form(max_files=1) as form:
+                upload = form.get("file")
+                if not isinstance(upload, UploadFile):
+                    raise InvalidInputError("file", "expected a CSV file in the form field 'file'")
+                while data := await upload.read(PIECE_BYTES):
+                    yield data
+        except MultiPartException as error:
+            raise MalformedBodyError(f"multipart body: {error.message}") from None
     elif is_csv(content_type):
-        data = await request.body()
+        async for chunk in request.stream():
+            if chunk:
+                yield chunk
     else:
         raise UnsupportedMediaTypeError(f"content type {content_type!r}; upload text/csv or multipart/form-data")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise MalformedBodyError("CSV is not UTF-8") from None
-    return parse_csv(text, validator)
-
-
-def _rows(features: Features, start: int, stop: int) -> Features:
-    if isinstance(features, dict):
-        return {name: column[start:stop] for name, column in features.items()}
-    return features[start:stop]
-
-
-def _header(prediction: Prediction) -> list[str]:
-    header = csv_header(prediction.values)
-    return [*header, "class"] if prediction.classes is not None and len(header) > 1 else header
-
-
-def _cells(prediction: Prediction) -> list[list[Any]]:
-    rows = csv_rows(prediction.values)
-    if prediction.classes is not None and rows and len(rows[0]) > 1:
-        return [[*row, label] for row, label in zip(rows, prediction.classes.tolist(), strict=True)]
-    return rows
-
-
-def _csv_lines(rows: list[list[Any]]) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue().encode()
 
 
 def _check_version(plane: DataPlane, version: str | None) -> None:
@@ -273,14 +249,13 @@ async def v2_ready(request: Request) -> Response:
     return _json({"ready": ready}, 200 if ready else 503)
 
 
-async def metrics(request: Request) -> Response:
-    """Prometheus text exposition."""
-    return Response(_plane(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+async def openapi_json(request: Request) -> Response:
+    """GET /openapi.json: every route, the prediction routes with the model's signature."""
+    return _json(openapi_document(_plane(request)))
 
 
 # Every other route goes through the app's router (the prediction routes above never reach it).
 ROUTES: list[tuple[str, Any, list[str]]] = [
-    ("/v1/models/{name}/predict_batch", predict_batch, ["POST"]),
     ("/v1/models/{name}", v1_model, ["GET"]),
     ("/v2/health/live", v2_live, ["GET"]),
     ("/v2/health/ready", v2_ready, ["GET"]),
@@ -288,8 +263,8 @@ ROUTES: list[tuple[str, Any, list[str]]] = [
     ("/v2/models/{name}/versions/{version}", v2_model_metadata, ["GET"]),
     ("/v2/models/{name}/ready", v2_model_ready, ["GET"]),
     ("/healthz", healthz, ["GET"]),
+    ("/openapi.json", openapi_json, ["GET"]),
     ("/readyz", readyz, ["GET"]),
-    ("/metrics", metrics, ["GET"]),
     # MLflow's scoring server answers these; clients written for it poll them for readiness.
     ("/ping", readyz, ["GET"]),
     ("/health", readyz, ["GET"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,7 +34,19 @@ class Settings(BaseSettings):
     # Network.
     host: str = "0.0.0.0"
     port: int = 8080
+    metrics_port: int = Field(9090, ge=0, le=65535, description="Port of /metrics, apart from predictions; 0: none.")
     graceful_shutdown_seconds: float = Field(30.0, ge=0, description="Time in-flight requests get after SIGTERM.")
+    max_concurrency: int = Field(
+        256, ge=0, description="Open connections or requests in progress beyond which requests get 503; 0: none."
+    )
+    max_header_bytes: int = Field(32 * 1024, ge=1024, description="Request line and headers; larger heads get 431.")
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="Time to receive a request's head, from connecting or its first byte; then 408."
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest pause while a request body arrives (while the server reads it); then 408."
+    )
+    keep_alive_seconds: float = Field(5.0, ge=1, description="An idle keep-alive connection is closed after this.")
 
     # Micro-batching.
     max_batch_size: int = Field(1024, ge=1, description="Rows one forward pass may take from queued requests.")
@@ -49,8 +61,27 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_batch_body_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Limit for /predict_batch uploads.")
     batch_chunk_rows: int = Field(4096, ge=1, description="Rows per forward pass in /predict_batch.")
+    spool_dir: str = Field(
+        "", description="Where /predict_batch keeps validated rows beyond 16 MiB; empty: the system temp dir."
+    )
+    decode_threads: int = Field(
+        2, ge=1, description="Threads that decode large bodies and CSV uploads; bounds their memory together."
+    )
+    decode_offload_bytes: int = Field(
+        1024 * 1024, ge=0, description="Bodies at least this large are decoded in a decode thread, off the loop."
+    )
     rate_limit_rps: float = Field(0.0, ge=0, description="Requests per second per client; 0 disables the limit.")
     rate_limit_burst: int = Field(0, ge=0, description="Bucket size; 0 means one second's worth.")
+    auth_failure_rps: float = Field(
+        1.0, ge=0, description="Failed authentications per second per client address; 0 disables the limit."
+    )
+    auth_failure_burst: int = Field(10, ge=0, description="Failed authentications allowed at once per address.")
+    trusted_proxies: str = Field(
+        "", description="Comma-separated CIDRs of proxies whose client address header is believed."
+    )
+    client_address_header: str = Field(
+        "x-forwarded-for", description="Header a trusted proxy names the client in (read from the right)."
+    )
 
     # Auth: API keys, or JWT HS256; either one accepted when both are set.
     api_keys: str = Field("", description="Comma-separated API keys.")
@@ -59,6 +90,7 @@ class Settings(BaseSettings):
     jwt_secret_file: Path | None = None
     jwt_audience: str = ""
     jwt_issuer: str = ""
+    jwt_allow_no_exp: bool = Field(False, description="Accept JWTs without an exp claim (refused by default).")
 
     # Logs.
     access_log: bool = True
@@ -67,3 +99,13 @@ class Settings(BaseSettings):
     # For rollback tests only: make the prediction routes fail or slow down on purpose.
     fault_error_rate: float = Field(0.0, ge=0, le=1, description="Testing only: share of predictions answered 500.")
     fault_latency_ms: float = Field(0.0, ge=0, description="Testing only: delay added to each prediction request.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        import ipaddress
+
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the bad one
+        return value

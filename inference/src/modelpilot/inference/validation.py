@@ -26,6 +26,13 @@ def row_count(features: Features) -> int:
     return int(features.shape[0])
 
 
+def take_rows(features: Features, start: int, stop: int) -> Features:
+    """Rows `start:stop` of a validated feature set (views, no copies)."""
+    if isinstance(features, dict):
+        return {name: column[start:stop] for name, column in features.items()}
+    return features[start:stop]
+
+
 def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -218,7 +225,9 @@ class Validator:
         for index, row in enumerate(rows):
             if not isinstance(row, list) or len(row) != width:
                 got = f"{len(row)} values" if isinstance(row, list) else _type_name(row)
-                raise InvalidInputError(f"{where}[{index}]", f"expected a row of {width} values, got {got}")
+                raise InvalidInputError(
+                    where, f"expected a row of {width} values, got {got}", row=index, row_in_field=True
+                )
 
     def _rows_to_matrix(
         self, rows: list[Any], where: str, *, flat: bool = False, numbers_only: bool = False
@@ -277,7 +286,7 @@ class Validator:
         if not self.allow_nan and matrix.dtype.kind == "f" and not np.isfinite(matrix).all():
             flat_index = int(np.argmin(np.isfinite(matrix.reshape(matrix.shape[0], -1)).all(axis=0)))
             row = int(np.argmin(np.isfinite(matrix.reshape(matrix.shape[0], -1)).all(axis=1)))
-            raise InvalidInputError(self.label(flat_index), f"row {row}: NaN or infinity is not allowed")
+            raise InvalidInputError(self.label(flat_index), "NaN or infinity is not allowed", row=row)
         return matrix
 
     def _check_shape(self, shape: Sequence[int], where: str) -> tuple[int, ...]:
@@ -296,7 +305,7 @@ class Validator:
             rows = max(1, matrix.shape[0]) if matrix.ndim else 1
             per_row = matrix.size // rows if matrix.size else 1
             row, position = divmod(wrong[0], per_row)
-            raise InvalidInputError(self.label(position), f"row {row}: {wrong[1]}")
+            raise InvalidInputError(self.label(position), wrong[1], row=row)
 
     def _check_row_shape(self, array: np.ndarray[Any, Any], where: str) -> np.ndarray[Any, Any]:
         expected = self.schema.row_shape if self.schema.is_tensor else (self.width,)
@@ -316,7 +325,7 @@ class Validator:
                     continue
                 if not isinstance(value, (int, float)):
                     field = self.label(j) if isinstance(row, list) else where
-                    raise InvalidInputError(field, f"row {i}: expected a number, got {_type_name(value)}")
+                    raise InvalidInputError(field, f"expected a number, got {_type_name(value)}", row=i)
 
     def _explain_text_cells(self, rows: list[list[str]], header: Sequence[str]) -> None:
         for i, row in enumerate(rows):
@@ -324,7 +333,7 @@ class Validator:
                 try:
                     float(value)
                 except ValueError:
-                    raise InvalidInputError(str(header[j]), f"row {i}: {value!r} is not a number") from None
+                    raise InvalidInputError(str(header[j]), f"{value!r} is not a number", row=i) from None
 
     def _columns_in(self, columns: Mapping[str, Any]) -> list[Column]:
         return [c for c in self.schema.columns if c.name in columns]
@@ -338,7 +347,7 @@ class Validator:
             if column.kind == "str":
                 bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
                 if bad is not None:
-                    raise InvalidInputError(column.name, f"row {bad}: expected a string, got {_type_name(values[bad])}")
+                    raise InvalidInputError(column.name, f"expected a string, got {_type_name(values[bad])}", row=bad)
             array = np.empty(len(values), dtype=object)
             try:
                 array[:] = values
@@ -354,18 +363,18 @@ class Validator:
         if array.ndim != 1 or array.dtype.kind not in allowed:
             for i, value in enumerate(values):
                 if not _fits(column.kind, value, self.allow_nan):
-                    raise InvalidInputError(column.name, f"row {i}: expected {column.kind}, got {_type_name(value)}")
+                    raise InvalidInputError(column.name, f"expected {column.kind}, got {_type_name(value)}", row=i)
             if not (column.kind == "float" and self.allow_nan):
                 raise InvalidInputError(column.name, f"expected {column.kind} values")
             array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
         if column.kind == "int":
             wrong = _integer_range_error(array, np.dtype(column.dtype))
             if wrong is not None:
-                raise InvalidInputError(column.name, f"row {wrong[0]}: {wrong[1]}")
+                raise InvalidInputError(column.name, wrong[1], row=wrong[0])
         array = array.astype(column.dtype)
         if column.kind == "float" and not self.allow_nan and not np.isfinite(array).all():
             row = int(np.argmin(np.isfinite(array)))
-            raise InvalidInputError(column.name, f"row {row}: NaN or infinity is not allowed")
+            raise InvalidInputError(column.name, "NaN or infinity is not allowed", row=row)
         return array
 
 
