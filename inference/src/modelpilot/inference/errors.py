@@ -35,7 +35,9 @@ class InvalidInputError(ServingError):
         """`row`: the row at fault, named in the reason (`row 3: …`) or, with `row_in_field`, the field (`data[3]`)."""
         shown_field = f"{field}[{row}]" if row is not None and row_in_field else field
         shown_reason = f"row {row}: {reason}" if row is not None and not row_in_field else reason
-        details = {"field": shown_field, "reason": shown_reason}
+        details: dict[str, Any] = {"field": shown_field, "reason": shown_reason}
+        if row is not None:
+            details["row"] = row
         super().__init__(f"{shown_field}: {shown_reason}", **details)
         self.field = shown_field
         self.reason = shown_reason
