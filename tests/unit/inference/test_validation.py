@@ -206,3 +206,24 @@ def test_columns_of_any_type_keep_list_values_as_objects() -> None:
     features = tagged.from_columns({"tags": [[1, 2], [3, 4]]})
     assert isinstance(features, dict)
     assert features["tags"].tolist() == [[1, 2], [3, 4]]
+
+
+def test_records_with_other_columns_than_the_first_are_refused() -> None:
+    base = {"amount": 1.0, "items": 2, "country": "DE", "vip": True}
+    error = _error(MIXED.from_records, [{**base, "note": "a"}, base])
+    assert (error.field, error.reason) == ("dataframe_records[1]", "has other columns than the first record")
+    assert _error(MIXED.from_records, [{"amount": 1.0, "items": 2, "country": "DE", "zzz": 1}]).field == "zzz"
+    features = MIXED.from_records([{**base, "note": "a"}, {**base, "note": "b"}])
+    assert isinstance(features, dict)
+    assert features["note"].tolist() == ["a", "b"]
+
+
+def test_long_tables_convert_in_runs_with_the_same_result() -> None:
+    from modelpilot.inference.validation import ROWS_PER_CONVERSION, rows_to_array
+
+    rows = [[float(i), float(-i), 0.5] for i in range(ROWS_PER_CONVERSION * 2 + 5)]
+    assert TENSOR.from_rows(rows).tolist() == np.array(rows, dtype=np.float32).tolist()  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="another shape"):
+        rows_to_array([*rows[:ROWS_PER_CONVERSION], *[[1.0]] * 3], np.float32)
+    ragged = [*rows[: ROWS_PER_CONVERSION + 1], [1.0], *rows[:ROWS_PER_CONVERSION]]
+    assert _error(TENSOR.from_rows, ragged).field == f"data[{ROWS_PER_CONVERSION + 1}]"

@@ -12,6 +12,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 
+from modelpilot.inference.collector import collector_paused
 from modelpilot.inference.errors import InvalidInputError, MalformedBodyError, PayloadTooLargeError
 from modelpilot.inference.runners import concat_features
 from modelpilot.inference.validation import Features, Validator, row_count, take_rows
@@ -99,12 +100,13 @@ class CsvTableReader:
             raise MalformedBodyError(f"CSV is not UTF-8 (after row {self.rows}): {error.reason}") from None
         reader = csv.reader(io.StringIO(text))
         try:
-            if self.header is None:
-                header = next(reader, None)
-                if header is None:
-                    return None
-                self.header = [name.strip() for name in header]
-            rows = [row for row in reader if row]
+            with collector_paused():  # a list per row: see `collector`
+                if self.header is None:
+                    header = next(reader, None)
+                    if header is None:
+                        return None
+                    self.header = [name.strip() for name in header]
+                rows = [row for row in reader if row]
         except csv.Error as error:
             raise MalformedBodyError(f"CSV after row {self.rows}: {error}") from None
         if not rows:

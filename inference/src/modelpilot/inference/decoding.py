@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from modelpilot.inference.collector import collector_paused
 from modelpilot.inference.csv_tables import read_csv_table
 from modelpilot.inference.errors import InvalidInputError, MalformedBodyError, UnsupportedMediaTypeError
 from modelpilot.inference.runners import concat_features
@@ -14,6 +15,7 @@ from modelpilot.inference.validation import Features, Validator
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _MANY_ROWS = 16
+PAUSE_COLLECTOR_BYTES = 1024 * 1024
 _V2_NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}
 
 
@@ -32,7 +34,10 @@ def parse_json(body: bytes) -> Any:
     if not body:
         raise MalformedBodyError("empty body; send a JSON document")
     try:
-        return orjson.loads(body)
+        if len(body) < PAUSE_COLLECTOR_BYTES:
+            return orjson.loads(body)
+        with collector_paused():
+            return orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise MalformedBodyError(f"body is not valid JSON: {error}") from None
 

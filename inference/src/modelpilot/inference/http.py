@@ -272,7 +272,7 @@ class ServingEdge:
         content_type = ""
         authorization = None
         api_key = None
-        forwarded = None
+        hops: list[str] = []
         for name, value in headers:
             if name == b"content-length":
                 try:
@@ -288,10 +288,11 @@ class ServingEdge:
             elif name == b"x-api-key":
                 api_key = value.decode("latin-1")
             elif name == self.forwarded_header:
-                forwarded = value.decode("latin-1") if forwarded is None else f"{forwarded},{value.decode('latin-1')}"
+                hops.append(value.decode("latin-1"))
         if request_id is None:
             self._counter += 1
             request_id = f"{self._id_prefix}-{self._counter:x}"
+        forwarded = ",".join(hops) if hops else None  # repeated headers are one list, in order
         return request_id, content_length, content_type, authorization, api_key, forwarded
 
     def _body_reader(self, receive: Receive, limit: int, state: dict[str, Any]) -> Callable[[], Awaitable[bytes]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -58,6 +59,12 @@ async def _decode(plane: DataPlane, call: PredictionCall, decode: Any, *args: An
     plane.batcher.decoding_started()
     try:
         body = await call.read_body()
+        if len(body) >= plane.settings.decode_offload_bytes:
+            # A large body would hold the event loop (and every other request, /healthz too) while it is
+            # parsed; a decode thread lets the loop run between the interpreter's switch intervals.
+            loop = asyncio.get_running_loop()
+            offloaded: DecodedRequest = await loop.run_in_executor(plane.decode_pool, decode, body, *args, validator)
+            return offloaded
         decoded: DecodedRequest = decode(body, *args, validator) if args else decode(body, validator)
         return decoded
     finally:

@@ -17,6 +17,7 @@ from modelpilot.inference.schema import Column, InputSchema
 
 Features: TypeAlias = np.ndarray[Any, Any] | dict[str, np.ndarray[Any, Any]]
 _NUMBER_KINDS = "fiub"
+ROWS_PER_CONVERSION = 8192
 
 
 def row_count(features: Features) -> int:
@@ -24,6 +25,25 @@ def row_count(features: Features) -> int:
     if isinstance(features, dict):
         return len(next(iter(features.values()))) if features else 0
     return int(features.shape[0])
+
+
+def rows_to_array(rows: list[Any], dtype: Any = None) -> np.ndarray[Any, Any]:
+    """`np.array(rows, dtype)`, in runs of `ROWS_PER_CONVERSION` rows when there are more.
+
+    numpy holds the interpreter lock for the whole of one conversion: for the longest tables a body
+    can hold (millions of tiny rows) that is seconds in which no other thread, the event loop included,
+    runs. Runs of rows keep each hold short; a run of the wrong shape ends the conversion early.
+    """
+    if len(rows) <= ROWS_PER_CONVERSION:
+        return np.array(rows, dtype=dtype)
+    first = np.array(rows[:ROWS_PER_CONVERSION], dtype=dtype)
+    parts = [first]
+    for start in range(ROWS_PER_CONVERSION, len(rows), ROWS_PER_CONVERSION):
+        part = np.array(rows[start : start + ROWS_PER_CONVERSION], dtype=dtype)
+        if part.shape[1:] != first.shape[1:]:
+            raise ValueError(f"rows from {start} on have another shape")
+        parts.append(part)
+    return np.concatenate(parts)
 
 
 def take_rows(features: Features, start: int, stop: int) -> Features:
@@ -87,9 +107,13 @@ class Validator:
             raise InvalidInputError(f"{where}[{index}]", f"expected an object, got {_type_name(records[index])}")
         names = self.names if not self.schema.is_tensor else tuple(records[0])
         required = self._required_names(names)
+        first = records[0].keys()
+        self._explain_record(records[0], names, required, f"{where}[0]")
+        # Every record has the first one's columns (an optional column is in all records or in none).
         for index, record in enumerate(records):
-            if len(record) != len(names) or not all(n in record for n in required):
+            if record.keys() != first:
                 self._explain_record(record, names, required, f"{where}[{index}]")
+                raise InvalidInputError(f"{where}[{index}]", "has other columns than the first record")
         if self.as_matrix:
             rows = [[r[n] for n in names] for r in records]
             return self._rows_to_matrix(rows, where)
@@ -154,7 +178,7 @@ class Validator:
         self._check_row_lengths(rows, len(header), where)
         if self.as_matrix:
             try:
-                matrix = np.array(rows, dtype=np.float64)
+                matrix = rows_to_array(rows, np.float64)
             except ValueError:
                 self._explain_text_cells(rows, header)
                 raise
@@ -237,7 +261,7 @@ class Validator:
             if fast is not None:
                 return fast
         try:
-            matrix = np.array(rows)
+            matrix = rows_to_array(rows)
         except (ValueError, TypeError):
             matrix = None
         if matrix is None or matrix.ndim != 2 or (not flat and matrix.shape[1] != self.width):
@@ -263,7 +287,7 @@ class Validator:
         """
         try:
             with np.errstate(over="ignore"):  # overflow becomes inf, which the finiteness check reports
-                matrix = np.array(rows, dtype=self.dtype)
+                matrix = rows_to_array(rows, self.dtype)
         except (ValueError, TypeError):
             return None
         if matrix.ndim != 2 or matrix.shape[1] != self.width:
@@ -277,7 +301,7 @@ class Validator:
             self._explain_cells(rows, where)
             if not (self.allow_nan and matrix.dtype.kind == "O"):
                 raise InvalidInputError(where, "expected numbers")
-            matrix = np.array(rows, dtype=np.float64)  # numbers and nulls only (checked above): null is NaN
+            matrix = rows_to_array(rows, np.float64)  # numbers and nulls only (checked above): null is NaN
         if matrix.dtype != self.dtype:
             if self.dtype.kind in "iu":
                 self._check_integer_range(matrix)
