@@ -69,7 +69,12 @@ def test_each_prediction_route_exports_its_5xx_series_at_zero_before_any_error(a
     client = app_with(track="canary")
     assert client.post("/v1/models/moe-pt2/predict", json=BODY).status_code == 200
     requests = {(s["route"], s["code"]): v for s, v in samples(client)["modelpilot_http_requests_total"]}
-    for route in ("/invocations", "/v1/models/{name}/predict", "/v2/models/{name}/infer"):
+    for route in (
+        "/invocations",
+        "/v1/models/{name}/predict",
+        "/v1/models/{name}/predict_batch",
+        "/v2/models/{name}/infer",
+    ):
         assert requests[(route, "500")] == 0
     assert ("/metrics", "500") not in requests  # probes and scrapes are not traffic
     assert requests[("/v1/models/{name}/predict", "200")] == 1

@@ -39,9 +39,8 @@ def create_app(
     """
     settings = settings or Settings()
     model = model or ServedModel(settings)
-    metrics = ServingMetrics(
-        model.name, model.version, settings.track, traffic_routes=tuple(route for route, _ in PREDICTION_ROUTES)
-    )
+    traffic_routes = tuple(route for route, _ in [*PREDICTION_ROUTES, *STREAMING_ROUTES])
+    metrics = ServingMetrics(model.name, model.version, settings.track, traffic_routes=traffic_routes)
     plane = DataPlane(settings, model, metrics)
     access_log = AccessLog(access_stream) if settings.access_log else None
 
