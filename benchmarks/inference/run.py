@@ -104,7 +104,12 @@ def server_commands(name: str, uri: str, port: int) -> tuple[list[str], dict[str
     """(argv, extra env, readiness path) of each contender."""
     pin = ["taskset", "-c", SERVER_CPU]
     if name == "modelpilot":
-        env = {"MODELPILOT_MODEL_URI": uri, "MODELPILOT_PORT": str(port), "MODELPILOT_HOST": "127.0.0.1"}
+        env = {
+            "MODELPILOT_MODEL_URI": uri,
+            "MODELPILOT_HOST": "127.0.0.1",
+            "MODELPILOT_PORT": str(port),
+            "MODELPILOT_METRICS_PORT": str(free_port()),  # the default 9090 may be taken on this machine
+        }
         return [*pin, str(BIN / "modelpilot-serve")], env, "/readyz"
     if name == "mlflow":
         argv = [str(BIN / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1"]

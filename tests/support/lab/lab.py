@@ -9,9 +9,9 @@
 
 Every `poll_seconds` the lab reads the resource's serving Deployments and its router (HTTPRoute, or
 the ready replicas of both tracks), brings the real servers in line (`servers.ServerSupervisor`),
-hands the split to the splitter, points Prometheus at the live servers and releases the pods whose
-server is ready (`admission`). All of it runs on one asyncio loop in a background thread, so the
-caller's thread stays free to drive the scenario.
+hands the split to the splitter, points Prometheus at the live servers' metrics ports and releases the
+pods whose server is ready (`admission`). All of it runs on one asyncio loop in a background thread,
+so the caller's thread stays free to drive the scenario.
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ class Lab:
                     core.patch_namespaced_pod(metadata["name"], self.settings.namespace, admission.release_patch())
 
     def _point_prometheus(self) -> None:
-        targets = sorted(server.address for server in self.supervisor.running())
+        targets = sorted(server.metrics_address for server in self.supervisor.running())
         if targets != self._targets:
             self._targets = targets
             prometheus = self._prometheus

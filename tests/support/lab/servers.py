@@ -1,9 +1,10 @@
 """One real inference server per serving Deployment, following the Deployment's version.
 
 Pods are simulated (kwok), so the lab serves each Deployment beside the cluster: a `modelpilot-serve`
-process on 127.0.0.1 with the environment of the Deployment's container. A new version gets a new
-process; the old one keeps serving until the new one is ready (as a rolling update keeps old pods),
-and a Deployment that goes takes its server with it.
+process on 127.0.0.1 with the environment of the Deployment's container, its prediction and metrics
+ports chosen free (a pod's fixed ports would collide on loopback). A new version gets a new process;
+the old one keeps serving until the new one is ready (as a rolling update keeps old pods), and a
+Deployment that goes takes its server with it.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ logger = logging.getLogger(__name__)
 
 TRACK_LABEL = "modelpilot.io/track"
 VERSION_LABEL = "modelpilot.io/version"
-# What the lab sets regardless of the Deployment: loopback, a light footprint, quick shutdown.
+# What the lab sets regardless of the Deployment: loopback, a light footprint, quick shutdown, and the
+# system temp dir for bulk-upload spools (the pod's spool volume is not mounted here).
 LAB_SERVER_ENV = {
     "MODELPILOT_HOST": "127.0.0.1",
+    "MODELPILOT_SPOOL_DIR": "",
     "MODELPILOT_TORCH_THREADS": "1",
     "MODELPILOT_ACCESS_LOG": "false",
     "MODELPILOT_GRACEFUL_SHUTDOWN_SECONDS": "1",
@@ -73,6 +76,7 @@ class InferenceServer:
     track: str
     version: str
     port: int
+    metrics_port: int
     process: Any  # subprocess.Popen[bytes]
     log: Path
     started: float = field(default_factory=time.monotonic)
@@ -85,8 +89,13 @@ class InferenceServer:
 
     @property
     def address(self) -> str:
-        """host:port, as Prometheus targets are written."""
+        """host:port of the prediction port."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def metrics_address(self) -> str:
+        """host:port of the metrics port, as Prometheus targets are written."""
+        return f"127.0.0.1:{self.metrics_port}"
 
     @property
     def alive(self) -> bool:
@@ -125,16 +134,17 @@ class ServerSupervisor:
         logger.info("server %s: %s version %s on %s", what, server.deployment, server.version, server.address)
 
     def _start(self, view: DeploymentView) -> InferenceServer:
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         env = {
             **view.env,
             **LAB_SERVER_ENV,
             "MODELPILOT_PORT": str(port),
+            "MODELPILOT_METRICS_PORT": str(metrics_port),
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             **self.faults.get(view.version, {}),
         }
         started = self.pool.take(env)
-        server = InferenceServer(view.name, view.track, view.version, port, started.process, started.log)
+        server = InferenceServer(view.name, view.track, view.version, port, metrics_port, started.process, started.log)
         self._record("started", server)
         return server
 
