@@ -153,5 +153,6 @@ INVALID_CASES = [
     InvalidCase("error rate above one", _set("rollout.analysis.maxErrorRate", 1.5), "maxErrorRate"),
     InvalidCase("tracking uri not http", _set("registry.trackingUri", "mlflow:5000"), "trackingUri"),
     InvalidCase("missing serving image", _set("serving.image", _DELETE), "image"),
+    InvalidCase("serving port is the metrics port", _set("serving.port", 9090), "must not be 9090"),
     InvalidCase("bad cron schedule", _set("training.schedule", "every sunday"), "schedule"),
 ]

@@ -165,3 +165,22 @@ def test_router_weight_of_an_unweighted_or_empty_route() -> None:
     }
     assert router_weight(two_equal) == 50
     assert router_weight({"kind": "Deployment", "metadata": {"name": "fraud"}}) is None
+
+
+@pytest.mark.parametrize("raw", [gateway_raw, ingress_raw, replicas_raw])
+def test_routers_reach_only_the_prediction_port_never_metrics(raw: Any) -> None:
+    """/metrics is on its own port; a router's backends name the prediction port, where /metrics is a 404."""
+    spec = spec_of(raw())
+    for obj in build_router(OWNER, spec, RouterPlan(canary_weight=25, canary_present=True)).apply:
+        ports = _backend_ports(obj)
+        assert ports, obj["kind"]
+        assert set(ports) == {spec.serving.port}, obj["kind"]
+
+
+def _backend_ports(obj: dict[str, Any]) -> list[int]:
+    if obj["kind"] == "HTTPRoute":
+        return [ref["port"] for rule in obj["spec"]["rules"] for ref in rule["backendRefs"]]
+    if obj["kind"] == "Ingress":
+        paths = [path for rule in obj["spec"]["rules"] for path in rule["http"]["paths"]]
+        return [path["backend"]["service"]["port"]["number"] for path in paths]
+    return [port["port"] for port in obj["spec"]["ports"]]

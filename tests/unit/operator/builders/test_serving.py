@@ -171,6 +171,13 @@ def test_probes_gate_readiness_on_the_model_and_allow_a_slow_start() -> None:
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
 
 
+def test_liveness_outlasts_the_longest_parse_of_one_body() -> None:
+    """Parsing a maximal JSON body can hold the interpreter for about a second; /healthz waits for it."""
+    container = _container(build_track(OWNER, spec_of(replicas_raw()), track_plan()))
+    assert container["livenessProbe"]["timeoutSeconds"] >= 2
+    assert container["startupProbe"]["timeoutSeconds"] >= 2
+
+
 def test_gpu_limits_pass_through_and_bring_the_gpu_toleration() -> None:
     objects = build_track(OWNER, spec_of(gateway_raw()), track_plan())
     assert _container(objects)["resources"]["limits"]["nvidia.com/gpu"] == "1"
@@ -179,29 +186,52 @@ def test_gpu_limits_pass_through_and_bring_the_gpu_toleration() -> None:
     assert "tolerations" not in _pod_spec(build_track(OWNER, spec_of(replicas_raw()), track_plan()))
 
 
-def test_prometheus_scrapes_the_serving_port() -> None:
+def test_prometheus_scrapes_the_metrics_port_which_the_service_does_not_carry() -> None:
     raw = replicas_raw()
     raw["serving"]["port"] = 9100
+    raw["serving"]["env"] = [{"name": "MODELPILOT_METRICS_PORT", "value": "0"}]
     objects = build_track(OWNER, spec_of(raw), track_plan())
     annotations = _by_kind(objects)["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == "9100"
-    assert _container(objects)["ports"] == [{"name": "http", "containerPort": 9100, "protocol": "TCP"}]
-    assert _by_kind(objects)["Service"]["spec"]["ports"][0]["port"] == 9100
+    assert annotations["prometheus.io/port"] == "9090"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert _container(objects)["ports"] == [
+        {"name": "http", "containerPort": 9100, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
+    assert _env(objects)["MODELPILOT_METRICS_PORT"] == "9090"  # the pod's port and the server's agree
+    assert _by_kind(objects)["Service"]["spec"]["ports"] == [
+        {"name": "http", "port": 9100, "targetPort": "http", "protocol": "TCP"}
+    ]
+
+
+def test_bulk_uploads_spool_to_a_size_limited_volume_and_tmp_stays_for_the_model() -> None:
+    raw = replicas_raw()
+    raw["serving"]["env"] = [{"name": "MODELPILOT_SPOOL_DIR", "value": "/"}]
+    objects = build_track(OWNER, spec_of(raw), track_plan())
+    assert _env(objects)["MODELPILOT_SPOOL_DIR"] == "/var/spool/modelpilot"
+    mounts = {mount["mountPath"]: mount["name"] for mount in _container(objects)["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in _pod_spec(objects)["volumes"]}
+    assert volumes[mounts["/var/spool/modelpilot"]]["emptyDir"] == {"sizeLimit": "2Gi"}
+    assert volumes[mounts["/tmp"]]["emptyDir"] == {}  # model files of any size are downloaded there
+    assert _container(objects)["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 @pytest.mark.parametrize(
     ("tracking_uri", "registry_port"),
     [("http://mlflow.mlflow:5000", 5000), ("https://mlflow.example.com", 443), ("http://mlflow", 80)],
 )
-def test_network_policy_admits_the_serving_port_and_lets_out_dns_registry_and_artifacts(
+def test_network_policy_admits_predictions_from_anywhere_metrics_from_pods_and_lets_out_dns_registry_and_artifacts(
     tracking_uri: str, registry_port: int
 ) -> None:
     raw = replicas_raw()
     raw["registry"]["trackingUri"] = tracking_uri
     policy = _by_kind(build_track(OWNER, spec_of(raw), track_plan()))["NetworkPolicy"]["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    assert policy["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+    assert policy["ingress"] == [
+        {"ports": [{"protocol": "TCP", "port": 8080}]},
+        {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 9090}]},
+    ]
     egress_ports = {(port["protocol"], port["port"]) for rule in policy["egress"] for port in rule["ports"]}
     assert egress_ports == {("UDP", 53), ("TCP", 53), ("TCP", registry_port), ("TCP", 443), ("TCP", 80)}
 

@@ -25,12 +25,24 @@ from modelpilot.operator.builders.common import (
     track_name,
 )
 from modelpilot.operator.spec import ModelDeploymentSpec
+from modelpilot.operator.spec.serving import METRICS_PORT
 
 CONTAINER_NAME = "server"
 PORT_NAME = "http"
+# GET /metrics is on a port of its own: Prometheus scrapes it, the Service and the router never carry it.
+METRICS_PORT_NAME = "metrics"
 READINESS_PATH = "/readyz"
 LIVENESS_PATH = "/healthz"
 METRICS_PATH = "/metrics"
+# Parsing one maximal JSON body can hold the server's interpreter for about a second, /healthz included.
+LIVENESS_TIMEOUT_SECONDS = 5
+# /predict_batch keeps an upload's validated rows beyond 16 MiB in a file here (about half the CSV's size;
+# uploads are at most 256 MiB by default): room for several large uploads at once, and a bound on what
+# uploads can write to the node's disk (past it the kubelet evicts the pod). /tmp stays unbounded: the
+# model's files are downloaded there.
+SPOOL_VOLUME = "spool"
+SPOOL_DIR = "/var/spool/modelpilot"
+SPOOL_SIZE_LIMIT = "2Gi"
 # Long enough for a large model to download from the artifact store before liveness may restart the pod.
 STARTUP_PERIOD_SECONDS = 10
 STARTUP_FAILURE_THRESHOLD = 60
@@ -114,6 +126,8 @@ def _env(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[
         ("MODELPILOT_MODEL_VERSION", plan.version),
         ("MODELPILOT_TRACK", plan.track),
         ("MODELPILOT_PORT", str(spec.serving.port)),
+        ("MODELPILOT_METRICS_PORT", str(METRICS_PORT)),
+        ("MODELPILOT_SPOOL_DIR", SPOOL_DIR),
         ("MLFLOW_TRACKING_URI", spec.registry.tracking_uri),
     ]
     overridable = [
@@ -137,7 +151,10 @@ def _container(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": serving.image,
-        "ports": [{"name": PORT_NAME, "containerPort": serving.port, "protocol": "TCP"}],
+        "ports": [
+            {"name": PORT_NAME, "containerPort": serving.port, "protocol": "TCP"},
+            {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         "env": _env(owner, spec, plan),
     }
     if spec.registry.credentials_secret:
@@ -150,13 +167,16 @@ def _container(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict
             # Ready only once the model is loaded: readiness is what gates traffic and the rollout.
             "readinessProbe": _http_probe(READINESS_PATH, period=5, timeout=2, failures=3),
             # A busy server answers slowly; restart only after a minute of silence.
-            "livenessProbe": _http_probe(LIVENESS_PATH, period=10, timeout=5, failures=6),
+            "livenessProbe": _http_probe(LIVENESS_PATH, period=10, timeout=LIVENESS_TIMEOUT_SECONDS, failures=6),
             "startupProbe": _http_probe(
-                LIVENESS_PATH, period=STARTUP_PERIOD_SECONDS, timeout=5, failures=STARTUP_FAILURE_THRESHOLD
+                LIVENESS_PATH,
+                period=STARTUP_PERIOD_SECONDS,
+                timeout=LIVENESS_TIMEOUT_SECONDS,
+                failures=STARTUP_FAILURE_THRESHOLD,
             ),
             "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
             "securityContext": container_security_context(),
-            "volumeMounts": [tmp_mount()],
+            "volumeMounts": [tmp_mount(), {"name": SPOOL_VOLUME, "mountPath": SPOOL_DIR}],
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }
     )
@@ -173,7 +193,7 @@ def _deployment(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dic
         "securityContext": pod_security_context(),
         "terminationGracePeriodSeconds": TERMINATION_GRACE_PERIOD_SECONDS,
         "containers": [_container(owner, spec, plan)],
-        "volumes": [tmp_volume()],
+        "volumes": [tmp_volume(), {"name": SPOOL_VOLUME, "emptyDir": {"sizeLimit": SPOOL_SIZE_LIMIT}}],
         # Spread replicas over nodes when the scheduler can; never refuse to schedule for it.
         "topologySpreadConstraints": [
             {
@@ -201,7 +221,7 @@ def _deployment(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dic
                     "annotations": {
                         **serving.pod_annotations,
                         "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(serving.port),
+                        "prometheus.io/port": str(METRICS_PORT),
                         "prometheus.io/path": METRICS_PATH,
                         "kubectl.kubernetes.io/default-container": CONTAINER_NAME,
                     },
@@ -296,8 +316,9 @@ def registry_port(tracking_uri: str) -> int:
 
 
 def _network_policy(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, Any]:
-    # Ingress: only the serving port (predictions and Prometheus scrapes), from anywhere, because the
-    # Gateway, ingress controller and Prometheus live in namespaces this policy cannot know.
+    # Ingress: the serving port from anywhere, because the Gateway and ingress controller live in
+    # namespaces (or outside the cluster) this policy cannot know; the metrics port from pods of any
+    # namespace (Prometheus's is not known either), never from addresses outside the cluster.
     # Egress: DNS; the registry, which hands out the model; and 443/80 for the artifact store the model
     # files come from. Destinations stay open: the registry may be outside the cluster, and artifact
     # store addresses are cloud endpoints with changing IPs.
@@ -309,7 +330,10 @@ def _network_policy(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) ->
         "spec": {
             "podSelector": {"matchLabels": selector(owner.name, plan.track)},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"ports": [{"protocol": "TCP", "port": spec.serving.port}]}],
+            "ingress": [
+                {"ports": [{"protocol": "TCP", "port": spec.serving.port}]},
+                {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": METRICS_PORT}]},
+            ],
             "egress": [
                 {"ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}]},
                 {"ports": [{"protocol": "TCP", "port": port} for port in egress_ports]},

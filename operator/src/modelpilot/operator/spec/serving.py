@@ -91,14 +91,31 @@ class Autoscaling(SpecModel):
         return self
 
 
+# The prediction server's `MODELPILOT_METRICS_PORT`: GET /metrics is served there only, apart from predictions.
+METRICS_PORT = 9090
+_PORT_IS_METRICS_PORT = f"serving.port must not be {METRICS_PORT}: the prediction server serves /metrics on that port"
+
+
 class Serving(Scheduling):
     """The inference Deployments (one per track) that serve the model."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules((f"!has(self.port) || self.port != {METRICS_PORT}", _PORT_IS_METRICS_PORT))
+    )
 
     image: str = Field(min_length=1, max_length=1024, description="Image of the prediction server.")
     replicas: int = Field(
         default=2, ge=0, le=1000, description="Replicas of the stable track when autoscaling is not set."
     )
-    port: int = Field(default=8080, ge=1, le=65535, description="Container port of the prediction server.")
+    port: int = Field(
+        default=8080, ge=1, le=65535, description=f"Port of predictions and probes; {METRICS_PORT} is the metrics port."
+    )
     resources: Resources = Field(default_factory=Resources, description="Container resources per replica.")
     autoscaling: Autoscaling | None = Field(default=None, description="HPA settings; unset means fixed replicas.")
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
+
+    @model_validator(mode="after")
+    def _port_is_not_the_metrics_port(self) -> Serving:
+        if self.port == METRICS_PORT:
+            raise ValueError(_PORT_IS_METRICS_PORT)
+        return self
