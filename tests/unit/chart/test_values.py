@@ -62,6 +62,7 @@ BAD_VALUES = {
     "bad-namespace": ({"operator": {"watchNamespaces": ["Team_A"]}}, "/operator/watchNamespaces/0"),
     "bad-port": ({"operator": {"ports": {"health": 8081, "metrics": 70000, "webhook": 8443}}}, "metrics"),
     "bad-interval": ({"metrics": {"serviceMonitor": {"interval": "often"}}}, "interval"),
+    "bad-router-proxy": ({"operator": {"routerProxies": ["gateway"]}}, "/operator/routerProxies/0"),
 }
 
 
@@ -119,6 +120,17 @@ def test_webhook_secret_feeds_the_operator(render: Render) -> None:
     [statefulset] = by_kind(external, "StatefulSet")
     env = {e["name"]: e for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MODELPILOT_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-webhook"
+
+
+def test_router_proxies_reach_the_operator_as_one_comma_separated_setting(render: Render) -> None:
+    def router_proxies(manifests: list[Manifest]) -> str:
+        [statefulset] = by_kind(manifests, "StatefulSet")
+        env = {e["name"]: e for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
+        value: str = env["MODELPILOT_ROUTER_PROXIES"]["value"]
+        return value
+
+    assert router_proxies(render()) == ""
+    assert router_proxies(render(**{"operator__routerProxies": "{10.42.0.0/16,fd00::/8}"})) == "10.42.0.0/16,fd00::/8"
 
 
 def test_bundled_mlflow_accepts_its_service_name_and_keeps_its_data(render: Render) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import ipaddress
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +21,11 @@ class OperatorSettings(BaseSettings):
     webhook_port: int = Field(default=0, description="Port of the MLflow webhook receiver; 0 disables.")
     webhook_host: str = Field(default="0.0.0.0", description="Address the webhook receiver binds.")
     webhook_secret: str = Field(default="", description="HMAC secret of MLflow webhooks (from a Secret).")
+    router_proxies: str = Field(
+        default="",
+        description="Comma-separated CIDRs of the Gateway's or ingress controller's pods: serving pods behind a "
+        "gateway or ingress router believe the client address these proxies put in X-Forwarded-For.",
+    )
     field_manager: str = Field(default="modelpilot", description="Server-side apply field manager.")
     poll_floor_seconds: float = Field(default=1.0, description="Shortest registry poll interval allowed.")
     registry_timeout_seconds: float = Field(default=10.0, description="Timeout of one registry request.")
@@ -31,6 +38,14 @@ class OperatorSettings(BaseSettings):
     )
     api_threads: int = Field(default=32, ge=1, description="Worker threads for Kubernetes API calls.")
     log_format: str = Field(default="json", description="json or text.")
+
+    @field_validator("router_proxies")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # the ValueError names the bad one
+        return value
 
     @property
     def namespace_list(self) -> list[str]:

@@ -89,7 +89,11 @@ def spec_of(raw: dict[str, Any]) -> ModelDeploymentSpec:
 
 
 def track_plan(
-    track: Track = "stable", version: str = "7", replicas: int = 2, min_replicas: int | None = None
+    track: Track = "stable",
+    version: str = "7",
+    replicas: int = 2,
+    min_replicas: int | None = None,
+    trusted_proxies: str = "",
 ) -> TrackPlan:
     """A plan for `fraud-detector` at `version`."""
     return TrackPlan(
@@ -98,6 +102,7 @@ def track_plan(
         model_uri=f"models:/fraud-detector/{version}",
         replicas=replicas,
         min_replicas=min_replicas,
+        trusted_proxies=trusted_proxies,
     )
 
 

@@ -217,6 +217,15 @@ def test_bulk_uploads_spool_to_a_size_limited_volume_and_tmp_stays_for_the_model
     assert _container(objects)["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def test_trusted_proxies_of_the_plan_reach_the_server_and_the_spec_may_override_them() -> None:
+    raw = gateway_raw()
+    assert "MODELPILOT_TRUSTED_PROXIES" not in _env(build_track(OWNER, spec_of(raw), track_plan()))
+    plan = track_plan(trusted_proxies="10.0.0.0/8")
+    assert _env(build_track(OWNER, spec_of(raw), plan))["MODELPILOT_TRUSTED_PROXIES"] == "10.0.0.0/8"
+    raw["serving"]["env"] = [{"name": "MODELPILOT_TRUSTED_PROXIES", "value": "10.1.0.0/16"}]
+    assert _env(build_track(OWNER, spec_of(raw), plan))["MODELPILOT_TRUSTED_PROXIES"] == "10.1.0.0/16"
+
+
 @pytest.mark.parametrize(
     ("tracking_uri", "registry_port"),
     [("http://mlflow.mlflow:5000", 5000), ("https://mlflow.example.com", 443), ("http://mlflow", 80)],

@@ -221,3 +221,12 @@ def test_without_a_canary_the_router_moves_first_and_the_canary_objects_go_last(
     assert canary_keys <= set(gone.delete)
     route = _objects(gone, "HTTPRoute")["fraud"]
     assert [ref["name"] for ref in route["spec"]["rules"][0]["backendRefs"]] == ["fraud-stable"]
+
+
+@pytest.mark.parametrize(("raw", "trusted"), [(gateway_raw, "10.42.0.0/16"), (replicas_raw, None)])
+def test_router_proxies_are_trusted_only_behind_a_router_the_operator_runs(raw: Any, trusted: str | None) -> None:
+    """A Service (replicas router) forwards the client's own address: no forwarded header to believe."""
+    plan = plan_traffic(OWNER, spec_of(raw()), stable="7", canary=None, weight=0, router_proxies="10.42.0.0/16")
+    for deployment in _objects(plan, "Deployment").values():
+        env = {var["name"]: var["value"] for var in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env.get("MODELPILOT_TRUSTED_PROXIES") == trusted

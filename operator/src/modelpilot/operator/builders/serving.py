@@ -66,6 +66,9 @@ class TrackPlan:
     replicas: int  # used when spec.serving.autoscaling is None
     min_replicas: int | None = None  # HPA bounds of this track (`traffic.plan_traffic` sizes them by weight);
     max_replicas: int | None = None  # None: the spec's autoscaling bounds
+    # CIDRs of the proxies in front of the pods (the Gateway's or ingress controller's pods), whose
+    # X-Forwarded-For the server believes; empty: the TCP peer is the client.
+    trusted_proxies: str = ""
 
 
 def build_track(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[str, Any]]:
@@ -134,6 +137,8 @@ def _env(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[
         ("MLFLOW_DISABLE_TELEMETRY", "true"),
         ("DO_NOT_TRACK", "true"),
     ]
+    if plan.trusted_proxies:
+        overridable.append(("MODELPILOT_TRUSTED_PROXIES", plan.trusted_proxies))
     return env_list(fixed, overridable, spec.serving.env)
 
 

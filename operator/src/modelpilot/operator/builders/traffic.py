@@ -15,6 +15,10 @@ deletes what it lists. Per router:
   maximum) to the pods that keep the ratio next to what the stable HPA runs now.
   At weight 0 the Service selects only the stable pods (a canary that waits to become Ready gets
   nothing); at 100 only the canary's.
+
+Behind a gateway or ingress router the serving pods are told `router_proxies` (the CIDRs of the proxies'
+pods, from the operator's settings) as the proxies whose X-Forwarded-For they believe. The replicas
+router is a Service: clients reach the pods directly, so the pods believe no forwarded header.
 """
 
 from __future__ import annotations
@@ -118,11 +122,14 @@ def plan_traffic(
     canary: str | None,
     weight: int,
     stable_replicas: int | None = None,
+    router_proxies: str = "",
 ) -> TrafficPlan:
     """Everything that makes `weight` percent reach the canary at version `canary` (None: no canary)
     while the stable track serves version `stable`. `stable_replicas` is what the stable Deployment runs
-    now (its HPA's choice): with the replica router and autoscaling, the canary's size follows it."""
+    now (its HPA's choice): with the replica router and autoscaling, the canary's size follows it.
+    `router_proxies`: CIDRs of the gateway's or ingress controller's pods (unused by the replicas router)."""
     weight = min(max(weight, 0), FULL) if canary is not None else 0
+    proxies = router_proxies if spec.traffic.router != "replicas" else ""
     if spec.traffic.router == "replicas":
         sizes = _replica_router_sizes(
             spec, weight, canary is not None, same_version=canary == stable, stable_replicas=stable_replicas
@@ -132,9 +139,9 @@ def plan_traffic(
     apply: list[dict[str, Any]] = []
     delete: list[ObjectKey] = []
     if canary is not None and sizes.canary is not None:
-        apply += build_track(owner, spec, _track_plan(spec, "canary", canary, sizes.canary))
+        apply += build_track(owner, spec, _track_plan(spec, "canary", canary, sizes.canary, proxies))
         delete += unbuilt_track_keys(owner.name, spec, "canary")
-    apply += build_track(owner, spec, _track_plan(spec, "stable", stable, sizes.stable))
+    apply += build_track(owner, spec, _track_plan(spec, "stable", stable, sizes.stable, proxies))
     delete += unbuilt_track_keys(owner.name, spec, "stable")
     router = build_router(
         owner,
@@ -168,7 +175,7 @@ class _Sizes:
     message: str | None = None
 
 
-def _track_plan(spec: ModelDeploymentSpec, track: Track, version: str, size: TrackSize) -> TrackPlan:
+def _track_plan(spec: ModelDeploymentSpec, track: Track, version: str, size: TrackSize, proxies: str) -> TrackPlan:
     return TrackPlan(
         track=track,
         version=version,
@@ -176,6 +183,7 @@ def _track_plan(spec: ModelDeploymentSpec, track: Track, version: str, size: Tra
         replicas=size.replicas,
         min_replicas=size.min_replicas,
         max_replicas=size.max_replicas,
+        trusted_proxies=proxies,
     )
 
 

@@ -122,6 +122,7 @@ class Reconciliation:
                 journal=journal,
                 analyse=analyse,
                 abort_requested=ABORT_ANNOTATION in self.annotations,
+                router_proxies=self.runtime.settings.router_proxies,
             )
             requeue = await executor.drive(resolved)
             await journal.write()
@@ -195,7 +196,10 @@ class Reconciliation:
     async def _serve_stable_only(
         self, spec: ModelDeploymentSpec, objects: OwnedObjects, version: str
     ) -> TrackObservation:
-        await objects.apply_plan(plan_traffic(self.owner, spec, stable=version, canary=None, weight=0))
+        plan = plan_traffic(
+            self.owner, spec, stable=version, canary=None, weight=0, router_proxies=self.runtime.settings.router_proxies
+        )
+        await objects.apply_plan(plan)
         observation = await objects.observe("stable", version)
         self.journal.record_stable(version, observation)
         self.journal.set_serving_conditions(version, observation)

@@ -94,6 +94,7 @@ class RolloutExecutor:
     journal: Journal
     analyse: Analyse
     abort_requested: bool = False
+    router_proxies: str = ""  # the operator's setting, for the serving pods behind a gateway or ingress
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     applied: TrafficPlan | None = None  # the last plan applied in this run
     resolved: ResolvedVersions = field(default_factory=lambda: ResolvedVersions(None, None))
@@ -235,7 +236,15 @@ class RolloutExecutor:
 
     async def _plan(self, stable: str, canary: str | None, weight: int) -> TrafficPlan:
         running = await self.cluster.deployed_replicas("stable")
-        return plan_traffic(self.owner, self.spec, stable=stable, canary=canary, weight=weight, stable_replicas=running)
+        return plan_traffic(
+            self.owner,
+            self.spec,
+            stable=stable,
+            canary=canary,
+            weight=weight,
+            stable_replicas=running,
+            router_proxies=self.router_proxies,
+        )
 
     def _count(self, decision: Decision) -> None:
         for outcome in decision.outcomes():
