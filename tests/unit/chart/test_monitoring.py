@@ -182,3 +182,13 @@ def test_prometheus_rule_and_dashboards_ship_the_files_unchanged(render: Render)
         [(key, text)] = configmap["data"].items()
         assert json.loads(text) == json.loads((CHART / "files" / "dashboards" / key).read_text())
     assert not by_kind(render(), "PrometheusRule"), "PrometheusRule needs the prometheus-operator CRDs: opt-in"
+
+
+def test_pod_monitor_scrapes_the_port_the_serving_pods_name_metrics(render: Render) -> None:
+    """/metrics is not on the prediction port (http): a scrape of that port would find nothing."""
+    from modelpilot.operator.builders.serving import METRICS_PATH, METRICS_PORT_NAME
+
+    [monitor] = by_kind(render(metrics__podMonitor__enabled="true"), "PodMonitor")
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == METRICS_PORT_NAME
+    assert monitor["spec"]["podMetricsEndpoints"][0]["path"] == METRICS_PATH
+    assert monitor["spec"]["selector"] == {"matchExpressions": [{"key": "modelpilot.io/track", "operator": "Exists"}]}
