@@ -192,3 +192,18 @@ def test_pod_monitor_scrapes_the_port_the_serving_pods_name_metrics(render: Rend
     assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == METRICS_PORT_NAME
     assert monitor["spec"]["podMetricsEndpoints"][0]["path"] == METRICS_PATH
     assert monitor["spec"]["selector"] == {"matchExpressions": [{"key": "modelpilot.io/track", "operator": "Exists"}]}
+
+
+def test_the_end_to_end_prometheus_scrapes_the_same_port_as_the_pod_monitor() -> None:
+    """hack/e2e's in-cluster Prometheus stands in for the PodMonitor: same pods, same port, same path."""
+    from modelpilot.operator.builders.serving import METRICS_PORT_NAME
+
+    manifests = yaml.safe_load_all((CHART.parents[1] / "hack" / "e2e.d" / "prometheus.yaml").read_text())
+    [config] = [m for m in manifests if m and m["kind"] == "ConfigMap" and m["metadata"]["name"] == "prometheus"]
+    [job] = yaml.safe_load(config["data"]["prometheus.yml"])["scrape_configs"]
+    keep = {rule["source_labels"][0]: rule["regex"] for rule in job["relabel_configs"] if rule.get("action") == "keep"}
+    assert keep == {
+        "__meta_kubernetes_pod_label_modelpilot_io_track": ".+",
+        "__meta_kubernetes_pod_container_port_name": METRICS_PORT_NAME,
+    }
+    assert job.get("metrics_path", "/metrics") == "/metrics"
