@@ -17,6 +17,9 @@ cluster_dns=10.96.0.10
 sandbox_image=registry.k8s.io/pause:3.10
 node_dir=$state/node
 containerd_socket=$node_dir/containerd/containerd.sock
+# containerd's content and snapshots (the images loaded by hack/images: GBs with torch) outlive the
+# cluster, `down --purge` included, like buildah's storage: the next cluster starts with them.
+containerd_root=$cache/node-containerd
 node_components=(containerd kubelet kube-proxy coredns metrics-server)
 forward_chain=MODELPILOT-FORWARD
 
@@ -96,7 +99,7 @@ write_node_configs() {
   mkdir -p "$node_dir"/{containerd,cni/net.d,cni/ipam,kubelet,metrics-server}
   cat >"$node_dir/containerd/config.toml" <<EOF
 version = 2
-root = "$node_dir/containerd/root"
+root = "$containerd_root"
 state = "$node_dir/containerd/state"
 [grpc]
   address = "$containerd_socket"

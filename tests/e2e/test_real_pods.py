@@ -15,16 +15,22 @@ from typing import Any
 import pytest
 
 from modelpilot.operator.spec import GROUP, VERSION
+from tests.e2e.deployments import (
+    MLFLOW,
+    PROMETHEUS,
+    SMALL_RESOURCES,
+    condition_of,
+    is_served,
+    status_of,
+    training,
+)
 from tests.e2e.pods import INFERENCE_IMAGE, TRAIN_IMAGE, LoadPod, Toolbox
 from tests.support.cluster import Cluster, get_object, list_objects
 from tests.support.namespace_objects import Resources
 
-MLFLOW = "http://modelpilot-mlflow.modelpilot.svc:5000"
-PROMETHEUS = "http://prometheus.monitoring.svc:9090"
 RELEASE_NAMESPACE = "modelpilot"
 NAME = "fraud"
 MODEL = f"e2e-fraud-{secrets.token_hex(3)}"
-SMALL_RESOURCES = {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "1536Mi"}}
 
 
 def model_deployment(name: str = NAME, *, image: str = INFERENCE_IMAGE, env: list[Any] | None = None) -> dict[str, Any]:
@@ -44,19 +50,9 @@ def model_deployment(name: str = NAME, *, image: str = INFERENCE_IMAGE, env: lis
                 "canaryReadyTimeout": "5m",
                 "analysis": {"prometheus": PROMETHEUS, "minRequests": 5, "window": "1m", "maxP99Latency": "2s"},
             },
-            "training": {
-                "image": TRAIN_IMAGE,
-                "args": ["--rows", "4000", "--epochs", "8", "--stability-seeds", "0"],
-                "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}},
-                "activeDeadlineSeconds": 900,
-            },
+            "training": training(),
         },
     }
-
-
-@pytest.fixture(scope="module")
-def objects(e2e_cluster: Cluster, namespace: str) -> Resources:
-    return Resources(e2e_cluster, namespace)
 
 
 @pytest.fixture(scope="module")
@@ -65,19 +61,11 @@ def served(objects: Resources) -> dict[str, Any]:
     objects.apply(model_deployment())
     return objects.wait_mdep(
         NAME,
-        lambda m: _condition(m, "Ready") == "True" and bool(_status(m).get("stable", {}).get("version")),
+        is_served,
         "first version trained, registered and served",
         timeout=900,
         interval=2,
     )
-
-
-def _status(mdep: dict[str, Any]) -> dict[str, Any]:
-    return dict(mdep.get("status") or {})
-
-
-def _condition(mdep: dict[str, Any], kind: str) -> str | None:
-    return next((c["status"] for c in _status(mdep).get("conditions", []) if c["type"] == kind), None)
 
 
 def _real_node(cluster: Cluster, pod: dict[str, Any]) -> bool:
@@ -112,12 +100,12 @@ def test_the_operator_runs_from_its_image_in_a_restricted_namespace(e2e_cluster:
 def test_the_first_version_is_trained_in_a_real_training_pod(
     e2e_cluster: Cluster, objects: Resources, served: dict[str, Any]
 ) -> None:
-    training = _status(served)["training"]
-    assert training["result"] == "Succeeded", training
+    run = status_of(served)["training"]
+    assert run["result"] == "Succeeded", run
     jobs = objects.list_of("batch/v1", "Job", f"modelpilot.io/deployment={NAME}")
-    assert [job["metadata"]["name"] for job in jobs] == [training["job"]]
+    assert [job["metadata"]["name"] for job in jobs] == [run["job"]]
     assert jobs[0]["status"].get("succeeded") == 1
-    pods = objects.list_of("v1", "Pod", f"job-name={training['job']}")
+    pods = objects.list_of("v1", "Pod", f"job-name={run['job']}")
     assert pods, "the training pod is kept for its logs"
     assert all(_real_node(e2e_cluster, pod) for pod in pods)
     assert pods[0]["spec"]["containers"][0]["image"] == TRAIN_IMAGE
@@ -126,7 +114,7 @@ def test_the_first_version_is_trained_in_a_real_training_pod(
 def test_inference_pods_are_real_and_ready_only_through_the_model_readiness_probe(
     e2e_cluster: Cluster, objects: Resources, served: dict[str, Any], toolbox: Toolbox
 ) -> None:
-    version = _status(served)["stable"]["version"]
+    version = status_of(served)["stable"]["version"]
     pods = objects.list_of("v1", "Pod", f"modelpilot.io/deployment={NAME},modelpilot.io/track=stable")
     ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])]
     assert len(ready) == 2
@@ -146,7 +134,7 @@ def test_a_request_through_the_service_is_answered_by_the_served_version(
     service = f"http://{NAME}-stable:8080"
     status, answer = toolbox.post(f"{service}/v2/models/{MODEL}/infer", _infer_body(toolbox, service))
     assert status == 200, answer
-    assert answer["model_version"] == _status(served)["stable"]["version"]
+    assert answer["model_version"] == status_of(served)["stable"]["version"]
     output = answer["outputs"][0]
     assert output["shape"][0] == 2
     assert len(output["data"]) == output["shape"][0] * (output["shape"][1] if len(output["shape"]) > 1 else 1)
@@ -155,7 +143,7 @@ def test_a_request_through_the_service_is_answered_by_the_served_version(
 def test_a_retrained_version_rolls_out_by_replica_ratio_and_survives_the_operator_pod_being_killed(
     e2e_cluster: Cluster, objects: Resources, served: dict[str, Any], toolbox: Toolbox
 ) -> None:
-    first = _status(served)["stable"]["version"]
+    first = status_of(served)["stable"]["version"]
     service = f"http://{NAME}:8080"
     load = LoadPod(e2e_cluster, objects.namespace, "load")
     load.start(f"{service}/v2/models/{MODEL}/infer", _infer_body(toolbox, service), rate=5, seconds=600)
@@ -163,7 +151,7 @@ def test_a_retrained_version_rolls_out_by_replica_ratio_and_survives_the_operato
 
     at_step = objects.wait_mdep(
         NAME,
-        lambda m: (_status(m).get("canary") or {}).get("weight") == 50,
+        lambda m: (status_of(m).get("canary") or {}).get("weight") == 50,
         "second version trained, gated and at the 50 % step",
         timeout=900,
         interval=2,
@@ -179,7 +167,7 @@ def test_a_retrained_version_rolls_out_by_replica_ratio_and_survives_the_operato
     killed = _kill_acting_operator(e2e_cluster)
     final = objects.wait_mdep(
         NAME,
-        lambda m: _status(m).get("stable", {}).get("version") == second and _condition(m, "Ready") == "True",
+        lambda m: status_of(m).get("stable", {}).get("version") == second and condition_of(m, "Ready") == "True",
         "second version promoted after the operator pod was killed",
         timeout=600,
         interval=2,
@@ -228,7 +216,7 @@ def test_serving_pods_that_cannot_start_show_as_degraded_with_one_event(
     manifest["spec"]["model"] = {"name": MODEL, "alias": "champion"}
     objects.apply(manifest)
     degraded = objects.wait_mdep(
-        name, lambda m: _condition(m, "Degraded") == "True", "Degraded from the pods", timeout=180, interval=2
+        name, lambda m: condition_of(m, "Degraded") == "True", "Degraded from the pods", timeout=180, interval=2
     )
     condition = next(c for c in degraded["status"]["conditions"] if c["type"] == "Degraded")
     assert condition["reason"] == "PodsFailing"
