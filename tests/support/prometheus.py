@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -49,10 +49,12 @@ class PrometheusServer:
     root: Path
     targets_file: Path
     process: subprocess.Popen[bytes]
+    labels: dict[str, str] = field(default_factory=dict)
 
     def set_targets(self, targets: Sequence[str], labels: Mapping[str, str] | None = None) -> None:
-        """Scrape exactly `targets` (host:port) from now on, each with `labels` added."""
-        _write_targets(self.targets_file, targets, labels)
+        """Scrape exactly `targets` (host:port) from now on, each with `labels` added (default: the labels
+        the server was started with)."""
+        _write_targets(self.targets_file, targets, self.labels if labels is None else labels)
 
     def query(self, promql: str) -> list[dict[str, object]]:
         """The result list of an instant query."""
@@ -92,12 +94,14 @@ def prometheus_server(
     scrape_interval: str = "1s",
     rule_files: Sequence[Path] = (),
     port: int | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Iterator[PrometheusServer]:
-    """Start Prometheus with its config and data under `root`; stop it on exit."""
+    """Start Prometheus with its config and data under `root`; stop it on exit. `labels` go on every
+    target, as service discovery labels a pod (e.g. its `namespace`)."""
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     targets_file = root / "targets.json"
-    _write_targets(targets_file, targets)
+    _write_targets(targets_file, targets, labels)
     config = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "rule_files": [str(path) for path in rule_files],
@@ -121,4 +125,6 @@ def prometheus_server(
     ]
     url = f"http://127.0.0.1:{port}"
     with running(args, log=root / "prometheus.log", ready_url=f"{url}/-/ready", timeout=60) as process:
-        yield PrometheusServer(url=url, port=port, root=root, targets_file=targets_file, process=process)
+        yield PrometheusServer(
+            url=url, port=port, root=root, targets_file=targets_file, process=process, labels=dict(labels or {})
+        )

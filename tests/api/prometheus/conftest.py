@@ -101,7 +101,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
     exporter = Exporter()
     exporter.start()
     try:
-        with prometheus_server(Path(tmp_path_factory.mktemp("prometheus")), [f"127.0.0.1:{exporter.port}"]) as server:
+        with prometheus_server(
+            Path(tmp_path_factory.mktemp("prometheus")), [f"127.0.0.1:{exporter.port}"], labels={"namespace": "ml"}
+        ) as server:
             server.wait_for_targets(1)
             deadline = time.monotonic() + 60
             # A full window of scrapes, so increase() over it is not a partial extrapolation.

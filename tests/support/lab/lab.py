@@ -139,7 +139,12 @@ class Lab:
         if self._prometheus is not None:
             return
         self._prometheus = self._prometheus_stack.enter_context(
-            prometheus_server(self.settings.root / "prometheus", self._targets, port=self.prometheus_port)
+            prometheus_server(
+                self.settings.root / "prometheus",
+                self._targets,
+                port=self.prometheus_port,
+                labels={"namespace": self.settings.namespace},  # as pod discovery labels the pods
+            )
         )
 
     def stop_prometheus(self) -> None:

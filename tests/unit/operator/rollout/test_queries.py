@@ -25,14 +25,21 @@ def analysis_spec(**fields: object) -> Analysis:
 def test_queries_select_the_canary_version_and_leave_out_probes() -> None:
     query = request_count_query(CANARY, "1m")
     assert query == (
-        'sum(increase(modelpilot_http_requests_total{model="fraud",track="canary",version="3",'
+        'sum(increase(modelpilot_http_requests_total{namespace="ml",model="fraud",track="canary",version="3",'
         'route!~"/healthz|/readyz|/livez|/metrics"}[1m]))'
     )
 
 
+def test_queries_select_the_namespace_so_two_deployments_of_one_model_never_mix() -> None:
+    other = QueryTarget(model="fraud", track="canary", version="3", namespace="team-b")
+    assert 'namespace="team-b"' in error_rate_query(other, "1m")
+    assert 'namespace="ml"' not in error_rate_query(other, "1m")
+    assert "namespace=" not in request_count_query(QueryTarget(model="fraud", track="canary"), "1m")
+
+
 def test_the_error_rate_is_zero_not_empty_when_no_5xx_series_exists() -> None:
     query = error_rate_query(CANARY, "30s")
-    assert query.startswith('(sum(rate(modelpilot_http_requests_total{model="fraud",track="canary",version="3"')
+    assert query.startswith('(sum(rate(modelpilot_http_requests_total{namespace="ml",model="fraud",track="canary"')
     assert 'code=~"5.."}[30s])) or vector(0)) / sum(rate(' in query
 
 

@@ -52,8 +52,14 @@ def label_value(text: str) -> str:
 
 
 def selector(target: QueryTarget, *, server_errors_only: bool = False) -> str:
-    """The label matchers of `target`'s traffic, e.g. `{model="m",track="canary",version="3",route!~"…"}`."""
-    matchers = [f'model="{label_value(target.model)}"', f'track="{label_value(target.track)}"']
+    """The label matchers of `target`'s traffic, e.g.
+    `{namespace="ml",model="m",track="canary",version="3",route!~"…"}`.
+
+    `namespace` is the label Kubernetes service discovery (and a PodMonitor) gives each scraped pod: two
+    ModelDeployments of one model in two namespaces never mix their series.
+    """
+    matchers = [f'namespace="{label_value(target.namespace)}"'] if target.namespace else []
+    matchers += [f'model="{label_value(target.model)}"', f'track="{label_value(target.track)}"']
     if target.version is not None:
         matchers.append(f'version="{label_value(target.version)}"')
     matchers.append(f'route!~"{NON_TRAFFIC_ROUTES}"')
