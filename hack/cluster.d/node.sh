@@ -95,6 +95,12 @@ node_network_down() {
 
 # ---------------------------------------------------------------- configuration files
 
+# What the node's processes read at start: when it changes, `up` restarts the node.
+node_config_digest() {
+  cat "$node_dir/containerd/config.toml" "$node_dir/cni/net.d/10-modelpilot.conflist" \
+    "$node_dir/kubelet/config.yaml" "$node_dir/kube-proxy.yaml" "$node_dir/Corefile" 2>/dev/null | sha256sum
+}
+
 write_node_configs() {
   mkdir -p "$node_dir"/{containerd,cni/net.d,cni/ipam,kubelet,metrics-server}
   cat >"$node_dir/containerd/config.toml" <<EOF
@@ -170,10 +176,13 @@ clusterDNS: [$cluster_dns]
 clusterDomain: cluster.local
 # Pods resolve cluster names only: the host's resolvers are not handed to them.
 resolvConf: ""
-# Images are built and imported here, never pulled: keep them however full the disk gets.
+# Images are built and imported here, never pulled: keep them however full the disk gets. The disk is
+# this machine's, shared with the image builds and everything else: under disk pressure the kubelet
+# deletes every unused image before it evicts a pod, so the thresholds are small absolute amounts, not
+# shares of a large disk (2 % of 250 GB deleted GBs of freshly loaded images during a build).
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: 200Mi, nodefs.available: 2%, imagefs.available: 2%, nodefs.inodesFree: 2%}
+evictionHard: {memory.available: 200Mi, nodefs.available: 512Mi, imagefs.available: 512Mi, nodefs.inodesFree: 1%}
 serializeImagePulls: false
 maxPods: 110
 EOF
