@@ -31,6 +31,7 @@ _GATEWAY: dict[str, Any] = {
         },
         "nodeSelector": {"node.kubernetes.io/instance-type": "g5.xlarge"},
         "env": [{"name": "MODELPILOT_MAX_BATCH_SIZE", "value": "32"}],
+        "auth": {"apiKeys": {"name": "fraud-clients", "key": "api-keys"}},
     },
     "traffic": {
         "router": "gateway",

@@ -35,7 +35,9 @@ from modelpilot.operator.spec.serving import (
     EnvVar,
     Resources,
     Scheduling,
+    SecretKeyRef,
     Serving,
+    ServingAuth,
     Toleration,
 )
 from modelpilot.operator.spec.traffic import (
@@ -126,7 +128,9 @@ __all__ = [
     "Resources",
     "Rollout",
     "Scheduling",
+    "SecretKeyRef",
     "Serving",
+    "ServingAuth",
     "SpecModel",
     "Stage",
     "Toleration",
