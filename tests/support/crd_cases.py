@@ -25,6 +25,10 @@ def valid_spec() -> Spec:
         "traffic": {
             "router": "gateway",
             "gateway": {"parentRefs": [{"name": "public"}], "hostnames": ["m.example.com"]},
+            "header": {
+                "name": "x-model-track",
+                "valueFrom": {"secretKeyRef": {"name": "canary-header", "key": "value"}},
+            },
         },
         "rollout": {
             "steps": [10, 25, 50, 100],

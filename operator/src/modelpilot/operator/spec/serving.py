@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from modelpilot.operator.spec.base import Quantity, SpecModel, cel_rules
+from modelpilot.operator.spec.base import Quantity, SecretKeyRef, SpecModel, cel_rules
 
 
 class Toleration(SpecModel):
@@ -51,15 +51,6 @@ class Scheduling(SpecModel):
     )
     pod_annotations: dict[str, str] = Field(
         default_factory=dict, description="Extra annotations on the pods (e.g. for a service mesh or log shipper)."
-    )
-
-
-class SecretKeyRef(SpecModel):
-    """One key of a Secret in the ModelDeployment's namespace."""
-
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
-    key: str = Field(
-        min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key in the Secret's data."
     )
 
 
