@@ -25,6 +25,10 @@ def valid_spec() -> Spec:
         "traffic": {
             "router": "gateway",
             "gateway": {"parentRefs": [{"name": "public"}], "hostnames": ["m.example.com"]},
+            "header": {
+                "name": "x-model-track",
+                "valueFrom": {"secretKeyRef": {"name": "canary-header", "key": "value"}},
+            },
         },
         "rollout": {
             "steps": [10, 25, 50, 100],
@@ -154,5 +158,13 @@ INVALID_CASES = [
     InvalidCase("tracking uri not http", _set("registry.trackingUri", "mlflow:5000"), "trackingUri"),
     InvalidCase("missing serving image", _set("serving.image", _DELETE), "image"),
     InvalidCase("serving port is the metrics port", _set("serving.port", 9090), "must not be 9090"),
+    InvalidCase(
+        "serving auth names no method", _set("serving.auth", {"jwtAudience": "x"}), "needs apiKeys or jwtSecret"
+    ),
+    InvalidCase(
+        "serving auth key without a name",
+        _set("serving.auth", {"apiKeys": {"key": "api-keys"}}),
+        "name",
+    ),
     InvalidCase("bad cron schedule", _set("training.schedule", "every sunday"), "schedule"),
 ]

@@ -43,11 +43,11 @@ TRAFFIC = {
     "ingress": {
         "router": "ingress",
         "ingress": {"host": "fraud.example.com", "tls": {"secretName": "fraud-tls"}},
-        "header": {"name": "X-Canary", "value": "yes"},
+        "header": {"name": "X-Canary", "valueFrom": {"secretKeyRef": {"name": "fraud-canary-header", "key": "value"}}},
     },
     "replicas": {"router": "replicas"},
 }
-PLANS = {"stable-only": RouterPlan(0, False), "canary-25": RouterPlan(25, True)}
+PLANS = {"stable-only": RouterPlan(0, False), "canary-25": RouterPlan(25, True, "3f9c2a7d81b04e6a")}
 
 
 @pytest.fixture(scope="session")

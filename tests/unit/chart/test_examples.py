@@ -73,6 +73,8 @@ def test_gateway_example_shows_every_capability() -> None:
     spec = parse_spec(document["spec"])
     assert spec.model.candidate_alias
     assert spec.traffic.router == "gateway"
+    assert spec.traffic.header is not None
+    assert spec.serving.auth is not None
     assert spec.serving.resources.limits["nvidia.com/gpu"] == 1
     assert spec.serving.autoscaling is not None
     assert spec.serving.autoscaling.metric is not None

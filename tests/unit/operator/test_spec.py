@@ -13,7 +13,9 @@ def test_valid_spec_parses_with_defaults() -> None:
     assert spec.model.has_candidate
     assert spec.rollout is not None
     assert spec.rollout.interval_seconds == 60
+    assert spec.traffic.header is not None
     assert spec.traffic.header.name == "x-model-track"
+    assert spec.traffic.header.value_from.secret_key_ref.name == "canary-header"
     assert spec.serving.port == 8080
 
 

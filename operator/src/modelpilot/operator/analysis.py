@@ -14,12 +14,16 @@ The verdict is
 - Failed when any bound is broken (`queries.violations`): the reason names the metric and its value;
 - Passed otherwise.
 
-All queries of one analysis run concurrently; `analyse` never raises for Prometheus trouble.
+All queries of one analysis run concurrently; `analyse` never raises for Prometheus trouble, a malformed
+answer included. The Prometheus URL comes from the spec, so what it answers is anyone's: a reason (which
+reaches the status, the history and Events) names the status code and Prometheus's error type when it is
+one of Prometheus's own, never the answer's text; that goes to the operator's log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +45,14 @@ from modelpilot.operator.spec.rollout import ERROR_RATE, P99_LATENCY, REQUEST_CO
 from modelpilot.operator.status import AnalysisResult
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
+LOGGED_BODY_CHARS = 200
+# The errorType values of Prometheus's HTTP API, and its result types: the only words of an answer a reason repeats.
+PROMETHEUS_ERROR_TYPES = frozenset(
+    {"bad_data", "execution", "timeout", "canceled", "internal", "unavailable", "not_found"}
+)
+RESULT_TYPES = frozenset({"matrix", "vector", "scalar", "string"})
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,15 +91,28 @@ async def query_value(client: httpx.AsyncClient, base_url: str, promql: str) -> 
     try:
         response = await client.get(url, params={"query": promql})
     except httpx.HTTPError as error:
-        raise PrometheusUnavailableError(f"{base_url} unreachable: {error!r}") from error
-    if response.status_code >= 500:
-        raise PrometheusUnavailableError(f"{base_url} answered {response.status_code}: {response.text[:200]}")
+        # Only the error's class: protocol errors quote what the server sent.
+        logger.info("Prometheus %s unreachable: %r", base_url, error)
+        raise PrometheusUnavailableError(f"{base_url} unreachable ({type(error).__name__})") from error
     body = _json(response)
     if response.status_code >= 400 or body.get("status") != "success":
-        raise QueryRejectedError(
-            f"{body.get('errorType', response.status_code)}: {body.get('error', response.text[:200])}"
+        logger.info(
+            "Prometheus %s answered %d to %s: %s",
+            base_url,
+            response.status_code,
+            promql,
+            response.text[:LOGGED_BODY_CHARS],
         )
-    return _single_value(body.get("data") or {})
+    if response.status_code >= 500:
+        raise PrometheusUnavailableError(f"{base_url} answered {response.status_code}")
+    if response.status_code >= 400 or body.get("status") != "success":
+        error_type = body.get("errorType")
+        named = f" {error_type}" if isinstance(error_type, str) and error_type in PROMETHEUS_ERROR_TYPES else ""
+        raise QueryRejectedError(f"refused ({response.status_code}{named})")
+    try:
+        return _single_value(body.get("data") or {})
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        raise QueryRejectedError("answered a malformed result") from None
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
@@ -104,7 +129,8 @@ def _single_value(data: dict[str, Any]) -> float | None:
     if result_type == "scalar" and isinstance(result, list):
         return float(result[1])
     if result_type != "vector" or not isinstance(result, list):
-        raise QueryRejectedError(f"expected an instant vector, got {result_type}")
+        shown = result_type if isinstance(result_type, str) and result_type in RESULT_TYPES else "another type"
+        raise QueryRejectedError(f"expected an instant vector, got {shown}")
     if not result:
         return None
     if len(result) > 1:

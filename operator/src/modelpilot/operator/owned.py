@@ -166,6 +166,10 @@ class OwnedObjects:
         secret = await self.read("v1", "Secret", name, owned=False)
         return None if secret is None else KubeApi.decode_secret(secret)
 
+    async def read_object_secret(self, name: str) -> dict[str, Any] | None:
+        """A Secret object in the owner's namespace, undecoded; None when it does not exist."""
+        return await self.read("v1", "Secret", name, owned=False)
+
     async def apply(self, objects: list[dict[str, Any]]) -> None:
         """Server-side apply each object whose content changed since this process last applied it."""
         for obj in objects:

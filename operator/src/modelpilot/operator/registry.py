@@ -3,10 +3,17 @@
 The operator is asyncio (Kopf); MLflow's Python client is synchronous and heavy, so the registry is
 read and written with a small httpx client against the documented `/api/2.0/mlflow` endpoints.
 The rest of the operator depends on the `Registry` protocol, not on this implementation.
+
+The tracking URI comes from the spec: whoever writes a ModelDeployment chooses the server, and so what
+it answers. An error's message, which reaches the status and Events, is therefore made of the method,
+the path, the status code and fixed words only, never of the answer's body or headers; the body's start
+goes to the operator's log.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,6 +24,9 @@ from modelpilot.operator import metrics
 from modelpilot.operator.spec import ModelRef
 
 API = "/api/2.0/mlflow"
+LOGGED_BODY_CHARS = 300
+
+logger = logging.getLogger(__name__)
 
 
 class RegistryError(Exception):
@@ -157,16 +167,21 @@ class MlflowRegistry:
 
     async def resolve(self, ref: ModelRef) -> ResolvedVersions:
         """Stable and candidate versions from one read of the registered model (aliases and stages)."""
-        model = (await self._call("GET", "/registered-models/get", params={"name": ref.name}))["registered_model"]
-        aliases = {item["alias"]: str(item["version"]) for item in model.get("aliases", [])}
-        stages: dict[str, str] = {}
-        for version in model.get("latest_versions", []):
-            stage = version.get("current_stage", "None")
-            if stage != "None":
-                # latest_versions holds the newest version per stage; keep the highest if several appear.
-                current = stages.get(stage)
-                if current is None or int(version["version"]) > int(current):
-                    stages[stage] = str(version["version"])
+        try:
+            found = await self._call("GET", "/registered-models/get", params={"name": ref.name})
+        except ModelNotFoundError:
+            raise ModelNotFoundError(f"registered model {ref.name} not found at {self.tracking_uri}") from None
+        model = found.get("registered_model")
+        if not isinstance(model, dict):
+            raise RegistryRejectedError(
+                f"GET /registered-models/get answered without a registered_model for {ref.name}"
+            )
+        try:
+            aliases, stages = _pointers(model)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise RegistryRejectedError(
+                f"GET /registered-models/get answered a malformed model for {ref.name}"
+            ) from None
 
         def pointer(alias: str | None, stage: str | None) -> str | None:
             if alias is not None:
@@ -183,7 +198,10 @@ class MlflowRegistry:
     async def get_version(self, name: str, version: str) -> ModelVersion:
         """One model version with its tags."""
         body = await self._call("GET", "/model-versions/get", params={"name": name, "version": version})
-        return ModelVersion.from_api(body["model_version"])
+        try:
+            return ModelVersion.from_api(body["model_version"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise RegistryRejectedError(f"GET /model-versions/get answered a malformed version {version}") from None
 
     async def set_alias(self, name: str, alias: str, version: str) -> None:
         """Point `alias` at `version` (moving it if it pointed elsewhere)."""
@@ -231,15 +249,33 @@ class MlflowRegistry:
             try:
                 response = await self._client.request(method, path, params=params, json=json)
             except httpx.HTTPError as error:
-                raise RegistryUnavailableError(f"{self.tracking_uri} unreachable: {error!r}") from error
+                # Only the error's class: protocol errors quote what the server sent.
+                logger.info("registry %s %s%s failed: %r", method, self.tracking_uri, path, error)
+                raise RegistryUnavailableError(
+                    f"{self.tracking_uri} unreachable ({type(error).__name__}) for {method} {path}"
+                ) from error
             outcome = str(response.status_code)
+            if response.status_code >= 400:
+                logger.info(
+                    "registry %s %s%s answered %d: %s",
+                    method,
+                    self.tracking_uri,
+                    path,
+                    response.status_code,
+                    response.text[:LOGGED_BODY_CHARS],
+                )
             if response.status_code >= 500:
                 raise RegistryUnavailableError(
-                    f"{self.tracking_uri} answered {response.status_code} to {method} {path}: {response.text[:300]}"
+                    f"{self.tracking_uri} answered {response.status_code} to {method} {path}"
                 )
             if response.status_code >= 400:
                 raise _client_error(response, method, path)
-            body: dict[str, Any] = response.json() if response.content else {}
+            try:
+                body = response.json() if response.content else {}
+            except ValueError:
+                raise RegistryRejectedError(f"{method} {path} answered {response.status_code} with no JSON") from None
+            if not isinstance(body, dict):
+                raise RegistryRejectedError(f"{method} {path} answered {response.status_code} with no JSON object")
             return body
         finally:
             metrics.REGISTRY_LATENCY.labels(operation=path.rsplit("/", 1)[-1], outcome=outcome).observe(
@@ -247,13 +283,32 @@ class MlflowRegistry:
             )
 
 
+def _pointers(model: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """(alias → version, stage → version) of a registered model as the REST API returns it."""
+    aliases = {str(item["alias"]): str(item["version"]) for item in model.get("aliases", [])}
+    stages: dict[str, str] = {}
+    for version in model.get("latest_versions", []):
+        stage = version.get("current_stage", "None")
+        if stage != "None":
+            # latest_versions holds the newest version per stage; keep the highest if several appear.
+            current = stages.get(stage)
+            if current is None or int(version["version"]) > int(current):
+                stages[stage] = str(version["version"])
+    return aliases, stages
+
+
 def _client_error(response: httpx.Response, method: str, path: str) -> RegistryError:
+    status = response.status_code
     try:
         payload = response.json()
     except ValueError:
-        payload = {}
-    code = payload.get("error_code", "")
-    message = payload.get("message", response.text[:300])
-    if response.status_code == 404 or code == "RESOURCE_DOES_NOT_EXIST":
-        return ModelNotFoundError(message)
-    return RegistryRejectedError(f"{method} {path} refused ({response.status_code} {code}): {message}")
+        payload = None
+    code = payload.get("error_code") if isinstance(payload, dict) else None
+    if status == 404 or code == "RESOURCE_DOES_NOT_EXIST":
+        return ModelNotFoundError(f"{method} {path}: not found ({status})")
+    # MLflow's error codes are a closed set of words; anything else the server says stays out.
+    named = f" {code}" if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else ""
+    return RegistryRejectedError(f"{method} {path} refused ({status}{named})")
+
+
+_ERROR_CODE = re.compile(r"[A-Z][A-Z_]{0,63}")

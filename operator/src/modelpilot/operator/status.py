@@ -13,7 +13,9 @@ from pydantic.alias_generators import to_camel
 
 HISTORY_LIMIT = 30
 
-ConditionType = Literal["Ready", "Progressing", "Degraded", "RegistryReachable", "TrainingSucceeded"]
+ConditionType = Literal[
+    "Ready", "Progressing", "Degraded", "RegistryReachable", "TrainingSucceeded", "CanaryHeaderReady"
+]
 
 
 def now_iso() -> str:
@@ -34,7 +36,12 @@ class StatusModel(BaseModel):
 class Condition(StatusModel):
     """A Kubernetes-style condition."""
 
-    type: str = Field(description="Condition type: Ready, Progressing, Degraded, RegistryReachable, TrainingSucceeded.")
+    type: str = Field(
+        description=(
+            "Condition type: Ready, Progressing, Degraded, RegistryReachable, TrainingSucceeded, "
+            "CanaryHeaderReady (with spec.traffic.header)."
+        )
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(default="", description="CamelCase reason for the last transition.")
     message: str = Field(default="", description="What a person should know about it.")

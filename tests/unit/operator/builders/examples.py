@@ -31,6 +31,7 @@ _GATEWAY: dict[str, Any] = {
         },
         "nodeSelector": {"node.kubernetes.io/instance-type": "g5.xlarge"},
         "env": [{"name": "MODELPILOT_MAX_BATCH_SIZE", "value": "32"}],
+        "auth": {"apiKeys": {"name": "fraud-clients", "key": "api-keys"}},
     },
     "traffic": {
         "router": "gateway",
@@ -39,7 +40,10 @@ _GATEWAY: dict[str, Any] = {
             "hostnames": ["fraud.example.com"],
             "path": "/",
         },
-        "header": {"name": "x-model-track", "value": "canary"},
+        "header": {
+            "name": "x-model-track",
+            "valueFrom": {"secretKeyRef": {"name": "fraud-canary-header", "key": "value"}},
+        },
     },
     "rollout": {"steps": [10, 50, 100], "interval": "30s", "analysis": {"prometheus": "http://prometheus:9090"}},
     "training": {
@@ -69,6 +73,10 @@ def ingress_raw() -> dict[str, Any]:
     raw["traffic"] = {
         "router": "ingress",
         "ingress": {"className": "nginx", "host": "fraud.example.com", "path": "/", "tls": {"secretName": "fraud-tls"}},
+        "header": {
+            "name": "x-model-track",
+            "valueFrom": {"secretKeyRef": {"name": "fraud-canary-header", "key": "value"}},
+        },
     }
     raw["training"] = {"image": "ghcr.io/modelpilot/train:0.1.0"}
     return raw
@@ -106,7 +114,10 @@ def track_plan(
     )
 
 
+# What the operator reads from the header's Secret in these examples.
+HEADER_VALUE = "3f9c2a7d81b04e6a"
+
 ROUTER_PLANS = {
     "stable-only": RouterPlan(canary_weight=0, canary_present=False),
-    "canary-25": RouterPlan(canary_weight=25, canary_present=True),
+    "canary-25": RouterPlan(canary_weight=25, canary_present=True, canary_header_value=HEADER_VALUE),
 }

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from modelpilot.operator.builders.routing import RouterPlan, build_router, router_weight
-from tests.unit.operator.builders.examples import OWNER, gateway_raw, ingress_raw, replicas_raw, spec_of
+from tests.unit.operator.builders.examples import HEADER_VALUE, OWNER, gateway_raw, ingress_raw, replicas_raw, spec_of
 from tests.unit.operator.builders.golden import assert_matches_golden
 
 ROUTE_KEY = ("gateway.networking.k8s.io/v1", "HTTPRoute", "fraud")
@@ -16,8 +16,8 @@ CANARY_INGRESS_KEY = ("networking.k8s.io/v1", "Ingress", "fraud-canary")
 SHARED_SERVICE_KEY = ("v1", "Service", "fraud")
 
 
-def _route(weight: int, present: bool) -> dict[str, Any]:
-    objects = build_router(OWNER, spec_of(gateway_raw()), RouterPlan(weight, present))
+def _route(weight: int, present: bool, header_value: str | None = HEADER_VALUE) -> dict[str, Any]:
+    objects = build_router(OWNER, spec_of(gateway_raw()), RouterPlan(weight, present, header_value))
     assert len(objects.apply) == 1
     return objects.apply[0]
 
@@ -26,7 +26,8 @@ def _route(weight: int, present: bool) -> dict[str, Any]:
     ("mode", "raw"), [("gateway", gateway_raw), ("ingress", ingress_raw), ("replicas", replicas_raw)]
 )
 def test_router_with_a_canary_matches_golden(mode: str, raw: Any) -> None:
-    objects = build_router(OWNER, spec_of(raw()), RouterPlan(canary_weight=25, canary_present=True))
+    plan = RouterPlan(canary_weight=25, canary_present=True, canary_header_value=HEADER_VALUE)
+    objects = build_router(OWNER, spec_of(raw()), plan)
     assert_matches_golden(f"router-{mode}-canary-25", objects.apply)
 
 
@@ -52,7 +53,7 @@ def test_http_route_splits_stable_and_canary_and_adds_the_header_rule() -> None:
         {"name": "fraud-canary", "port": 8080, "weight": 25},
     ]
     assert weighted["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
-    assert header["matches"][0]["headers"] == [{"type": "Exact", "name": "x-model-track", "value": "canary"}]
+    assert header["matches"][0]["headers"] == [{"type": "Exact", "name": "x-model-track", "value": HEADER_VALUE}]
     assert header["backendRefs"] == [{"name": "fraud-canary", "port": 8080}]
 
 
@@ -91,7 +92,7 @@ def test_gateway_mode_removes_the_objects_of_the_other_modes() -> None:
 
 
 def test_ingress_mode_with_canary_annotates_a_second_ingress() -> None:
-    objects = build_router(OWNER, spec_of(ingress_raw()), RouterPlan(40, True))
+    objects = build_router(OWNER, spec_of(ingress_raw()), RouterPlan(40, True, HEADER_VALUE))
     stable, canary = objects.apply
     assert stable["metadata"]["name"] == "fraud"
     assert "annotations" not in stable["metadata"]
@@ -106,7 +107,7 @@ def test_ingress_mode_with_canary_annotates_a_second_ingress() -> None:
         "nginx.ingress.kubernetes.io/canary": "true",
         "nginx.ingress.kubernetes.io/canary-weight": "40",
         "nginx.ingress.kubernetes.io/canary-by-header": "x-model-track",
-        "nginx.ingress.kubernetes.io/canary-by-header-value": "canary",
+        "nginx.ingress.kubernetes.io/canary-by-header-value": HEADER_VALUE,
     }
     canary_path = canary["spec"]["rules"][0]["http"]["paths"][0]
     assert canary_path["backend"]["service"]["name"] == "fraud-canary"
@@ -125,11 +126,36 @@ def test_ingress_mode_without_canary_deletes_the_canary_ingress() -> None:
 
 def test_ingress_mode_uses_the_configured_header() -> None:
     raw = ingress_raw()
-    raw["traffic"]["header"] = {"name": "X-Canary", "value": "always"}
-    canary = build_router(OWNER, spec_of(raw), RouterPlan(0, True)).apply[1]
+    raw["traffic"]["header"]["name"] = "X-Canary"
+    canary = build_router(OWNER, spec_of(raw), RouterPlan(0, True, "a-value-from-the-secret")).apply[1]
     assert canary["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-header"] == "X-Canary"
-    assert canary["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-header-value"] == "always"
+    assert canary["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-header-value"] == (
+        "a-value-from-the-secret"
+    )
     assert router_weight(canary) == 0
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_without_a_header_value_no_request_is_routed_by_a_header(configured: bool) -> None:
+    """No header configured, or its Secret unreadable: weights only, in both router modes."""
+    gateway, ingress = gateway_raw(), ingress_raw()
+    if not configured:
+        del gateway["traffic"]["header"], ingress["traffic"]["header"]
+    value = HEADER_VALUE if not configured else None  # a value without a configured header is ignored too
+    route = build_router(OWNER, spec_of(gateway), RouterPlan(25, True, value)).apply[0]
+    assert len(route["spec"]["rules"]) == 1
+    assert "headers" not in str(route["spec"])
+    canary = build_router(OWNER, spec_of(ingress), RouterPlan(25, True, value)).apply[1]
+    assert canary["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/canary": "true",
+        "nginx.ingress.kubernetes.io/canary-weight": "25",
+    }
+
+
+def test_a_spec_without_a_header_has_no_header_by_default() -> None:
+    raw = gateway_raw()
+    del raw["traffic"]["header"]
+    assert spec_of(raw).traffic.header is None
 
 
 def test_replicas_mode_is_one_service_over_both_tracks() -> None:

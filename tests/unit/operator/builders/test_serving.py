@@ -249,3 +249,75 @@ def test_disruption_budget_allows_one_pod_down_at_a_time() -> None:
     budget = _by_kind(build_track(OWNER, spec_of(replicas_raw()), track_plan()))["PodDisruptionBudget"]["spec"]
     assert budget["maxUnavailable"] == 1
     assert "minAvailable" not in budget
+
+
+@pytest.mark.parametrize("raw", [gateway_raw, ingress_raw, replicas_raw])
+def test_pickle_deserialization_is_off_unless_the_spec_opts_in(raw: Any) -> None:
+    assert _env(build_track(OWNER, spec_of(raw()), track_plan()))["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
+    opted_in = raw()
+    opted_in["serving"]["allowPickleDeserialization"] = True
+    assert _env(build_track(OWNER, spec_of(opted_in), track_plan()))["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "true"
+
+
+def test_spec_env_cannot_turn_pickle_deserialization_on() -> None:
+    raw = replicas_raw()
+    raw["serving"]["env"] = [{"name": "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "value": "true"}]
+    env = _container(build_track(OWNER, spec_of(raw), track_plan()))["env"]
+    assert [var for var in env if var["name"] == "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == [
+        {"name": "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "value": "false"}
+    ]
+
+
+def test_without_auth_no_secret_is_mounted_and_no_auth_setting_is_set() -> None:
+    objects = build_track(OWNER, spec_of(replicas_raw()), track_plan())
+    assert not any(name.startswith(("MODELPILOT_API_KEYS", "MODELPILOT_JWT")) for name in _env(objects))
+    assert [volume["name"] for volume in _pod_spec(objects)["volumes"]] == ["tmp", "spool"]
+
+
+def test_auth_mounts_each_secret_key_read_only_and_points_the_server_at_the_files() -> None:
+    raw = replicas_raw()
+    raw["serving"]["auth"] = {
+        "apiKeys": {"name": "clients", "key": "api-keys"},
+        "jwtSecret": {"name": "signing", "key": "hs256"},
+        "jwtAudience": "fraud-api",
+        "jwtIssuer": "https://id.example.com",
+    }
+    objects = build_track(OWNER, spec_of(raw), track_plan())
+    env = _env(objects)
+    assert env["MODELPILOT_API_KEYS_FILE"] == "/etc/modelpilot/auth/auth-api-keys/value"
+    assert env["MODELPILOT_JWT_SECRET_FILE"] == "/etc/modelpilot/auth/auth-jwt-secret/value"
+    assert env["MODELPILOT_JWT_AUDIENCE"] == "fraud-api"
+    assert env["MODELPILOT_JWT_ISSUER"] == "https://id.example.com"
+    assert env["MODELPILOT_JWT_ALLOW_NO_EXP"] == "false"
+    volumes = {volume["name"]: volume for volume in _pod_spec(objects)["volumes"]}
+    assert volumes["auth-api-keys"]["secret"] == {
+        "secretName": "clients",
+        "items": [{"key": "api-keys", "path": "value"}],
+        "defaultMode": 0o440,
+    }
+    assert volumes["auth-jwt-secret"]["secret"]["secretName"] == "signing"
+    mounts = {mount["name"]: mount for mount in _container(objects)["volumeMounts"]}
+    assert mounts["auth-api-keys"] == {
+        "name": "auth-api-keys",
+        "mountPath": "/etc/modelpilot/auth/auth-api-keys",
+        "readOnly": True,
+    }
+    assert mounts["auth-jwt-secret"]["readOnly"] is True
+    # No key or secret itself reaches the pod spec.
+    assert not any(name in {"MODELPILOT_API_KEYS", "MODELPILOT_JWT_SECRET"} for name in env)
+
+
+def test_auth_with_api_keys_only_sets_no_jwt_settings() -> None:
+    objects = build_track(OWNER, spec_of(gateway_raw()), track_plan())
+    env = _env(objects)
+    assert env["MODELPILOT_API_KEYS_FILE"] == "/etc/modelpilot/auth/auth-api-keys/value"
+    assert not any(name.startswith("MODELPILOT_JWT") for name in env)
+    assert "auth-jwt-secret" not in {volume["name"] for volume in _pod_spec(objects)["volumes"]}
+
+
+def test_spec_env_cannot_point_the_server_at_another_key_file() -> None:
+    raw = gateway_raw()
+    raw["serving"]["env"] = [{"name": "MODELPILOT_API_KEYS_FILE", "value": "/tmp/keys"}]
+    assert _env(build_track(OWNER, spec_of(raw), track_plan()))["MODELPILOT_API_KEYS_FILE"] == (
+        "/etc/modelpilot/auth/auth-api-keys/value"
+    )

@@ -163,3 +163,11 @@ def test_building_without_training_or_schedule_is_an_error() -> None:
         build_training_job(OWNER, spec_of(replicas_raw()), job_name="x", trigger="initial")
     with pytest.raises(ValueError, match=r"schedule is not set"):
         build_training_cronjob(OWNER, spec_of(ingress_raw()), name="x")
+
+
+def test_training_pods_may_not_unpickle_models_unless_the_spec_opts_in() -> None:
+    assert _env(_job())["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
+    raw = gateway_raw()
+    raw["training"]["allowPickleDeserialization"] = True
+    raw["training"]["env"] = [{"name": "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "value": "false"}]
+    assert _env(_job(raw))["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "true"

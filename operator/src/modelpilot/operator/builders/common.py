@@ -221,6 +221,16 @@ def scheduling(
     return result
 
 
+PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+
+
+def pickle_env(allowed: bool) -> tuple[str, str]:
+    """MLflow's switch for unpickling model files: off unless the spec opts in (MLflow's own default is on).
+
+    Always set, so a pod never falls back to MLflow's default; a fixed entry, so `env` cannot flip it."""
+    return (PICKLE_ENV, "true" if allowed else "false")
+
+
 def env_list(
     fixed: list[tuple[str, str]], overridable: list[tuple[str, str]], extra: list[EnvVar]
 ) -> list[dict[str, str]]:

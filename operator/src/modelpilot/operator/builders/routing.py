@@ -1,8 +1,10 @@
 """The router that splits traffic between the stable and canary tracks.
 
 Three modes, one per `spec.traffic.router`:
-- gateway: a Gateway API HTTPRoute with weighted backendRefs, plus a header rule that always reaches the canary;
-- ingress: an ingress-nginx Ingress for stable and a second, canary-annotated Ingress for the canary;
+- gateway: a Gateway API HTTPRoute with weighted backendRefs, plus (with `spec.traffic.header`) a header rule
+  that always reaches the canary;
+- ingress: an ingress-nginx Ingress for stable and a second, canary-annotated Ingress for the canary (with
+  `spec.traffic.header`, annotated to send requests that carry the header to the canary);
 - replicas: one Service over the tracks' pods; the weight is the ratio of pods (see `traffic.split_replicas`).
 Each plan also says which objects of the other modes must not exist, so switching modes cleans up.
 """
@@ -32,6 +34,9 @@ class RouterPlan:
 
     canary_weight: int  # 0..100
     canary_present: bool  # the canary Service exists (the header route only then)
+    # The value of spec.traffic.header, read from its Secret; None: no request is routed by a header
+    # (no header configured, or its Secret cannot be read).
+    canary_header_value: str | None = None
     # Replica router: the tracks whose pods the shared Service selects (the weight is their ratio).
     shared_tracks: tuple[Track, ...] = ("stable", "canary")
 
@@ -73,7 +78,7 @@ def build_router(owner: Owner, spec: ModelDeploymentSpec, plan: RouterPlan) -> R
     name = owner.name
     if router == "gateway":
         assert spec.traffic.gateway is not None  # the spec's validation requires it
-        route = _http_route(owner, spec, spec.traffic.gateway, weight, plan.canary_present)
+        route = _http_route(owner, spec, spec.traffic.gateway, weight, plan)
         return RouterObjects(
             apply=[route],
             delete=[_ingress_key(name), _canary_ingress_key(name), _shared_service_key(name)],
@@ -83,7 +88,7 @@ def build_router(owner: Owner, spec: ModelDeploymentSpec, plan: RouterPlan) -> R
         apply = [_stable_ingress(owner, spec, spec.traffic.ingress)]
         delete = [_route_key(name), _shared_service_key(name)]
         if plan.canary_present:
-            apply.append(_canary_ingress(owner, spec, spec.traffic.ingress, weight))
+            apply.append(_canary_ingress(owner, spec, spec.traffic.ingress, weight, _header(spec, plan)))
         else:
             delete.append(_canary_ingress_key(name))
         return RouterObjects(apply=apply, delete=delete)
@@ -124,6 +129,13 @@ def _parent_ref(ref: ParentRef) -> dict[str, str]:
     return result
 
 
+def _header(spec: ModelDeploymentSpec, plan: RouterPlan) -> tuple[str, str] | None:
+    """(name, value) of the canary header when the spec configures one and its value was read."""
+    if spec.traffic.header is None or plan.canary_header_value is None:
+        return None
+    return spec.traffic.header.name, plan.canary_header_value
+
+
 def _backend(owner: Owner, spec: ModelDeploymentSpec, track: Track, weight: int | None = None) -> dict[str, Any]:
     ref: dict[str, Any] = {"name": track_name(owner.name, track), "port": spec.serving.port}
     if weight is not None:
@@ -132,8 +144,10 @@ def _backend(owner: Owner, spec: ModelDeploymentSpec, track: Track, weight: int 
 
 
 def _http_route(
-    owner: Owner, spec: ModelDeploymentSpec, gateway: GatewayRoute, weight: int, canary_present: bool
+    owner: Owner, spec: ModelDeploymentSpec, gateway: GatewayRoute, weight: int, plan: RouterPlan
 ) -> dict[str, Any]:
+    canary_present = plan.canary_present
+
     def path_match() -> dict[str, Any]:
         return {"path": {"type": "PathPrefix", "value": gateway.path}}
 
@@ -142,10 +156,11 @@ def _http_route(
     if canary_present:
         backends.append(_backend(owner, spec, "canary", weight))
     rules: list[dict[str, Any]] = [{"matches": [path_match()], "backendRefs": backends}]
-    if canary_present:
-        header = spec.traffic.header
+    header = _header(spec, plan)
+    if canary_present and header is not None:
+        name, value = header
         # A header match is more specific than the plain path match, so this rule wins for tagged requests.
-        header_match = {**path_match(), "headers": [{"type": "Exact", "name": header.name, "value": header.value}]}
+        header_match = {**path_match(), "headers": [{"type": "Exact", "name": name, "value": value}]}
         rules.append({"matches": [header_match], "backendRefs": [_backend(owner, spec, "canary")]})
     route_spec: dict[str, Any] = {"parentRefs": [_parent_ref(ref) for ref in gateway.parent_refs]}
     if gateway.hostnames:
@@ -183,15 +198,15 @@ def _stable_ingress(owner: Owner, spec: ModelDeploymentSpec, ingress: IngressRou
     }
 
 
-def _canary_ingress(owner: Owner, spec: ModelDeploymentSpec, ingress: IngressRoute, weight: int) -> dict[str, Any]:
+def _canary_ingress(
+    owner: Owner, spec: ModelDeploymentSpec, ingress: IngressRoute, weight: int, header: tuple[str, str] | None
+) -> dict[str, Any]:
     # ingress-nginx allows one canary Ingress per host and path; it takes the host's TLS from the main
     # Ingress and evaluates the header before the weight, so the header always reaches the canary.
-    annotations = {
-        CANARY_ANNOTATION: "true",
-        CANARY_WEIGHT_ANNOTATION: str(weight),
-        CANARY_HEADER_ANNOTATION: spec.traffic.header.name,
-        CANARY_HEADER_VALUE_ANNOTATION: spec.traffic.header.value,
-    }
+    annotations = {CANARY_ANNOTATION: "true", CANARY_WEIGHT_ANNOTATION: str(weight)}
+    if header is not None:
+        # Only the exact value: with canary-by-header alone, "always" from any client would steer traffic.
+        annotations[CANARY_HEADER_ANNOTATION], annotations[CANARY_HEADER_VALUE_ANNOTATION] = header
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",

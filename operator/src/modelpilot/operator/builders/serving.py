@@ -16,6 +16,7 @@ from modelpilot.operator.builders.common import (
     env_list,
     labels,
     metadata,
+    pickle_env,
     pod_security_context,
     quantity,
     scheduling,
@@ -24,7 +25,7 @@ from modelpilot.operator.builders.common import (
     tmp_volume,
     track_name,
 )
-from modelpilot.operator.spec import ModelDeploymentSpec
+from modelpilot.operator.spec import ModelDeploymentSpec, SecretKeyRef
 from modelpilot.operator.spec.serving import METRICS_PORT
 
 CONTAINER_NAME = "server"
@@ -49,6 +50,14 @@ STARTUP_FAILURE_THRESHOLD = 60
 # Endpoints are removed asynchronously; a short pause before SIGTERM lets routers stop sending first.
 PRE_STOP_SLEEP_SECONDS = 5
 TERMINATION_GRACE_PERIOD_SECONDS = 30
+
+# Client authentication (spec.serving.auth): each Secret key is mounted read-only as one file in a directory
+# of its own (a Secret volume per key: the two keys may live in different Secrets), readable by the pod's group.
+AUTH_DIR = "/etc/modelpilot/auth"
+API_KEYS_VOLUME = "auth-api-keys"
+JWT_SECRET_VOLUME = "auth-jwt-secret"
+AUTH_FILE_NAME = "value"
+AUTH_FILE_MODE = 0o440
 
 DNS_PORT = 53
 # Artifact stores (S3, GCS, Azure Blob, an HTTP artifact proxy) are reached over HTTPS or HTTP at
@@ -132,6 +141,8 @@ def _env(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[
         ("MODELPILOT_METRICS_PORT", str(METRICS_PORT)),
         ("MODELPILOT_SPOOL_DIR", SPOOL_DIR),
         ("MLFLOW_TRACKING_URI", spec.registry.tracking_uri),
+        pickle_env(spec.serving.allow_pickle_deserialization),
+        *_auth_env(spec),
     ]
     overridable = [
         ("MLFLOW_DISABLE_TELEMETRY", "true"),
@@ -140,6 +151,55 @@ def _env(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[
     if plan.trusted_proxies:
         overridable.append(("MODELPILOT_TRUSTED_PROXIES", plan.trusted_proxies))
     return env_list(fixed, overridable, spec.serving.env)
+
+
+def _auth_secrets(spec: ModelDeploymentSpec) -> list[tuple[str, str, SecretKeyRef]]:
+    """(volume, server setting, Secret key) of each authentication file the spec asks for."""
+    auth = spec.serving.auth
+    if auth is None:
+        return []
+    files = [
+        (API_KEYS_VOLUME, "MODELPILOT_API_KEYS_FILE", auth.api_keys),
+        (JWT_SECRET_VOLUME, "MODELPILOT_JWT_SECRET_FILE", auth.jwt_secret),
+    ]
+    return [(volume, setting, ref) for volume, setting, ref in files if ref is not None]
+
+
+def _auth_path(volume: str) -> str:
+    return f"{AUTH_DIR}/{volume}"
+
+
+def _auth_env(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
+    """The server's authentication settings: files of the mounted Secret keys, and the JWT claims to check."""
+    auth = spec.serving.auth
+    if auth is None:
+        return []
+    env = [(setting, f"{_auth_path(volume)}/{AUTH_FILE_NAME}") for volume, setting, _ in _auth_secrets(spec)]
+    if auth.jwt_secret is not None:
+        env += [
+            ("MODELPILOT_JWT_AUDIENCE", auth.jwt_audience),
+            ("MODELPILOT_JWT_ISSUER", auth.jwt_issuer),
+            ("MODELPILOT_JWT_ALLOW_NO_EXP", "true" if auth.jwt_allow_no_exp else "false"),
+        ]
+    return env
+
+
+def _auth_mounts(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    return [{"name": volume, "mountPath": _auth_path(volume), "readOnly": True} for volume, _, _ in _auth_secrets(spec)]
+
+
+def _auth_volumes(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": volume,
+            "secret": {
+                "secretName": ref.name,
+                "items": [{"key": ref.key, "path": AUTH_FILE_NAME}],
+                "defaultMode": AUTH_FILE_MODE,
+            },
+        }
+        for volume, _, ref in _auth_secrets(spec)
+    ]
 
 
 def _http_probe(path: str, *, period: int, timeout: int, failures: int) -> dict[str, Any]:
@@ -181,7 +241,7 @@ def _container(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict
             ),
             "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
             "securityContext": container_security_context(),
-            "volumeMounts": [tmp_mount(), {"name": SPOOL_VOLUME, "mountPath": SPOOL_DIR}],
+            "volumeMounts": [tmp_mount(), {"name": SPOOL_VOLUME, "mountPath": SPOOL_DIR}, *_auth_mounts(spec)],
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }
     )
@@ -198,7 +258,11 @@ def _deployment(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dic
         "securityContext": pod_security_context(),
         "terminationGracePeriodSeconds": TERMINATION_GRACE_PERIOD_SECONDS,
         "containers": [_container(owner, spec, plan)],
-        "volumes": [tmp_volume(), {"name": SPOOL_VOLUME, "emptyDir": {"sizeLimit": SPOOL_SIZE_LIMIT}}],
+        "volumes": [
+            tmp_volume(),
+            {"name": SPOOL_VOLUME, "emptyDir": {"sizeLimit": SPOOL_SIZE_LIMIT}},
+            *_auth_volumes(spec),
+        ],
         # Spread replicas over nodes when the scheduler can; never refuse to schedule for it.
         "topologySpreadConstraints": [
             {

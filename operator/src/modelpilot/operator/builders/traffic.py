@@ -123,11 +123,13 @@ def plan_traffic(
     weight: int,
     stable_replicas: int | None = None,
     router_proxies: str = "",
+    canary_header_value: str | None = None,
 ) -> TrafficPlan:
     """Everything that makes `weight` percent reach the canary at version `canary` (None: no canary)
     while the stable track serves version `stable`. `stable_replicas` is what the stable Deployment runs
     now (its HPA's choice): with the replica router and autoscaling, the canary's size follows it.
-    `router_proxies`: CIDRs of the gateway's or ingress controller's pods (unused by the replicas router)."""
+    `router_proxies`: CIDRs of the gateway's or ingress controller's pods (unused by the replicas router).
+    `canary_header_value`: the value of spec.traffic.header read from its Secret; None: no header rule."""
     weight = min(max(weight, 0), FULL) if canary is not None else 0
     proxies = router_proxies if spec.traffic.router != "replicas" else ""
     if spec.traffic.router == "replicas":
@@ -146,7 +148,12 @@ def plan_traffic(
     router = build_router(
         owner,
         spec,
-        RouterPlan(canary_weight=weight, canary_present=canary is not None, shared_tracks=sizes.shared_tracks),
+        RouterPlan(
+            canary_weight=weight,
+            canary_present=canary is not None,
+            canary_header_value=canary_header_value,
+            shared_tracks=sizes.shared_tracks,
+        ),
     )
     apply += router.apply
     if canary is None:

@@ -12,6 +12,7 @@ from modelpilot.operator.builders.common import (
     label_value,
     labels,
     metadata,
+    pickle_env,
     pod_security_context,
     scheduling,
     tmp_mount,
@@ -61,7 +62,11 @@ def _env(spec: ModelDeploymentSpec, training: Training) -> list[dict[str, str]]:
     fixed = [("MODELPILOT_MODEL_NAME", spec.model.name)]
     if training.data.uri:
         fixed.append(("MODELPILOT_DATA_URI", training.data.uri))
-    fixed += [("MLFLOW_TRACKING_URI", spec.registry.tracking_uri), *_registry_pointers(spec)]
+    fixed += [
+        ("MLFLOW_TRACKING_URI", spec.registry.tracking_uri),
+        pickle_env(training.allow_pickle_deserialization),
+        *_registry_pointers(spec),
+    ]
     overridable = [("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "true")]
     return env_list(fixed, overridable, training.env)
 

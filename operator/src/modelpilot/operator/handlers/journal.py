@@ -53,6 +53,10 @@ class Journal:
         """Set a condition for this generation."""
         self.status.conditions = set_condition(self.status.conditions, type_, value, reason, message, self.generation)
 
+    def drop_condition(self, type_: ConditionType) -> None:
+        """Remove a condition that no longer applies (its part of the spec is gone)."""
+        self.status.conditions = [c for c in self.status.conditions if c.type != type_]
+
     def was(self, type_: ConditionType) -> tuple[str | None, str | None, str | None]:
         """(status, reason, message) of a condition in the status as it was read."""
         found = next((c for c in self.previous.conditions if c.type == type_), None)

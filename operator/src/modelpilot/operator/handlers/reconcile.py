@@ -16,6 +16,7 @@ from typing import Any
 from modelpilot.operator.analysis import analyse
 from modelpilot.operator.builders.common import Owner, track_name
 from modelpilot.operator.builders.traffic import plan_traffic
+from modelpilot.operator.handlers.canary_header import read_canary_header
 from modelpilot.operator.handlers.journal import EmitEvent, Journal
 from modelpilot.operator.handlers.registry_outcome import promote
 from modelpilot.operator.handlers.rollout import RolloutExecutor
@@ -110,6 +111,7 @@ class Reconciliation:
             return await self._nothing_to_serve(spec)
 
         poll = self.runtime.poll_seconds(spec)
+        header_value = await read_canary_header(spec, objects.read_object_secret, journal)
         # A rollout in flight is also driven once spec.rollout is gone: the machine ends it.
         if is_active(journal.status.canary) or (
             spec.rollout is not None and resolved.candidate not in (None, resolved.stable)
@@ -123,6 +125,7 @@ class Reconciliation:
                 analyse=analyse,
                 abort_requested=ABORT_ANNOTATION in self.annotations,
                 router_proxies=self.runtime.settings.router_proxies,
+                canary_header_value=header_value,
             )
             requeue = await executor.drive(resolved)
             await journal.write()

@@ -95,6 +95,7 @@ class RolloutExecutor:
     analyse: Analyse
     abort_requested: bool = False
     router_proxies: str = ""  # the operator's setting, for the serving pods behind a gateway or ingress
+    canary_header_value: str | None = None  # spec.traffic.header's value from its Secret; None: no header rule
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     applied: TrafficPlan | None = None  # the last plan applied in this run
     resolved: ResolvedVersions = field(default_factory=lambda: ResolvedVersions(None, None))
@@ -244,6 +245,7 @@ class RolloutExecutor:
             weight=weight,
             stable_replicas=running,
             router_proxies=self.router_proxies,
+            canary_header_value=self.canary_header_value,
         )
 
     def _count(self, decision: Decision) -> None:

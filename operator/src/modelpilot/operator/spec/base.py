@@ -43,3 +43,12 @@ class SpecModel(BaseModel):
     """Base for spec sections: camelCase on the wire, snake_case in Python, unknown fields ignored."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class SecretKeyRef(SpecModel):
+    """One key of a Secret in the ModelDeployment's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    key: str = Field(
+        min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key in the Secret's data."
+    )

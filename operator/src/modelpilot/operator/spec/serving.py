@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from modelpilot.operator.spec.base import Quantity, SpecModel, cel_rules
+from modelpilot.operator.spec.base import Quantity, SecretKeyRef, SpecModel, cel_rules
 
 
 class Toleration(SpecModel):
@@ -52,6 +52,47 @@ class Scheduling(SpecModel):
     pod_annotations: dict[str, str] = Field(
         default_factory=dict, description="Extra annotations on the pods (e.g. for a service mesh or log shipper)."
     )
+
+
+class ServingAuth(SpecModel):
+    """Client authentication of the prediction server, with keys and secrets kept in Secrets.
+
+    The operator mounts each Secret key read-only into the serving pods and points the server at the file;
+    the server reads it when it starts, so pods pick up a changed key when they restart.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "has(self.apiKeys) || has(self.jwtSecret)",
+                "serving.auth needs apiKeys or jwtSecret (or both)",
+            ),
+        )
+    )
+
+    api_keys: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the API keys clients may send, one per line."
+    )
+    jwt_secret: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the HS256 secret that client JWTs are signed with."
+    )
+    jwt_audience: str = Field(default="", max_length=1024, description="Audience JWTs must name; empty: any.")
+    jwt_issuer: str = Field(default="", max_length=1024, description="Issuer JWTs must name; empty: any.")
+    jwt_allow_no_exp: bool = Field(
+        default=False, description="Accept JWTs without an exp claim (they never expire; refused by default)."
+    )
+
+    @model_validator(mode="after")
+    def _has_a_method(self) -> ServingAuth:
+        if self.api_keys is None and self.jwt_secret is None:
+            raise ValueError("serving.auth needs apiKeys or jwtSecret (or both)")
+        return self
+
+
+ALLOW_PICKLE_DESCRIPTION = (
+    "Let MLflow unpickle model files (MLFLOW_ALLOW_PICKLE_DESERIALIZATION): unpickling a file runs any code it "
+    "holds, so only for models from a registry no untrusted party can write to."
+)
 
 
 class CustomScalingMetric(SpecModel):
@@ -113,6 +154,8 @@ class Serving(Scheduling):
     resources: Resources = Field(default_factory=Resources, description="Container resources per replica.")
     autoscaling: Autoscaling | None = Field(default=None, description="HPA settings; unset means fixed replicas.")
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
+    auth: ServingAuth | None = Field(default=None, description="Client authentication; unset: none.")
+    allow_pickle_deserialization: bool = Field(default=False, description=ALLOW_PICKLE_DESCRIPTION)
 
     @model_validator(mode="after")
     def _port_is_not_the_metrics_port(self) -> Serving:

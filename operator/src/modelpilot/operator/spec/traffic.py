@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from modelpilot.operator.spec.base import SpecModel, cel_rules
+from modelpilot.operator.spec.base import SecretKeyRef, SpecModel, cel_rules
 
 
 class ParentRef(SpecModel):
@@ -40,16 +40,40 @@ class IngressRoute(SpecModel):
     tls: IngressTLS | None = Field(default=None, description="TLS settings; unset means plain HTTP.")
 
 
+class HeaderValueSource(SpecModel):
+    """Where the canary header's value is read."""
+
+    secret_key_ref: SecretKeyRef = Field(description="A key of a Secret in the ModelDeployment's namespace.")
+
+
+# Fewest characters of the header's value: a word a client could guess would let anyone choose the canary.
+HEADER_VALUE_MIN_LENGTH = 16
+HEADER_VALUE_MAX_LENGTH = 4096  # Gateway API's bound on a header match value
+
+
 class HeaderOverride(SpecModel):
-    """A request header that always reaches the canary, for testing it before it gets weight."""
+    """A request header that always reaches the canary, for testing it before it gets weight.
+
+    Its value is a secret: it is read from a Secret (never written in the spec) and must be at least
+    16 characters, so only clients given it can choose the canary. The router carries the value (the
+    HTTPRoute's header match, the canary Ingress's annotations), so whoever can read those objects can too.
+    """
 
     name: str = Field(
-        default="x-model-track",
         pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$",
+        min_length=1,
         max_length=256,
-        description="Header name.",
+        description="Header name, e.g. x-model-track.",
     )
-    value: str = Field(default="canary", min_length=1, max_length=4096, description="Header value.")
+    value_from: HeaderValueSource = Field(
+        description=(
+            f"The Secret key holding the header's value: {HEADER_VALUE_MIN_LENGTH} to {HEADER_VALUE_MAX_LENGTH} "
+            "printable ASCII characters (surrounding whitespace is ignored), e.g. from openssl rand -hex 16."
+        )
+    )
+
+
+_HEADER_NEEDS_ROUTER = "traffic.header needs router gateway or ingress: the replica router cannot route by header"
 
 
 class ReplicaRouter(SpecModel):
@@ -85,6 +109,7 @@ class Traffic(SpecModel):
         json_schema_extra=cel_rules(
             ("self.router != 'gateway' || has(self.gateway)", "traffic.router gateway needs traffic.gateway"),
             ("self.router != 'ingress' || has(self.ingress)", "traffic.router ingress needs traffic.ingress"),
+            ("!has(self.header) || self.router != 'replicas'", _HEADER_NEEDS_ROUTER),
         )
     )
 
@@ -100,8 +125,12 @@ class Traffic(SpecModel):
     replicas: ReplicaRouter = Field(
         default_factory=ReplicaRouter, description="Replica ratio settings (router replicas)."
     )
-    header: HeaderOverride = Field(
-        default_factory=HeaderOverride, description="Header that always routes to the canary (gateway, ingress)."
+    header: HeaderOverride | None = Field(
+        default=None,
+        description=(
+            "A header that always routes to the canary (router gateway or ingress); unset: no header does, "
+            "and clients cannot choose a track."
+        ),
     )
 
     @model_validator(mode="after")
@@ -110,4 +139,6 @@ class Traffic(SpecModel):
             raise ValueError("traffic.router gateway needs traffic.gateway")
         if self.router == "ingress" and self.ingress is None:
             raise ValueError("traffic.router ingress needs traffic.ingress")
+        if self.router == "replicas" and self.header is not None:
+            raise ValueError(_HEADER_NEEDS_ROUTER)
         return self

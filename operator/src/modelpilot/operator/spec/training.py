@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from modelpilot.operator.spec.base import Duration, SpecModel
-from modelpilot.operator.spec.serving import EnvVar, Resources, Scheduling
+from modelpilot.operator.spec.serving import ALLOW_PICKLE_DESCRIPTION, EnvVar, Resources, Scheduling
 
 
 class TrainingData(SpecModel):
@@ -34,6 +34,7 @@ class Training(Scheduling):
         pattern=r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$",
         description="Cron schedule for periodic retraining, e.g. '0 3 * * 0'.",
     )
+    allow_pickle_deserialization: bool = Field(default=False, description=ALLOW_PICKLE_DESCRIPTION)
     retrain_on_drift: bool = Field(default=False, description="Start a training Job when drift is detected.")
     backoff_limit: int = Field(default=2, ge=0, le=20, description="Retries of a failed training pod.")
     active_deadline_seconds: int = Field(default=7200, ge=60, description="Longest a training Job may run.")
