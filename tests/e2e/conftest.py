@@ -54,6 +54,10 @@ def e2e_cluster() -> Iterator[Cluster]:
         for step in ("images", "install"):
             subprocess.run([str(REPO / "hack" / "e2e"), step], check=True, cwd=REPO)
     yield cluster
+    if not EXTERNAL:
+        # The chart's operator serves every namespace: left running, it would act on the cluster tests'
+        # ModelDeployments beside their own operator.
+        subprocess.run([str(REPO / "hack" / "e2e"), "uninstall"], check=False, cwd=REPO)
     cluster.api_client.close()  # type: ignore[no-untyped-call]
 
 

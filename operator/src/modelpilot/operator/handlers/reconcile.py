@@ -169,7 +169,9 @@ class Reconciliation:
         self.runtime.failures[self.key] = failures + 1
         was, _, _ = self.journal.was("RegistryReachable")
         self.journal.condition("RegistryReachable", False, error.reason, str(error))
-        if was != "False":
+        # One Event per outage: the status says whether it was announced, and the failure count covers a
+        # reconcile that read the resource before the previous one's status write reached it.
+        if was != "False" and failures == 0:
             self.journal.notify("Warning", error.reason, f"registry {spec.registry.tracking_uri}: {error}")
         await self.journal.write()
         settings = self.runtime.settings
