@@ -138,8 +138,12 @@ def test_jobs_the_schedule_starts_are_followed_in_status_like_any_other(
     done = resources.wait_mdep("cron", _training_result("Succeeded"), "the scheduled Job succeeded", timeout=60)
     assert done["status"]["training"]["job"] == job_name
     assert condition(done, "TrainingSucceeded")["status"] == "True"
-    reasons = [event["reason"] for event in resources.events("cron")]
-    assert {"TrainingStarted", "TrainingSucceeded"} <= set(reasons)
+    # Events are posted after the status write that records them: the status may be seen first.
+    wait_until(
+        lambda: {"TrainingStarted", "TrainingSucceeded"} <= {event["reason"] for event in resources.events("cron")},
+        timeout=30,
+        description="TrainingStarted and TrainingSucceeded Events",
+    )
     history = [entry for entry in done["status"]["history"] if entry["event"].startswith("Training")]
     assert [entry["event"] for entry in history][:2] == ["TrainingStarted", "TrainingSucceeded"]
     assert job_name in history[0]["message"]
