@@ -175,6 +175,8 @@ def test_a_candidate_is_split_by_the_route_weights_analysed_from_scraped_pods_an
     # what a user (or a training pipeline) does in the registry.
     source = _mlflow_call(toolbox, "get", f"model-versions/get?name={MODEL}&version={first}")["model_version"]
     copy = {"name": MODEL, "source": source["source"], "run_id": source["run_id"]}
+    if source["source"].startswith("models:/m-"):  # a logged model (MLflow 3): the version names it too
+        copy["model_id"] = source.get("model_id") or source["source"].removeprefix("models:/")
     created = _mlflow_call(toolbox, "post", "model-versions/create", copy)
     second = str(created["model_version"]["version"])
     load = GatewayLoad(gateway_client, _infer_body(gateway_client), rate=20, seconds=420)
