@@ -39,3 +39,11 @@ def served_version(mdep: dict[str, Any]) -> str | None:
 def is_served(mdep: dict[str, Any]) -> bool:
     """Ready, with a version on the stable track."""
     return served_version(mdep) is not None
+
+
+def infer_body(metadata: dict[str, Any]) -> dict[str, Any]:
+    """An OIP v2 request of two rows shaped after a served model's own metadata (`GET /v2/models/<name>`)."""
+    tensor = metadata["inputs"][0]
+    width = int(tensor["shape"][-1])
+    rows = [[0.1 * (i + 1)] * width for i in range(2)]
+    return {"inputs": [{"name": tensor["name"], "shape": [2, width], "datatype": tensor["datatype"], "data": rows}]}

@@ -24,6 +24,7 @@ from tests.e2e.deployments import (
     PROMETHEUS,
     SMALL_RESOURCES,
     condition_of,
+    infer_body,
     is_served,
     served_version,
     status_of,
@@ -82,10 +83,7 @@ def _infer_body(client: httpx.Client) -> dict[str, Any]:
     """An OIP v2 request of two rows shaped after the served model's own metadata (read through the Gateway)."""
     metadata = client.get(f"/v2/models/{MODEL}")
     assert metadata.status_code == 200, metadata.text
-    tensor = metadata.json()["inputs"][0]
-    width = int(tensor["shape"][-1])
-    rows = [[0.1 * (i + 1)] * width for i in range(2)]
-    return {"inputs": [{"name": tensor["name"], "shape": [2, width], "datatype": tensor["datatype"], "data": rows}]}
+    return infer_body(metadata.json())
 
 
 @dataclass

@@ -20,6 +20,7 @@ from tests.e2e.deployments import (
     PROMETHEUS,
     SMALL_RESOURCES,
     condition_of,
+    infer_body,
     is_served,
     status_of,
     training,
@@ -78,10 +79,7 @@ def _infer_body(toolbox: Toolbox, service: str) -> dict[str, Any]:
     """An OIP v2 request of two rows shaped after the served model's own metadata."""
     status, metadata = toolbox.get(f"{service}/v2/models/{MODEL}")
     assert status == 200, metadata
-    tensor = metadata["inputs"][0]
-    width = int(tensor["shape"][-1])
-    rows = [[0.1 * (i + 1)] * width for i in range(2)]
-    return {"inputs": [{"name": tensor["name"], "shape": [2, width], "datatype": tensor["datatype"], "data": rows}]}
+    return infer_body(metadata)
 
 
 def test_the_operator_runs_from_its_image_in_a_restricted_namespace(e2e_cluster: Cluster) -> None:
