@@ -53,3 +53,33 @@ def test_long_kubelet_messages_are_bounded() -> None:
     failure = pod_failure(_pod(_waiting("RunContainerError", "x" * 5000)))
     assert failure is not None
     assert len(failure) < 400
+
+
+def test_a_crash_loop_between_restarts_is_still_a_crash() -> None:
+    exited = {"name": "inference", "state": {"terminated": {"exitCode": 1, "reason": "Error"}}, "restartCount": 2}
+    running = {
+        "name": "inference",
+        "state": {"running": {"startedAt": "now"}},
+        "ready": False,
+        "restartCount": 3,
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+    }
+    assert (
+        pod_failure(_pod(exited)) == "pod m-stable-abc: container inference: Crashed: exit code 1 (Error), 2 restart(s)"
+    )
+    assert pod_failure(_pod(running)) == (
+        "pod m-stable-abc: container inference: Crashed: running again after exit code 1 (Error), 3 restart(s)"
+    )
+
+
+def test_a_container_that_recovered_or_exited_cleanly_is_not_a_failure() -> None:
+    recovered = {
+        "name": "inference",
+        "state": {"running": {"startedAt": "now"}},
+        "ready": True,
+        "restartCount": 1,
+        "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+    }
+    completed = {"name": "inference", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}
+    assert pod_failure(_pod(recovered)) is None
+    assert pod_failure(_pod(completed)) is None

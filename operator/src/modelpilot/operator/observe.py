@@ -24,6 +24,10 @@ FAILING_WAITING_REASONS: dict[str, str] = {
     "StartError": "ContainerCannotStart",
     "CrashLoopBackOff": "ContainerCrashing",
 }
+# A crash-looping container is Waiting only between restarts; while it runs again (not ready) or has just
+# exited it is still the same crash loop, reported under this reason so that its meaning does not flap.
+CRASHED = "Crashed"
+FAILURE_CAUSES: dict[str, str] = {**FAILING_WAITING_REASONS, CRASHED: "ContainerCrashing"}
 
 
 @dataclass(frozen=True)
@@ -117,20 +121,43 @@ def _pod_is_ready(pod: dict[str, Any]) -> bool:
 def pod_failure(pod: dict[str, Any]) -> str | None:
     """Why a pod's containers cannot run, e.g. `pod p: container inference: CrashLoopBackOff: …`; None if they can."""
     status = pod.get("status") or {}
+    name = pod.get("metadata", {}).get("name", "?")
     for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
-        state = container.get("state") or {}
-        waiting = state.get("waiting") or {}
-        reason = waiting.get("reason")
-        if reason in FAILING_WAITING_REASONS:
-            detail = waiting.get("message") or ""
-            if not detail and reason == "CrashLoopBackOff":
-                terminated = (container.get("lastState") or {}).get("terminated") or {}
-                detail = f"last exit code {terminated.get('exitCode')} ({terminated.get('reason', 'unknown')})"
-            name = pod.get("metadata", {}).get("name", "?")
+        failure = _container_failure(container)
+        if failure is not None:
+            reason, detail = failure
             text = f"pod {name}: container {container.get('name', '?')}: {reason}"
             # Kubelet messages can be long (a whole runc error): enough to act on, bounded for status.
             return f"{text}: {detail[:300]}" if detail else text
     return None
+
+
+def _container_failure(container: dict[str, Any]) -> tuple[str, str] | None:
+    """(reason, detail) when the container cannot run, from its current and last state."""
+    state = container.get("state") or {}
+    waiting = state.get("waiting") or {}
+    reason = waiting.get("reason")
+    last_exit = _failed_exit(container.get("lastState") or {})
+    if reason in FAILING_WAITING_REASONS:
+        detail = waiting.get("message") or ""
+        if not detail and reason == "CrashLoopBackOff":
+            terminated = (container.get("lastState") or {}).get("terminated") or {}
+            detail = f"last exit code {terminated.get('exitCode')} ({terminated.get('reason', 'unknown')})"
+        return reason, detail
+    exited = _failed_exit(state)
+    if exited is not None:
+        return CRASHED, f"{exited}, {container.get('restartCount', 0)} restart(s)"
+    if state.get("running") is not None and not container.get("ready") and last_exit is not None:
+        return CRASHED, f"running again after {last_exit}, {container.get('restartCount', 0)} restart(s)"
+    return None
+
+
+def _failed_exit(state: dict[str, Any]) -> str | None:
+    """`exit code N (Reason)` when the state is a termination with a non-zero exit code."""
+    terminated = state.get("terminated")
+    if not terminated or terminated.get("exitCode") in (0, None):
+        return None
+    return f"exit code {terminated['exitCode']} ({terminated.get('reason', 'unknown')})"
 
 
 def observe_pods(deployment: dict[str, Any] | None, pods: list[dict[str, Any]], version: str) -> TrackObservation:

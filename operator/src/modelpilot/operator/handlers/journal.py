@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from modelpilot.operator.observe import FAILING_WAITING_REASONS, TrackObservation
+from modelpilot.operator.observe import FAILURE_CAUSES, TrackObservation
 from modelpilot.operator.status import (
     ConditionType,
     HistoryEntry,
@@ -140,4 +140,4 @@ def _comparable(status: ModelDeploymentStatus) -> dict[str, Any]:
 def _failure_causes(message: str) -> set[str]:
     """What the container failures named in a PodsFailing message mean, without pods, retries and details."""
     reasons = (part.split(": ")[2] for part in message.split("; ") if part.count(": ") >= 2)
-    return {FAILING_WAITING_REASONS.get(reason, reason) for reason in reasons}
+    return {FAILURE_CAUSES.get(reason, reason) for reason in reasons}
