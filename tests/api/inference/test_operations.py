@@ -148,6 +148,14 @@ def test_fault_error_rate_fails_an_exact_share_of_predictions(app_with: Any) -> 
     assert client.get("/readyz").status_code == 200
 
 
+def test_faults_apply_only_to_the_versions_named(app_with: Any) -> None:
+    served = app_with().get("/readyz").json()["version"]
+    other = app_with(fault_error_rate=1.0, fault_versions=f"{served}0, x")
+    named = app_with(fault_error_rate=1.0, fault_versions=f"x, {served}")
+    assert other.post("/invocations", json=BODY).status_code == 200
+    assert named.post("/invocations", json=BODY).status_code == 500
+
+
 def test_fault_latency_delays_predictions(app_with: Any) -> None:
     client = app_with(fault_latency_ms=150)
     start = time.perf_counter()

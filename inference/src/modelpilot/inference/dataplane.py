@@ -107,6 +107,9 @@ class DataPlane:
 
     def _on_ready(self) -> None:
         self.metrics.set_identity(self.model.name, self.model.version, self.settings.track)
+        faulty = {v.strip() for v in self.settings.fault_versions.split(",") if v.strip()}
+        if faulty and self.model.version not in faulty:
+            self.faults = FaultInjector(0.0, 0.0)
         if self.model.loaded is not None:
             self.metrics.features.reset(self.model.loaded.schema.features)
         self.metrics.set_ready(True)

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     # For rollback tests only: make the prediction routes fail or slow down on purpose.
     fault_error_rate: float = Field(0.0, ge=0, le=1, description="Testing only: share of predictions answered 500.")
     fault_latency_ms: float = Field(0.0, ge=0, description="Testing only: delay added to each prediction request.")
+    fault_versions: str = Field(
+        "",
+        description="Testing only: comma-separated model versions the faults apply to (a rollout drill of one "
+        "bad version while both tracks share one environment); empty: every version.",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod
