@@ -143,3 +143,13 @@ def test_bundled_mlflow_accepts_its_service_name_and_keeps_its_data(render: Rend
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
     [claim] = by_kind(manifests, "PersistentVolumeClaim")
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_bundled_mlflow_takes_extra_environment_after_its_own(render: Render) -> None:
+    values = CHART / "ci" / "e2e-values.yaml"
+    [deployment] = [d for d in by_kind(render(values), "Deployment") if d["metadata"]["name"].endswith("mlflow")]
+    env = [(e["name"], e.get("value")) for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert ("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https") in env
+    assert env.index(("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https")) > env.index(
+        ("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
+    )
