@@ -10,8 +10,9 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.support.cluster import Cluster, apply_manifest, get_object, wait_until
+from tests.support.cluster import Cluster, apply_manifest, get_object, list_objects, wait_until
 
+RELEASE_NAMESPACE = "modelpilot"  # where hack/e2e installs the chart
 IMAGE_TAG = os.environ.get("MODELPILOT_IMAGE_TAG", "e2e")
 INFERENCE_IMAGE = f"modelpilot-inference:{IMAGE_TAG}"
 TRAIN_IMAGE = f"modelpilot-train:{IMAGE_TAG}"
@@ -68,6 +69,21 @@ def client_pod(name: str, args: list[str], *, restart: str = "Never") -> dict[st
             ],
         },
     }
+
+
+def operator_pods(cluster: Cluster) -> list[dict[str, Any]]:
+    """The chart's operator pods."""
+    return list_objects(cluster.api_client, "v1", "Pod", RELEASE_NAMESPACE, "app.kubernetes.io/component=operator")
+
+
+def kill_acting_operator(cluster: Cluster) -> str:
+    """Delete the replica with the highest priority (the highest ordinal) at once; return its uid."""
+    pods = sorted(operator_pods(cluster), key=lambda p: int(p["metadata"]["labels"]["apps.kubernetes.io/pod-index"]))
+    acting = pods[-1]
+    cluster.run_kubectl(
+        "delete", "pod", "-n", RELEASE_NAMESPACE, acting["metadata"]["name"], "--grace-period=0", "--force"
+    )
+    return str(acting["metadata"]["uid"])
 
 
 class Toolbox:
@@ -131,3 +147,72 @@ class LoadPod:
             self.name, self.namespace, grace_period_seconds=0
         )
         return counts
+
+
+# What a rollout writes to the registry (tags and aliases) — see tests/cluster/rollout/registry_events.py.
+REGISTRY_WRITE_EVENTS = [
+    {"entity": entity, "action": action}
+    for entity, action in (
+        ("MODEL_VERSION_TAG", "SET"),
+        ("MODEL_VERSION_TAG", "DELETED"),
+        ("MODEL_VERSION_ALIAS", "CREATED"),
+        ("MODEL_VERSION_ALIAS", "DELETED"),
+    )
+]
+
+
+class RegistryWrites:
+    """Every registry write the MLflow server reports as a webhook, received by a pod of the test namespace.
+
+    MLflow sends one delivery per tag set and alias set, so counting deliveries counts writes: the evidence
+    that a promotion or rejection was written once, not repeated after the operator pod was killed.
+    """
+
+    name = "registry-writes"
+    port = 8080
+
+    def __init__(self, cluster: Cluster, namespace: str, toolbox: Toolbox, mlflow: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.toolbox = toolbox
+        self.webhooks = f"{mlflow}/api/2.0/mlflow/webhooks"
+        self.webhook_id = ""
+
+    def start(self) -> None:
+        apply_manifest(
+            self.cluster.api_client, client_pod(self.name, ["receive", str(self.port)]), namespace=self.namespace
+        )
+        pod = wait_until(self._address, timeout=120, description="webhook receiver pod running")
+        status, answer = self.toolbox.post(
+            self.webhooks,
+            {
+                "name": f"e2e-{self.namespace}",
+                "url": f"http://{pod}:{self.port}/registry-writes",
+                "events": REGISTRY_WRITE_EVENTS,
+            },
+        )
+        assert status == 200, answer
+        self.webhook_id = answer["webhook"]["webhook_id"]
+
+    def stop(self) -> None:
+        if self.webhook_id:
+            self.toolbox.call("delete", f"{self.webhooks}/{self.webhook_id}")
+
+    def _address(self) -> str | None:
+        pod = get_object(self.cluster.api_client, "v1", "Pod", self.name, self.namespace)
+        status = (pod or {}).get("status") or {}
+        return str(status["podIP"]) if status.get("phase") == "Running" and status.get("podIP") else None
+
+    def writes(self, model: str) -> list[tuple[str, str, str, str]]:
+        """(entity, action, key or alias, version) of each write of `model` received so far, in order."""
+        logs = self.cluster.run_kubectl("logs", "-n", self.namespace, self.name).stdout
+        found = []
+        for line in logs.splitlines():
+            if not line.startswith("{"):
+                continue
+            document = json.loads(line).get("received") or {}
+            data = document.get("data") or {}
+            if data.get("name") == model:
+                name = str(data.get("key") or data.get("alias") or "")
+                found.append((document.get("entity", ""), document.get("action", ""), name, str(data.get("version"))))
+        return found

@@ -1,7 +1,14 @@
 """Real traffic through a real Gateway: Traefik (installed by `hack/e2e install` the way a user installs it)
 reads the operator's HTTPRoute and splits requests sent from this machine to its listener on 127.0.0.1
 between real stable and canary pods; the in-cluster Prometheus discovers and scrapes those pods, and the
-operator's analysis of that data carries the canary through its steps to promotion.
+operator's analysis of that data carries the canary through its steps to promotion — while the acting
+operator pod is killed — or back: a candidate that fails requests or answers slowly is rolled back, tagged
+rejected and the champion kept; with Prometheus gone the rollout pauses and resumes when it is back. A
+webhook receiver counts every registry write, so each promotion and rejection is shown written once.
+
+Bad candidates are made with the inference server's fault settings, limited to the bad version
+(`MODELPILOT_FAULT_VERSIONS`): both tracks share `spec.serving.env`, and no real part can make a good
+model fail on purpose.
 
 The tests of this module build on each other in file order (one model, one ModelDeployment).
 """
@@ -9,10 +16,9 @@ The tests of this module build on each other in file order (one model, one Model
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -30,7 +36,9 @@ from tests.e2e.deployments import (
     status_of,
     training,
 )
-from tests.e2e.pods import INFERENCE_IMAGE, Toolbox
+from tests.e2e.gateway_load import SETTLE_SECONDS, GatewayLoad
+from tests.e2e.pods import INFERENCE_IMAGE, RegistryWrites, Toolbox, kill_acting_operator
+from tests.support.cluster import Cluster
 from tests.support.namespace_objects import Resources
 
 NAME = "routed"
@@ -40,11 +48,11 @@ HOST = f"{MODEL}.e2e.modelpilot.test"
 GATEWAY = {"name": "traefik", "namespace": "traefik", "sectionName": "web"}
 LISTENER = "http://127.0.0.1:18000"
 STEPS = [20, 50, 100]
-# Responses within this long after the weight changed may still follow the old weight (Traefik reloads).
-SETTLE_SECONDS = 3.0
+INTERVAL = 20  # seconds each step is held before its analysis
+REJECTED_TAG = "modelpilot.io/rejected"
 
 
-def model_deployment() -> dict[str, Any]:
+def model_deployment(env: dict[str, str] | None = None) -> dict[str, Any]:
     """Train a first version; serve it behind the Gateway; roll candidates out 20 → 50 → 100 by route weight."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -53,13 +61,24 @@ def model_deployment() -> dict[str, Any]:
         "spec": {
             "model": {"name": MODEL, "alias": "champion", "candidateAlias": "challenger"},
             "registry": {"trackingUri": MLFLOW, "pollInterval": "5s"},
-            "serving": {"image": INFERENCE_IMAGE, "replicas": 1, "resources": SMALL_RESOURCES},
+            "serving": {
+                "image": INFERENCE_IMAGE,
+                "replicas": 1,
+                "resources": SMALL_RESOURCES,
+                "env": [{"name": key, "value": value} for key, value in (env or {}).items()],
+            },
             "traffic": {"router": "gateway", "gateway": {"parentRefs": [GATEWAY], "hostnames": [HOST]}},
             "rollout": {
                 "steps": STEPS,
-                "interval": "30s",
+                "interval": f"{INTERVAL}s",
                 "canaryReadyTimeout": "5m",
-                "analysis": {"prometheus": PROMETHEUS, "minRequests": 20, "window": "30s", "maxP99Latency": "2s"},
+                "analysis": {
+                    "prometheus": PROMETHEUS,
+                    "minRequests": 20,
+                    "window": "30s",
+                    "maxP99Latency": "1s",
+                    "inconclusiveLimit": 2,
+                },
             },
             "training": training(),
         },
@@ -71,6 +90,15 @@ def served(objects: Resources) -> dict[str, Any]:
     """The ModelDeployment applied and Ready with the version its own training Job registered."""
     objects.apply(model_deployment())
     return objects.wait_mdep(NAME, is_served, "first version trained and served", timeout=900, interval=2)
+
+
+@pytest.fixture(scope="module")
+def registry_writes(e2e_cluster: Cluster, namespace: str, toolbox: Toolbox) -> Iterator[RegistryWrites]:
+    """Every registry write of the module's model, as MLflow reports it."""
+    writes = RegistryWrites(e2e_cluster, namespace, toolbox, MLFLOW)
+    writes.start()
+    yield writes
+    writes.stop()
 
 
 @pytest.fixture(scope="module")
@@ -86,57 +114,8 @@ def _infer_body(client: httpx.Client) -> dict[str, Any]:
     return infer_body(metadata.json())
 
 
-@dataclass
-class Answer:
-    at: float
-    weight: int  # the canary weight the ModelDeployment's status showed when the request was sent
-    status: int  # 0: no answer
-    version: str | None
-
-
-@dataclass
-class GatewayLoad:
-    """Sends one body through the Gateway at a fixed rate from a thread, for a bounded time."""
-
-    client: httpx.Client
-    body: dict[str, Any]
-    rate: float
-    seconds: float
-    weight: int = 0
-    since: float = field(default_factory=time.monotonic)  # when `weight` was last changed
-    answers: list[Answer] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="gateway-load", daemon=True)
-        self._thread.start()
-
-    def set_weight(self, weight: int) -> None:
-        if weight != self.weight:
-            self.weight, self.since = weight, time.monotonic()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        path = f"/v2/models/{MODEL}/infer"
-        deadline = time.monotonic() + self.seconds
-        period = 1 / self.rate
-        next_at = time.monotonic()
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            weight, settled = self.weight, time.monotonic() - self.since >= SETTLE_SECONDS
-            try:
-                response = self.client.post(path, json=self.body)
-                version = response.json().get("model_version") if response.status_code == 200 else None
-                answer = Answer(time.monotonic(), weight if settled else -1, response.status_code, version)
-            except httpx.HTTPError:
-                answer = Answer(time.monotonic(), weight if settled else -1, 0, None)
-            self.answers.append(answer)
-            next_at += period
-            self._stop.wait(max(next_at - time.monotonic(), 0.0))
+def _path() -> str:
+    return f"/v2/models/{MODEL}/infer"
 
 
 def _mlflow_call(toolbox: Toolbox, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -144,6 +123,66 @@ def _mlflow_call(toolbox: Toolbox, method: str, path: str, body: dict[str, Any] 
     code, answer = toolbox.get(url) if method == "get" else toolbox.post(url, body or {})
     assert code == 200, (path, code, answer)
     return dict(answer)
+
+
+def _champion(toolbox: Toolbox) -> str:
+    alias = _mlflow_call(toolbox, "get", f"registered-models/alias?name={MODEL}&alias=champion")
+    return str(alias["model_version"]["version"])
+
+
+def _version_tags(toolbox: Toolbox, version: str) -> dict[str, str]:
+    found = _mlflow_call(toolbox, "get", f"model-versions/get?name={MODEL}&version={version}")["model_version"]
+    return {tag["key"]: tag.get("value", "") for tag in found.get("tags", [])}
+
+
+def _new_version(toolbox: Toolbox, of: str) -> str:
+    """A new version registered from version `of`'s artifacts — what a user (or a pipeline) registers."""
+    source = _mlflow_call(toolbox, "get", f"model-versions/get?name={MODEL}&version={of}")["model_version"]
+    copy = {"name": MODEL, "source": source["source"], "run_id": source["run_id"]}
+    if source["source"].startswith("models:/m-"):  # a logged model (MLflow 3): the version names it too
+        copy["model_id"] = source.get("model_id") or source["source"].removeprefix("models:/")
+    created = _mlflow_call(toolbox, "post", "model-versions/create", copy)
+    return str(created["model_version"]["version"])
+
+
+def _name_challenger(toolbox: Toolbox, version: str) -> None:
+    _mlflow_call(toolbox, "post", "registered-models/alias", {"name": MODEL, "alias": "challenger", "version": version})
+
+
+def _serve_with_faults(objects: Resources, env: dict[str, str]) -> None:
+    """Change the serving environment (both tracks) and wait until the stable track runs it, Ready."""
+    objects.apply(model_deployment(env))
+
+    def rolled_out(mdep: dict[str, Any]) -> bool:
+        deployment = objects.deployment(f"{NAME}-stable")
+        if deployment is None or not is_served(mdep):
+            return False
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        names = {item["name"]: item.get("value") for item in container.get("env", [])}
+        status = deployment.get("status") or {}
+        return (
+            all(names.get(key) == value for key, value in env.items())
+            and status.get("observedGeneration") == deployment["metadata"]["generation"]
+            and status.get("updatedReplicas") == status.get("readyReplicas") == status.get("replicas") == 1
+        )
+
+    objects.wait_mdep(NAME, rolled_out, "stable track rolled to the new serving environment", timeout=300, interval=2)
+
+
+def _canary_state(mdep: dict[str, Any]) -> dict[str, Any]:
+    return dict(status_of(mdep).get("canary") or {})
+
+
+def _follow(load: GatewayLoad, mdep: dict[str, Any]) -> dict[str, Any]:
+    """Tell the load the canary weight the status shows; the canary status."""
+    canary = _canary_state(mdep)
+    load.set_weight(int(canary.get("weight") or 0) if canary.get("state") in ("Progressing", "Paused") else 0)
+    return canary
+
+
+def _written_once(writes: list[tuple[str, str, str, str]]) -> None:
+    repeated = [write for write, count in Counter(writes).items() if count > 1]
+    assert not repeated, (repeated, writes)
 
 
 def test_the_gateway_accepts_the_route_and_answers_with_the_served_version(
@@ -164,54 +203,179 @@ def test_the_gateway_accepts_the_route_and_answers_with_the_served_version(
     assert gateway_client.get(f"/v2/models/{MODEL}", headers={"host": "other.example"}).status_code == 404
 
 
-def test_a_candidate_is_split_by_the_route_weights_analysed_from_scraped_pods_and_promoted(
-    objects: Resources, served: dict[str, Any], toolbox: Toolbox, gateway_client: httpx.Client
+def test_a_candidate_is_split_by_the_route_weights_analysed_from_scraped_pods_and_promoted_once(
+    e2e_cluster: Cluster,
+    objects: Resources,
+    served: dict[str, Any],
+    toolbox: Toolbox,
+    gateway_client: httpx.Client,
+    registry_writes: RegistryWrites,
 ) -> None:
     first = served_version(served)
     assert first is not None
-    # The candidate: a second version registered from the first one's artifacts, then named challenger —
-    # what a user (or a training pipeline) does in the registry.
-    source = _mlflow_call(toolbox, "get", f"model-versions/get?name={MODEL}&version={first}")["model_version"]
-    copy = {"name": MODEL, "source": source["source"], "run_id": source["run_id"]}
-    if source["source"].startswith("models:/m-"):  # a logged model (MLflow 3): the version names it too
-        copy["model_id"] = source.get("model_id") or source["source"].removeprefix("models:/")
-    created = _mlflow_call(toolbox, "post", "model-versions/create", copy)
-    second = str(created["model_version"]["version"])
-    load = GatewayLoad(gateway_client, _infer_body(gateway_client), rate=20, seconds=420)
+    second = _new_version(toolbox, first)
+    load = GatewayLoad(gateway_client, _path(), _infer_body(gateway_client), rate=20, seconds=420)
     load.start()
-    _mlflow_call(toolbox, "post", "registered-models/alias", {"name": MODEL, "alias": "challenger", "version": second})
+    _name_challenger(toolbox, second)
+    killed: list[str] = []
 
     def promoted(mdep: dict[str, Any]) -> bool:
-        canary = status_of(mdep).get("canary") or {}
-        load.set_weight(int(canary.get("weight") or 0) if canary.get("state") == "Progressing" else 0)
+        canary = _follow(load, mdep)
         assert canary.get("state") not in ("RolledBack", "Aborted", "Paused"), canary
+        if canary.get("weight") == STEPS[1] and not killed:
+            killed.append(kill_acting_operator(e2e_cluster))  # mid-rollout: the standby carries on
         return served_version(mdep) == second and canary.get("state") in (None, "Succeeded")
 
     try:
-        final = objects.wait_mdep(NAME, promoted, "candidate promoted through the Gateway", timeout=420, interval=0.5)
+        final = objects.wait_mdep(NAME, promoted, "candidate promoted through the Gateway", timeout=480, interval=0.5)
     finally:
         load.stop()
 
-    # Every request through the Gateway was answered, across the steps, the promotion and the canary's removal.
+    assert killed, "the operator pod was killed at the 50 % step"
+    # Every request through the Gateway was answered, across the steps, the operator's failover, the
+    # promotion and the canary's removal.
     codes = Counter(answer.status for answer in load.answers)
     assert set(codes) == {200}, codes
     # At each step below 100 % the route's weight is the share of requests the canary answered.
     for weight in STEPS[:-1]:
-        at_step = [answer for answer in load.answers if answer.weight == weight]
+        at_step = load.since_weight(weight, 0)
         assert len(at_step) >= 100, (weight, len(at_step))
         share = 100 * sum(answer.version == second for answer in at_step) / len(at_step)
         assert abs(share - weight) <= 8, (weight, share, len(at_step))
         assert {answer.version for answer in at_step} == {first, second}
 
     # The analyses were taken on the pods' own metrics, scraped by Prometheus through pod discovery.
-    analyses = (status_of(final).get("canary") or {}).get("analyses") or []
+    analyses = _canary_state(final).get("analyses") or []
     passed = [analysis for analysis in analyses if analysis["verdict"] == "Passed"]
     assert len(passed) >= len(STEPS), analyses
     assert all(analysis["values"]["request_count"] >= 20 for analysis in passed), passed
     assert condition_of(final, "Ready") == "True"
-    alias = _mlflow_call(toolbox, "get", f"registered-models/alias?name={MODEL}&alias=champion")
-    assert alias["model_version"]["version"] == second
+    assert _champion(toolbox) == second
+    # One promotion, written once although the operator that began it was killed.
+    writes = registry_writes.writes(MODEL)
+    assert ("model_version_alias", "created", "champion", second) in writes, writes
+    _written_once(writes)
     route = objects.get("gateway.networking.k8s.io/v1", "HTTPRoute", NAME)
     assert route is not None
     backends = [ref["name"] for rule in route["spec"]["rules"] for ref in rule["backendRefs"] if ref.get("weight", 1)]
     assert backends == [f"{NAME}-stable"], route["spec"]["rules"]
+
+
+def _rolled_back(
+    objects: Resources, toolbox: Toolbox, gateway_client: httpx.Client, registry_writes: RegistryWrites, fault: str
+) -> tuple[str, str, dict[str, Any], GatewayLoad]:
+    """Serve a new version with `fault` (an env setting), name it challenger under load, wait for the outcome.
+
+    Returns (champion, bad version, final ModelDeployment, the load)."""
+    champion = _champion(toolbox)
+    bad = _new_version(toolbox, champion)
+    key, value = fault.split("=")
+    _serve_with_faults(objects, {key: value, "MODELPILOT_FAULT_VERSIONS": bad})
+    load = GatewayLoad(gateway_client, _path(), _infer_body(gateway_client), rate=20, seconds=300)
+    load.start()
+    _name_challenger(toolbox, bad)
+
+    def rolled_back(mdep: dict[str, Any]) -> bool:
+        canary = _follow(load, mdep)
+        assert canary.get("state") not in ("Promoting", "Succeeded", "Paused"), canary
+        return canary.get("version") == bad and canary.get("state") == "RolledBack"
+
+    try:
+        final = objects.wait_mdep(NAME, rolled_back, f"version {bad} rolled back", timeout=300, interval=0.5)
+        # After the rollback every request is the champion's again.
+        back = time.monotonic() + SETTLE_SECONDS
+        time.sleep(SETTLE_SECONDS + 5)
+    finally:
+        load.stop()
+    after = [answer for answer in load.answers if answer.at >= back + 1]
+    assert after
+    assert {(a.status, a.version) for a in after} == {(200, champion)}, Counter((a.status, a.version) for a in after)
+    assert _champion(toolbox) == champion
+    assert served_version(final) == champion
+    assert REJECTED_TAG in _version_tags(toolbox, bad)
+    writes = [write for write in registry_writes.writes(MODEL) if write[3] == bad]
+    assert writes.count(("model_version_tag", "set", REJECTED_TAG, bad)) == 1, writes
+    assert not [write for write in writes if write[2] == "champion"], writes
+    _written_once(writes)
+    return champion, bad, final, load
+
+
+def test_a_candidate_that_fails_requests_is_rolled_back_tagged_rejected_once_and_the_champion_kept(
+    objects: Resources,
+    served: dict[str, Any],
+    toolbox: Toolbox,
+    gateway_client: httpx.Client,
+    registry_writes: RegistryWrites,
+) -> None:
+    _, bad, final, load = _rolled_back(
+        objects, toolbox, gateway_client, registry_writes, "MODELPILOT_FAULT_ERROR_RATE=0.3"
+    )
+    failed = [a for a in _canary_state(final).get("analyses") or [] if a["verdict"] == "Failed"]
+    assert failed
+    assert all(a["values"]["error_rate"] > 0.1 for a in failed), failed
+    # The clients saw the canary's errors only while it had traffic: at most its share of them.
+    at_first_step = load.since_weight(STEPS[0], 0)
+    errors = sum(answer.status == 500 for answer in at_first_step)
+    assert 0 < errors <= 0.3 * 0.2 * len(at_first_step) * 2, (errors, len(at_first_step))
+    assert _version_tags(toolbox, bad)[f"{REJECTED_TAG}-metric"] == "error_rate"
+
+
+def test_a_candidate_that_answers_slowly_is_rolled_back_on_its_p99_latency(
+    objects: Resources,
+    served: dict[str, Any],
+    toolbox: Toolbox,
+    gateway_client: httpx.Client,
+    registry_writes: RegistryWrites,
+) -> None:
+    _, bad, final, _ = _rolled_back(
+        objects, toolbox, gateway_client, registry_writes, "MODELPILOT_FAULT_LATENCY_MS=1500"
+    )
+    failed = [a for a in _canary_state(final).get("analyses") or [] if a["verdict"] == "Failed"]
+    assert failed
+    assert all(a["values"]["p99_latency_seconds"] > 1.0 for a in failed), failed
+    assert _version_tags(toolbox, bad)[f"{REJECTED_TAG}-metric"] == "p99_latency_seconds"
+
+
+def test_without_prometheus_the_rollout_pauses_and_resumes_when_it_is_back(
+    e2e_cluster: Cluster,
+    objects: Resources,
+    served: dict[str, Any],
+    toolbox: Toolbox,
+    gateway_client: httpx.Client,
+) -> None:
+    # The fault settings of the previous test name only the version it rejected: this one is good.
+    good = _new_version(toolbox, _champion(toolbox))
+    load = GatewayLoad(gateway_client, _path(), _infer_body(gateway_client), rate=20, seconds=480)
+    load.start()
+    _name_challenger(toolbox, good)
+    scale = ("scale", "-n", "monitoring", "deployment/prometheus")
+    try:
+        objects.wait_mdep(
+            NAME,
+            lambda m: _follow(load, m).get("weight") == STEPS[0] and _follow(load, m).get("version") == good,
+            "first step of the rollout",
+            timeout=300,
+            interval=0.5,
+        )
+        e2e_cluster.run_kubectl(*scale, "--replicas=0")
+        paused = objects.wait_mdep(
+            NAME, lambda m: _follow(load, m).get("state") == "Paused", "rollout paused", timeout=240, interval=0.5
+        )
+        assert _canary_state(paused)["weight"] == STEPS[0]
+        inconclusive = [a for a in _canary_state(paused)["analyses"] if a["verdict"] == "Inconclusive"]
+        assert len(inconclusive) >= 2, _canary_state(paused)["analyses"]
+        e2e_cluster.run_kubectl(*scale, "--replicas=1")
+        final = objects.wait_mdep(
+            NAME,
+            lambda m: served_version(m) == good and _follow(load, m).get("state") in (None, "Succeeded"),
+            "rollout resumed and promoted",
+            timeout=420,
+            interval=0.5,
+        )
+    finally:
+        e2e_cluster.run_kubectl(*scale, "--replicas=1", check=False)
+        load.stop()
+    assert _champion(toolbox) == good
+    assert condition_of(final, "Ready") == "True"
+    codes = Counter(answer.status for answer in load.answers)
+    assert set(codes) == {200}, codes

@@ -25,11 +25,18 @@ from tests.e2e.deployments import (
     status_of,
     training,
 )
-from tests.e2e.pods import INFERENCE_IMAGE, TRAIN_IMAGE, LoadPod, Toolbox
+from tests.e2e.pods import (
+    INFERENCE_IMAGE,
+    RELEASE_NAMESPACE,
+    TRAIN_IMAGE,
+    LoadPod,
+    Toolbox,
+    kill_acting_operator,
+    operator_pods,
+)
 from tests.support.cluster import Cluster, get_object, list_objects
 from tests.support.namespace_objects import Resources
 
-RELEASE_NAMESPACE = "modelpilot"
 NAME = "fraud"
 MODEL = f"e2e-fraud-{secrets.token_hex(3)}"
 
@@ -162,7 +169,7 @@ def test_a_retrained_version_rolls_out_by_replica_ratio_and_survives_the_operato
     }
     assert all(_real_node(e2e_cluster, pod) for pods in tracks.values() for pod in pods)
 
-    killed = _kill_acting_operator(e2e_cluster)
+    killed = kill_acting_operator(e2e_cluster)
     final = objects.wait_mdep(
         NAME,
         lambda m: status_of(m).get("stable", {}).get("version") == second and condition_of(m, "Ready") == "True",
@@ -171,27 +178,13 @@ def test_a_retrained_version_rolls_out_by_replica_ratio_and_survives_the_operato
         interval=2,
     )
     counts = load.stop()
-    assert killed not in {p["metadata"]["uid"] for p in _operator_pods(e2e_cluster)}
+    assert killed not in {p["metadata"]["uid"] for p in operator_pods(e2e_cluster)}
     assert (final["status"].get("canary") or {}).get("state") in (None, "Succeeded")
     status, alias = toolbox.get(f"{MLFLOW}/api/2.0/mlflow/registered-models/alias?name={MODEL}&alias=champion")
     assert status == 200
     assert alias["model_version"]["version"] == second
     assert int(counts.get("200", 0)) > 0, counts
     assert not [code for code in counts if code.startswith("5") or code == "0"], counts
-
-
-def _operator_pods(cluster: Cluster) -> list[dict[str, Any]]:
-    return list_objects(cluster.api_client, "v1", "Pod", RELEASE_NAMESPACE, "app.kubernetes.io/component=operator")
-
-
-def _kill_acting_operator(cluster: Cluster) -> str:
-    """Delete the replica with the highest priority (the highest ordinal) at once; return its uid."""
-    pods = sorted(_operator_pods(cluster), key=lambda p: int(p["metadata"]["labels"]["apps.kubernetes.io/pod-index"]))
-    acting = pods[-1]
-    cluster.run_kubectl(
-        "delete", "pod", "-n", RELEASE_NAMESPACE, acting["metadata"]["name"], "--grace-period=0", "--force"
-    )
-    return str(acting["metadata"]["uid"])
 
 
 @pytest.mark.parametrize(
