@@ -1,221 +1,357 @@
-"""The embedded default: train → register → serve → canary → promote, all on this machine.
+"""The main job on the embedded default, on real pods: train → gate → serve → canary → promote, then a bad
+version rolled back — every part as a user runs it.
 
-Pods are simulated by kwok, so the lab (tests/support/lab) runs the real inference servers on
-loopback for the stable and canary tracks, splits real traffic by the HTTPRoute weights the operator
-writes, and lets a real Prometheus scrape them. Everything it starts stops when it ends; the control
-plane keeps running for the next run (`hack/cluster down` stops it).
+`hack/demo` has brought up the local cluster with its real node, built and loaded the three images and
+installed the chart (operator and bundled MLflow), Prometheus and Traefik (`hack/e2e images`, `hack/e2e
+install`). This script tells the story in a namespace enforcing the restricted Pod Security Standard:
+
+1. a ModelDeployment whose model has no version: the operator's training Job (a pod of the train image)
+   trains version 1, the quality gate passes it, inference pods serve it behind the Gateway;
+2. load runs through the Gateway's listener on 127.0.0.1:18000; a retrain with more epochs registers
+   version 2, the gate names it challenger, and the operator moves the HTTPRoute weights 20 → 50 → 100 %
+   while Prometheus (pod discovery) scrapes the pods and each step is analysed; MLflow's champion moves;
+3. a drill: version 3 is registered and the serving environment makes only that version fail 30 % of its
+   requests (MODELPILOT_FAULT_VERSIONS); the analysis fails, the operator rolls it back and tags it
+   rejected, and the champion stays.
+
+Then `kubectl get mdep`. The demo's namespace and the chart are removed at the end (`--keep` leaves them
+for a look around); the cluster keeps running (`hack/cluster down` stops it).
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 
-from modelpilot.operator.crd import build_crd  # noqa: E402
 from modelpilot.operator.spec import GROUP, VERSION  # noqa: E402
+from tests.e2e.deployments import MLFLOW, PROMETHEUS, infer_body  # noqa: E402
+from tests.e2e.gateway_load import GatewayLoad  # noqa: E402
+from tests.e2e.pods import INFERENCE_IMAGE, TRAIN_IMAGE  # noqa: E402
 from tests.support.cluster import (  # noqa: E402
-    SIMULATED_NODES_ANNOTATIONS,
+    Cluster,
     apply_manifest,
     delete_namespace,
     get_object,
     start_cluster,
-    wait_for_condition,
     wait_until,
 )
-from tests.support.lab import LabSettings, install_gateway_api_crds, running_lab  # noqa: E402
-from tests.support.mlflow_server import mlflow_server  # noqa: E402
-from tests.support.operator_process import operator_process  # noqa: E402
 from tests.support.processes import free_port  # noqa: E402
 
-MODEL = "fraud-detector"
-NAME = "fraud-detector"
+MODEL = NAME = "fraud-detector"
 NAMESPACE = "modelpilot-demo"
-STATE = Path(os.environ.get("MODELPILOT_CACHE", Path.home() / ".cache" / "modelpilot")) / "demo"
+HOST = "fraud.demo.modelpilot.test"
+LISTENER = "http://127.0.0.1:18000"  # the Gateway of hack/e2e.d/traefik.yaml
+GATEWAY = {"name": "traefik", "namespace": "traefik", "sectionName": "web"}
+STEPS = [20, 50, 100]
+INTERVAL = 15
+RATE = 20  # requests per second through the Gateway
+DRILL = {"MODELPILOT_FAULT_ERROR_RATE": "0.3"}
 
 
 def say(message: str) -> None:
-    """One line of progress."""
+    """One line of the account."""
     print(f"\033[1m[demo {time.strftime('%H:%M:%S')}]\033[0m {message}", flush=True)
 
 
-def train(tracking_uri: str, epochs: int, seed: int) -> dict[str, Any]:
-    """Run the training entrypoint (CPU, generated data) and return its JSON report."""
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "modelpilot-train"),
-            "--model-name",
-            MODEL,
-            "--epochs",
-            str(epochs),
-            "--seed",
-            str(seed),
-            "--champion-alias",
-            "champion",
-            "--candidate-alias",
-            "challenger",
-        ],
-        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    for line in result.stderr.splitlines()[-6:]:
-        print(f"    {line}")
-    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return report
-
-
-def model_deployment(tracking_uri: str, prometheus_url: str) -> dict[str, Any]:
-    """The demo's ModelDeployment: gateway router, a three-step canary analysed every few seconds."""
+def model_deployment(*, epochs: int, retrain: str = "", env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Train when the model has no version; serve behind the Gateway; roll candidates out 20 → 50 → 100 %."""
+    metadata: dict[str, Any] = {"name": NAME}
+    if retrain:
+        metadata["annotations"] = {"modelpilot.io/retrain": retrain}
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ModelDeployment",
-        "metadata": {"name": NAME},
+        "metadata": metadata,
         "spec": {
             "model": {"name": MODEL, "alias": "champion", "candidateAlias": "challenger"},
-            "registry": {"trackingUri": tracking_uri, "pollInterval": "2s"},
+            "registry": {"trackingUri": MLFLOW, "pollInterval": "5s"},
             "serving": {
-                "image": "ghcr.io/modelpilot/inference:0.1.0",
-                "replicas": 2,
-                "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}},
+                "image": INFERENCE_IMAGE,
+                "replicas": 1,
+                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1536Mi"}},
+                "env": [{"name": key, "value": value} for key, value in (env or {}).items()],
             },
-            "traffic": {
-                "router": "gateway",
-                "gateway": {"parentRefs": [{"name": "public"}], "hostnames": ["fraud.example.com"]},
-            },
+            "traffic": {"router": "gateway", "gateway": {"parentRefs": [GATEWAY], "hostnames": [HOST]}},
             "rollout": {
-                "steps": [20, 50, 100],
-                "interval": "5s",
+                "steps": STEPS,
+                "interval": f"{INTERVAL}s",
+                "canaryReadyTimeout": "5m",
                 "analysis": {
-                    "prometheus": prometheus_url,
-                    "window": "10s",
-                    "minRequests": 10,
+                    "prometheus": PROMETHEUS,
+                    "window": "30s",
+                    "minRequests": 20,
                     "maxErrorRate": 0.02,
-                    "maxP99Latency": "500ms",
+                    "maxP99Latency": "1s",
                     "failureLimit": 2,
                 },
+            },
+            "training": {
+                "image": TRAIN_IMAGE,
+                "args": ["--rows", "6000", "--epochs", str(epochs), "--stability-seeds", "0"],
+                "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}},
+                "activeDeadlineSeconds": 900,
             },
         },
     }
 
 
-def status_of(api_client: Any) -> dict[str, Any]:
-    """The ModelDeployment's status."""
-    found = get_object(api_client, f"{GROUP}/{VERSION}", "ModelDeployment", NAME, NAMESPACE) or {}
-    status: dict[str, Any] = found.get("status") or {}
-    return status
+@contextmanager
+def port_forward(cluster: Cluster, namespace: str, target: str, port: int) -> Iterator[str]:
+    """`kubectl port-forward` of `target`'s `port` to a free port on 127.0.0.1; its URL."""
+    local = free_port()
+    process = subprocess.Popen(
+        [str(cluster.kubectl), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace, "port-forward", target,
+         f"{local}:{port}", "--address", "127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{local}"
+    try:
+        wait_until(lambda: _answers(f"{url}/health"), timeout=60, description=f"port-forward to {target}")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
-def wait_status(api_client: Any, check: Callable[[dict[str, Any]], bool], what: str, timeout: float) -> dict[str, Any]:
-    """Wait for the status to satisfy `check`, printing phase changes on the way."""
-    seen: list[str] = []
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
-    def reached() -> dict[str, Any] | None:
-        status = status_of(api_client)
+
+class Story:
+    """The demo's cluster, registry and load, and the account it prints."""
+
+    def __init__(self, cluster: Cluster, registry: MlflowClient) -> None:
+        self.cluster = cluster
+        self.api = cluster.api_client
+        self.registry = registry
+        self.gateway = httpx.Client(base_url=LISTENER, headers={"host": HOST}, timeout=10)
+        self.load: GatewayLoad | None = None
+        self._printed: set[str] = set()
+
+    # -- reading the ModelDeployment ---------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        found = get_object(self.api, f"{GROUP}/{VERSION}", "ModelDeployment", NAME, NAMESPACE) or {}
+        return dict(found.get("status") or {})
+
+    def wait(self, check: Callable[[dict[str, Any]], bool], what: str, timeout: float) -> dict[str, Any]:
+        """Wait for the status to satisfy `check`, printing new history entries and analyses on the way."""
+
+        def reached() -> dict[str, Any] | None:
+            status = self.status()
+            self._account(status)
+            return status if check(status) else None
+
+        return wait_until(reached, timeout=timeout, description=what, interval=0.5)
+
+    def _account(self, status: dict[str, Any]) -> None:
         canary = status.get("canary") or {}
-        line = f"phase={status.get('phase')} stable={(status.get('stable') or {}).get('version')} " + (
-            f"canary={canary.get('version')} state={canary.get('state')} weight={canary.get('weight')}"
+        if self.load is not None:
+            state = canary.get("state")
+            self.load.set_weight(int(canary.get("weight") or 0) if state in ("Progressing", "Paused") else 0)
+        for analysis in canary.get("analyses") or []:
+            key = f"analysis {canary.get('version')} {analysis['time']}"
+            if key not in self._printed:
+                self._printed.add(key)
+                values = ", ".join(f"{k} {v:.4g}" for k, v in sorted(analysis.get("values", {}).items()))
+                say(f"    analysis at {analysis['weight']} %: {analysis['verdict']} ({values}) {analysis['reason']}")
+        for entry in status.get("history") or []:
+            key = f"history {entry['time']} {entry['event']}"
+            if key not in self._printed:
+                self._printed.add(key)
+                say(f"  {entry['event']}: {entry.get('message', '')}")
+
+    # -- the registry ----------------------------------------------------------------------------
+
+    def champion(self) -> str:
+        return str(self.registry.get_model_version_by_alias(MODEL, "champion").version)
+
+    def describe_version(self, version: str) -> str:
+        found = self.registry.get_model_version(MODEL, version)
+        metrics = self.registry.get_run(found.run_id).data.metrics if found.run_id else {}
+        auc = next((f"{key} {value:.4f}" for key, value in sorted(metrics.items()) if "auc" in key), "")
+        return f"version {version} ({auc})" if auc else f"version {version}"
+
+    # -- the steps -------------------------------------------------------------------------------
+
+    def first_version(self) -> str:
+        say("1. ModelDeployment applied; the model has no version, so the operator starts a training Job")
+        apply_manifest(self.api, model_deployment(epochs=4), namespace=NAMESPACE)
+        status = self.wait(
+            lambda s: s.get("phase") == "Ready" and bool((s.get("stable") or {}).get("version")),
+            "version 1 trained, gated and served",
+            timeout=900,
         )
-        if not seen or seen[-1] != line:
-            seen.append(line)
-            say(f"  {line}")
-        return status if check(status) else None
+        version = str(status["stable"]["version"])
+        training = status.get("training") or {}
+        say(f"  training Job {training.get('job')}: {training.get('result')} — {training.get('message', '')}")
+        say(f"  serving {self.describe_version(version)} behind the Gateway ({LISTENER}, host {HOST})")
+        return version
 
-    return wait_until(reached, timeout=timeout, description=what, interval=0.5)
+    def start_load(self) -> None:
+        metadata = self.gateway.get(f"/v2/models/{MODEL}")
+        metadata.raise_for_status()
+        self.load = GatewayLoad(self.gateway, f"/v2/models/{MODEL}/infer", infer_body(metadata.json()), RATE, 900)
+        self.load.start()
+        say(f"load: {RATE} requests/s through the Gateway's listener (stops by itself after 15 minutes)")
 
-
-def main() -> None:
-    """Run the whole story once."""
-    STATE.mkdir(parents=True, exist_ok=True)
-    with ExitStack() as stack:
-        say("control plane (hack/cluster up)")
-        cluster = start_cluster()
-        api = cluster.api_client
-        crd = build_crd()
-        apply_manifest(api, crd)
-        wait_for_condition(
-            api, "apiextensions.k8s.io/v1", "CustomResourceDefinition", crd["metadata"]["name"], condition="Established"
-        )
-        install_gateway_api_crds(api)
-        delete_namespace(api, NAMESPACE)
-        wait_until(
-            lambda: get_object(api, "v1", "Namespace", NAMESPACE) is None, timeout=120, description="old demo gone"
-        )
-        apply_manifest(
-            api,
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": NAMESPACE, "annotations": SIMULATED_NODES_ANNOTATIONS},
-            },
-        )
-
-        say("MLflow tracking server on loopback")
-        server = stack.enter_context(mlflow_server(STATE / f"mlflow-{int(time.time())}", free_port()))
-        registry = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
-
-        say("training version 1 (CPU, generated flow data)")
-        first = train(server.url, epochs=8, seed=1)
-        say(f"  registered version {first['version']}, gate {first['gate']}")
-
-        lab = stack.enter_context(
-            running_lab(
-                LabSettings(
-                    kubeconfig=cluster.kubeconfig,
-                    namespace=NAMESPACE,
-                    resource=NAME,
-                    mlflow_url=server.url,
-                    root=STATE / "lab",
-                )
-            )
-        )
-        lab.start_prometheus()
-        say(f"lab: traffic splitter {lab.url}, Prometheus {lab.prometheus_url}")
-        stack.enter_context(operator_process(cluster.kubeconfig, NAMESPACE, STATE / "operator.log"))
-        say("operator running; applying the ModelDeployment")
-        apply_manifest(api, model_deployment(server.url, lab.prometheus_url), namespace=NAMESPACE)
-        wait_status(
-            api, lambda s: s.get("phase") == "Ready" and (s.get("stable") or {}).get("version") == first["version"],
-            "version 1 serving", timeout=300,
-        )  # fmt: skip
-        lab.wait_serving("stable", first["version"])
-        load = lab.start_load(rate=40, seconds=600)
-
-        say("training version 2 (more epochs); the gate compares it with the champion")
-        second = train(server.url, epochs=20, seed=2)
-        say(f"  registered version {second['version']}, gate {second['gate']}")
-        if second["gate"] != "passed":
-            raise SystemExit("version 2 did not pass the quality gate; nothing to roll out")
-        final = wait_status(
-            api,
+    def better_version(self, champion: str) -> str:
+        say("2. retrain with more epochs (annotation modelpilot.io/retrain); the gate compares with the champion")
+        apply_manifest(self.api, model_deployment(epochs=16, retrain=str(int(time.time()))), namespace=NAMESPACE)
+        status = self.wait(
             lambda s: (
-                (s.get("stable") or {}).get("version") == second["version"]
+                (s.get("training") or {}).get("result") in ("Succeeded", "Failed")
+                and (s.get("training") or {}).get("trigger") == "request"
+            ),
+            "the retraining Job done",
+            timeout=900,
+        )
+        training = status["training"]
+        say(f"  training Job {training.get('job')}: {training.get('result')} — {training.get('message', '')}")
+        candidate = str(training.get("version") or "")
+        if not candidate or candidate == champion:
+            raise SystemExit("the retrained version did not pass the gate: nothing to roll out")
+        say(f"  {self.describe_version(candidate)} is the challenger; the canary starts")
+        started = time.monotonic()
+        final = self.wait(
+            lambda s: (
+                (s.get("stable") or {}).get("version") == candidate
                 and (s.get("canary") or {}).get("state") == "Succeeded"
                 and s.get("phase") == "Ready"
             ),
-            "version 2 promoted",
+            f"version {candidate} promoted",
+            timeout=900,
+        )
+        self.report_split(candidate, started)
+        say(f"  MLflow champion → version {self.champion()}; stable track serves {final['stable']['version']}")
+        return candidate
+
+    def report_split(self, candidate: str, since: float) -> None:
+        """The share of requests the canary answered at each step, measured at the Gateway."""
+        assert self.load is not None
+        for weight in STEPS[:-1]:
+            answers = [a for a in self.load.answers if a.weight == weight and a.at >= since]
+            if answers:
+                share = 100 * sum(a.version == candidate for a in answers) / len(answers)
+                say(f"    at {weight} %: {len(answers)} requests, {share:.1f} % answered by version {candidate}")
+
+    def bad_version(self, champion: str) -> None:
+        source = self.registry.get_model_version(MODEL, champion)
+        model_id = getattr(source, "model_id", None) or None  # a logged model (MLflow 3): the copy names it too
+        copy = self.registry.create_model_version(MODEL, str(source.source), run_id=source.run_id, model_id=model_id)
+        bad = str(copy.version)
+        faults = {**DRILL, "MODELPILOT_FAULT_VERSIONS": bad}
+        say(f"3. a drill: version {bad} registered, and pods serving it fail 30 % of requests ({faults})")
+        apply_manifest(self.api, model_deployment(epochs=16, env=faults), namespace=NAMESPACE)
+        self.wait(lambda s: _stable_rolled(self, faults), "stable pods running the drill's environment", 300)
+        self.registry.set_registered_model_alias(MODEL, "challenger", bad)
+        say(f"  version {bad} named challenger")
+        since = time.monotonic()
+        final = self.wait(
+            lambda s: (
+                (s.get("canary") or {}).get("version") == bad and (s.get("canary") or {}).get("state") == "RolledBack"
+            ),
+            f"version {bad} rolled back",
             timeout=600,
         )
-        report = load.stop()
-        champion = registry.get_registered_model(MODEL).aliases.get("champion")
-        say(f"done: MLflow champion → version {champion}; stable track serves {final['stable']['version']}")
-        say(f"  requests sent through the splitter: {sum(report.backends.values())}, by backend {report.backends}")
-        for entry in final.get("history", [])[-12:]:
-            say(f"  {entry['time']} {entry['event']}: {entry.get('message', '')}")
-        print(cluster.run_kubectl("get", "mdep", "-n", NAMESPACE).stdout)
+        assert self.load is not None
+        errors = sum(a.status >= 500 for a in self.load.answers if a.at >= since)
+        tags = self.registry.get_model_version(MODEL, bad).tags
+        say(f"  {errors} requests failed at the Gateway while version {bad} had its share of traffic")
+        say(f"  version {bad} tagged modelpilot.io/rejected: {tags.get('modelpilot.io/rejected', '(missing)')}")
+        say(f"  MLflow champion is still version {self.champion()}; stable serves {final['stable']['version']}")
+
+    def summary(self, started: float) -> None:
+        assert self.load is not None
+        self.load.stop()
+        codes = Counter(a.status for a in self.load.answers)
+        seconds = max(self.load.answers[-1].at - self.load.answers[0].at, 1.0) if self.load.answers else 1.0
+        say(f"requests through the Gateway: {len(self.load.answers)} ({len(self.load.answers) / seconds:.1f}/s), "
+            f"by status {dict(sorted(codes.items()))}")  # fmt: skip
+        say(f"the story took {time.monotonic() - started:.0f} s")
+        print(self.cluster.run_kubectl("get", "mdep", "-n", NAMESPACE).stdout, flush=True)
+
+
+def _stable_rolled(story: Story, env: dict[str, str]) -> bool:
+    deployment = get_object(story.api, "apps/v1", "Deployment", f"{NAME}-stable", NAMESPACE)
+    if deployment is None:
+        return False
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    values = {item["name"]: item.get("value") for item in container.get("env", [])}
+    status = deployment.get("status") or {}
+    return (
+        all(values.get(key) == value for key, value in env.items())
+        and status.get("observedGeneration") == deployment["metadata"]["generation"]
+        and status.get("updatedReplicas") == status.get("readyReplicas") == status.get("replicas")
+    )
+
+
+def fresh_namespace(cluster: Cluster) -> None:
+    """The demo's namespace, new: its pods run on the real node under the restricted Pod Security Standard."""
+    delete_namespace(cluster.api_client, NAMESPACE)
+    wait_until(
+        lambda: get_object(cluster.api_client, "v1", "Namespace", NAMESPACE) is None,
+        timeout=180,
+        description="the previous demo's namespace gone",
+    )
+    labels = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels}}
+    apply_manifest(cluster.api_client, namespace)
+
+
+def fresh_model(registry: MlflowClient) -> None:
+    """No versions of the demo's model: the operator trains the first one."""
+    with suppress(MlflowException):
+        registry.delete_registered_model(MODEL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", action="store_true", help="leave the chart and the demo's namespace installed")
+    keep = parser.parse_args().keep
+    started = time.monotonic()
+    cluster = start_cluster()
+    with ExitStack() as stack:
+        mlflow_url = stack.enter_context(port_forward(cluster, "modelpilot", "svc/modelpilot-mlflow", 5000))
+        registry = MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
+        fresh_namespace(cluster)
+        fresh_model(registry)
+        story = Story(cluster, registry)
+        try:
+            first = story.first_version()
+            story.start_load()
+            second = story.better_version(first)
+            story.bad_version(second)
+            story.summary(started)
+        finally:
+            if story.load is not None:
+                story.load.stop()
+            if not keep:
+                say("removing the demo's namespace and the chart (--keep leaves them)")
+                delete_namespace(cluster.api_client, NAMESPACE)
+                subprocess.run([str(REPO / "hack" / "e2e"), "uninstall"], check=False, env=os.environ)
 
 
 if __name__ == "__main__":
