@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+from modelpilot.operator.spec import GROUP, VERSION
 from tests.cluster.operator.conftest import (
     condition,
     is_ready_with,
@@ -19,6 +21,8 @@ from tests.support.mlflow_server import MlflowServer, mlflow_server
 from tests.support.namespace_objects import Resources
 from tests.support.operator_process import kill_hard, operator_process
 from tests.support.processes import free_port
+
+FINALIZER = "modelpilot.io/finalizer"
 
 
 def _condition_is(type_: str, status: str, reason: str | None = None) -> Any:
@@ -108,3 +112,41 @@ def test_spec_that_cannot_be_acted_on_gets_a_condition_not_a_crash_loop(
         }
     )
     resources.wait_mdep("locked", is_ready_with(version), "Ready once the Secret exists")
+
+
+def test_deleting_without_an_operator_waits_for_its_finalizer_and_the_documented_ways_out_end_it(
+    cluster: Cluster, namespace: str, resources: Resources, mlflow: MlflowServer, tmp_path: Path
+) -> None:
+    """The finalizer (Kopf's, for the per-resource reconcile loop) holds a deletion until an operator runs:
+    starting one again ends it, and so does removing the finalizer by hand (docs/operations.md)."""
+    model = registered_model(mlflow)
+    version = model.add_version()
+    model.set_alias("champion", version)
+    log = tmp_path / "operator.log"
+    with operator_process(cluster.kubeconfig, namespace, log):
+        for name in ("orphan-a", "orphan-b"):
+            resources.apply(model_deployment(name, model))
+            resources.wait_mdep(name, is_ready_with(version), "Ready")
+    for name in ("orphan-a", "orphan-b"):
+        assert FINALIZER in resources.mdep(name)["metadata"]["finalizers"]
+        cluster.run_kubectl("delete", "mdep", "-n", namespace, name, "--wait=false")
+    held = wait_until(
+        lambda: resources.mdep("orphan-a")["metadata"].get("deletionTimestamp"), timeout=10, description="deleting"
+    )
+    time.sleep(3)
+    assert resources.get(f"{GROUP}/{VERSION}", "ModelDeployment", "orphan-a") is not None, held
+
+    # Way out 1: an operator that starts sees the deletion and lets it finish.
+    with operator_process(cluster.kubeconfig, namespace, log):
+        resources.wait_gone(f"{GROUP}/{VERSION}", "ModelDeployment", "orphan-a", timeout=60)
+        resources.wait_gone(f"{GROUP}/{VERSION}", "ModelDeployment", "orphan-b", timeout=60)
+    # Way out 2 is shown on an object deleted while no operator runs: its finalizer removed by hand.
+    with operator_process(cluster.kubeconfig, namespace, log):
+        resources.apply(model_deployment("orphan-c", model))
+        resources.wait_mdep("orphan-c", is_ready_with(version), "Ready")
+    cluster.run_kubectl("delete", "mdep", "-n", namespace, "orphan-c", "--wait=false")
+    patch = '{"metadata":{"finalizers":null}}'
+    cluster.run_kubectl("patch", "mdep", "-n", namespace, "orphan-c", "--type=merge", "-p", patch)
+    resources.wait_gone(f"{GROUP}/{VERSION}", "ModelDeployment", "orphan-c", timeout=30)
+    # Its serving objects go with it (owner references, the garbage collector).
+    resources.wait_gone("apps/v1", "Deployment", "orphan-c-stable", timeout=60)
