@@ -221,3 +221,25 @@ def test_serving_pods_that_cannot_start_show_as_degraded_with_one_event(
     events = [e for e in objects.events(name) if e.get("reason") == "PodsFailing"]
     assert len(events) == 1, events
     objects.delete_mdep(name)
+
+
+def test_the_chart_operator_may_not_read_secrets_it_was_not_granted(objects: Resources) -> None:
+    """Serving the whole cluster, the chart grants Secret reads only in `rbac.secretNamespaces` (none here):
+    a ModelDeployment naming Secrets for the operator shows the refusal, and the operator keeps going."""
+    token = {"MLFLOW_TRACKING_TOKEN": "x" * 32}
+    objects.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlflow-auth"}, "stringData": token})
+    manifest = model_deployment("no-secrets")
+    del manifest["spec"]["training"], manifest["spec"]["rollout"]
+    manifest["spec"]["registry"]["credentialsSecret"] = "mlflow-auth"
+    objects.apply(manifest)
+    refused = objects.wait_mdep(
+        "no-secrets",
+        lambda m: any(c.get("reason") == "CredentialsSecretForbidden" for c in status_of(m).get("conditions", [])),
+        "the registry credentials refused",
+        timeout=60,
+        interval=1,
+    )
+    message = next(c["message"] for c in refused["status"]["conditions"] if c["type"] == "RegistryReachable")
+    assert "rbac.secretNamespaces" in message
+    assert objects.deployment("no-secrets-stable") is None
+    objects.delete_mdep("no-secrets")

@@ -57,6 +57,7 @@ def test_namespaced_install_grants_roles_only_in_the_served_namespaces(render: R
         verbs = grants(role["rules"])
         assert ("", "namespaces") not in verbs
         assert verbs[("kopf.dev", "kopfpeerings")] == {"get", "list", "watch", "patch"}
+        assert verbs[("", "secrets")] == {"get"}
     peerings = by_kind(manifests, "KopfPeering")
     assert {p["metadata"]["namespace"] for p in peerings} == {"ml-team-a", "ml-team-b"}
     assert not by_kind(manifests, "ClusterKopfPeering")
@@ -87,8 +88,8 @@ def test_the_operator_gets_what_it_needs_and_no_more(render: Render) -> None:
         assert verbs[key] == {"get", "list", "watch"} | WRITE_VERBS, key
     assert verbs[("", "pods")] == {"get", "list", "watch"}
     assert verbs[("apps", "replicasets")] == {"get", "list", "watch"}
-    # Secrets: read one by name, never list (which would reveal every Secret's data) or write.
-    assert verbs[("", "secrets")] == {"get"}
+    # Secrets: not cluster-wide by default (see below).
+    assert ("", "secrets") not in verbs
     granted_resources = {resource for _, resource in verbs}
     for forbidden in ("roles", "rolebindings", "clusterroles", "clusterrolebindings", "nodes", "pods/exec"):
         assert forbidden not in granted_resources
@@ -99,3 +100,29 @@ def test_rbac_can_be_left_to_the_cluster_admin(render: Render) -> None:
     assert not [m for m in manifests if m["kind"] in {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}]
     [statefulset] = by_kind(manifests, "StatefulSet")
     assert statefulset["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
+
+
+def test_secrets_are_read_by_name_only_in_the_namespaces_granted(render: Render) -> None:
+    manifests = render(**{"rbac__secretNamespaces": "{ml-team-a,ml-team-b}"})
+    [cluster_role] = by_kind(manifests, "ClusterRole")
+    assert ("", "secrets") not in grants(cluster_role["rules"])
+    roles = by_kind(manifests, "Role")
+    assert {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in roles} == {
+        ("ml-team-a", "mp-modelpilot-operator-secrets"),
+        ("ml-team-b", "mp-modelpilot-operator-secrets"),
+    }
+    for role in roles:
+        # Read one by name, never list (which would reveal every Secret's data) or write; nothing else.
+        assert grants(role["rules"]) == {("", "secrets"): {"get"}}
+    bindings = by_kind(manifests, "RoleBinding")
+    assert {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in bindings} == {
+        (r["metadata"]["namespace"], r["metadata"]["name"]) for r in roles
+    }
+    assert all(b["subjects"][0]["name"] == "mp-modelpilot-operator" for b in bindings)
+
+
+def test_cluster_wide_secrets_only_when_asked(render: Render) -> None:
+    manifests = render(rbac__clusterWideSecrets="true", **{"rbac__secretNamespaces": "{ml-team-a}"})
+    [cluster_role] = by_kind(manifests, "ClusterRole")
+    assert grants(cluster_role["rules"])[("", "secrets")] == {"get"}
+    assert not by_kind(manifests, "Role"), "no per-namespace grant needed on top of the cluster-wide one"

@@ -75,7 +75,10 @@ async def read_canary_header(spec: ModelDeploymentSpec, read_secret: ReadSecret,
     except KubeError as error:
         if error.status != 403:
             raise
-        found = HeaderProblem("HeaderSecretForbidden", f"the operator may not read Secret {ref.name}")
+        found = HeaderProblem(
+            "HeaderSecretForbidden",
+            f"the operator may not read Secret {ref.name}: grant it (chart value rbac.secretNamespaces)",
+        )
     if isinstance(found, str):
         journal.condition(CONDITION, True, "SecretRead", f"header {header.name} routes to the canary")
         return found

@@ -21,6 +21,7 @@ from modelpilot.operator.handlers.journal import EmitEvent, Journal
 from modelpilot.operator.handlers.registry_outcome import promote
 from modelpilot.operator.handlers.rollout import RolloutExecutor
 from modelpilot.operator.handlers.training import reconcile_training
+from modelpilot.operator.kubeapi import KubeError
 from modelpilot.operator.observe import TrackObservation
 from modelpilot.operator.owned import OwnedObjects
 from modelpilot.operator.registry import Credentials, ModelNotFoundError, Registry, RegistryError, ResolvedVersions
@@ -46,6 +47,12 @@ class CredentialsSecretMissingError(RegistryError):
     """The Secret named in spec.registry.credentialsSecret does not exist."""
 
     reason = "CredentialsSecretMissing"
+
+
+class CredentialsSecretForbiddenError(RegistryError):
+    """The operator may not read the Secret named in spec.registry.credentialsSecret (RBAC)."""
+
+    reason = "CredentialsSecretForbidden"
 
 
 async def reconcile(runtime: Runtime, namespace: str, name: str, emit: EmitEvent) -> Outcome | None:
@@ -142,7 +149,15 @@ class Reconciliation:
         credentials = Credentials()
         secret_name = spec.registry.credentials_secret
         if secret_name:
-            data = await objects.read_secret(secret_name)
+            try:
+                data = await objects.read_secret(secret_name)
+            except KubeError as error:
+                if error.status != 403:
+                    raise
+                return CredentialsSecretForbiddenError(
+                    f"the operator may not read Secret {self.owner.namespace}/{secret_name} named in "
+                    "spec.registry.credentialsSecret: grant it (chart value rbac.secretNamespaces)"
+                )
             if data is None:
                 return CredentialsSecretMissingError(
                     f"Secret {self.owner.namespace}/{secret_name} named in spec.registry.credentialsSecret is missing"
