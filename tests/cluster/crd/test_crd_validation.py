@@ -69,3 +69,27 @@ def test_kubectl_shows_the_printer_columns(cluster: Cluster, namespace: str) -> 
     assert header == ["NAME", "MODEL", "STABLE", "CANARY", "WEIGHT", "PHASE", "AGE"]
     explained = cluster.run_kubectl("explain", "modeldeployment.spec.rollout.steps").stdout
     assert "ascending" in explained
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("9lives", "DNS-1035 label"),
+        ("fraud.v2", "DNS-1035 label"),
+        ("a" * 57, "at most 56 characters"),
+        ("fraud-stable", "must not end in -stable or -canary"),
+        ("fraud-canary", "must not end in -stable or -canary"),
+    ],
+)
+def test_names_whose_services_cannot_exist_or_would_collide_are_rejected(
+    cluster: Cluster, namespace: str, name: str, message: str
+) -> None:
+    with pytest.raises(client.ApiException) as raised:
+        _create(cluster.api_client, namespace, name, valid_spec())
+    assert raised.value.status == 422
+    assert message in str(raised.value.body)
+
+
+def test_the_longest_name_is_accepted(cluster: Cluster, namespace: str) -> None:
+    created = _create(cluster.api_client, namespace, "m" * 56, valid_spec())
+    assert created["metadata"]["name"] == "m" * 56

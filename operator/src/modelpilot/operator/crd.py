@@ -108,6 +108,26 @@ def _convert_union(node: dict[str, Any], definitions: dict[str, Any]) -> dict[st
     return _convert({**branches[0], **outer}, definitions)
 
 
+# The name becomes the name of the model's Services (`<name>`, `<name>-stable`, `<name>-canary`): a DNS-1035
+# label of at most 63 characters, and no two ModelDeployments of a namespace may derive the same one.
+NAME_RULES = [
+    {
+        "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+        "message": "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', starting with a "
+        "letter): it names the model's Services",
+    },
+    {
+        "rule": "size(self.metadata.name) <= 56",
+        "message": "metadata.name has at most 56 characters: its Services add -stable and -canary (63 at most)",
+    },
+    {
+        "rule": "!self.metadata.name.endsWith('-stable') && !self.metadata.name.endsWith('-canary')",
+        "message": "metadata.name must not end in -stable or -canary: the Services of another ModelDeployment's "
+        "tracks have such names",
+    },
+]
+
+
 def build_crd() -> dict[str, Any]:
     """The complete CustomResourceDefinition manifest."""
     spec_schema = structural_schema(spec.ModelDeploymentSpec)
@@ -146,6 +166,7 @@ def build_crd() -> dict[str, Any]:
                                 "rollouts analysed on live metrics and the outcome written back to the registry."
                             ),
                             "required": ["spec"],
+                            "x-kubernetes-validations": NAME_RULES,
                             "properties": {
                                 "apiVersion": {"type": "string", "description": "API version of the object."},
                                 "kind": {"type": "string", "description": "Kind of the object."},

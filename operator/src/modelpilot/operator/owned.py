@@ -42,6 +42,23 @@ from modelpilot.operator.spec import ModelDeploymentSpec
 
 T = TypeVar("T")
 DEFAULT_RESYNC_SECONDS = 3600.0
+# What the API server answers for an object it will not accept as it is (a field value, a name): retrying
+# the same content cannot succeed, only a change of the spec it was built from.
+REFUSED_STATUSES = frozenset({400, 422})
+
+
+class DerivedObjectRefusedError(KubeError):
+    """The API server refused an object built from the spec: the spec must change before it can be acted on."""
+
+    def __init__(self, kind: str, name: str, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.kind = kind
+        self.name = name
+        self.detail = message
+
+    def describe(self) -> str:
+        """One line for the InvalidSpec condition: which object, and the API server's reason (bounded)."""
+        return f"the API server refused {self.kind} {self.name} built from the spec: {self.detail[:400]}"
 
 
 def digest(obj: dict[str, Any]) -> str:
@@ -177,7 +194,13 @@ class OwnedObjects:
             content = digest(obj)
             if not self.memory.needs_apply(self.namespace, key, content):
                 continue
-            applied = await self._call(self.kube.apply(obj))
+            try:
+                applied = await self._call(self.kube.apply(obj))
+            except KubeError as error:
+                if error.status not in REFUSED_STATUSES:
+                    raise
+                message = str(error).split(": ", 1)[-1]
+                raise DerivedObjectRefusedError(obj["kind"], obj["metadata"]["name"], error.status, message) from error
             self.memory.remember_applied(self.namespace, key, content, applied.get("metadata", {}).get("generation"))
             self._reads[key] = _done(applied)
 

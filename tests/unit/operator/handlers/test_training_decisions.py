@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from modelpilot.operator.builders.common import Owner
-from modelpilot.operator.handlers.training import job_name, job_state, scheduled_job, wanted_trigger
+from modelpilot.operator.handlers.training import cronjob_name, job_name, job_state, scheduled_job, wanted_trigger
 from modelpilot.operator.spec import parse_spec
 from modelpilot.operator.status import ModelDeploymentStatus, TrainingStatus
 from tests.support.crd_cases import valid_spec
@@ -103,3 +103,15 @@ def test_a_scheduled_job_is_not_followed_twice_nor_while_another_job_runs() -> N
     assert scheduled_job(jobs, "fraud-train-scheduled", running) is None
     older = TrainingStatus(job="fraud-train-abc", result="Failed", started_at="2026-03-09T00:00:00Z")
     assert scheduled_job(jobs, "fraud-train-scheduled", older) is None
+
+
+def test_cronjob_names_fit_the_cronjob_limit_and_never_collide() -> None:
+    assert cronjob_name(OWNER) == "fraud-train-scheduled"
+    prefix = "a" * 36 + "-model-"
+    long = [Owner(name=f"{prefix}{tail}", namespace="ml", uid=tail) for tail in ("one", "two")]
+    names = [cronjob_name(owner) for owner in long]
+    assert all(len(name) <= 52 and name.endswith("-train-scheduled") for name in names), names
+    assert names[0] != names[1]
+    assert cronjob_name(long[0]) == names[0], "stable for one name"
+    longest = Owner(name="b" * 36, namespace="ml", uid="u")
+    assert cronjob_name(longest) == "b" * 36 + "-train-scheduled"

@@ -23,7 +23,7 @@ from modelpilot.operator.handlers.rollout import RolloutExecutor
 from modelpilot.operator.handlers.training import reconcile_training
 from modelpilot.operator.kubeapi import KubeError
 from modelpilot.operator.observe import TrackObservation
-from modelpilot.operator.owned import OwnedObjects
+from modelpilot.operator.owned import DerivedObjectRefusedError, OwnedObjects
 from modelpilot.operator.registry import Credentials, ModelNotFoundError, Registry, RegistryError, ResolvedVersions
 from modelpilot.operator.rollout import ABORT_ANNOTATION, PromoteInRegistry, is_active
 from modelpilot.operator.runtime import Runtime
@@ -84,14 +84,25 @@ class Reconciliation:
         return (self.owner.namespace, self.owner.name)
 
     async def run(self) -> Outcome:
-        """All steps, in order; each may end the run early."""
-        journal = self.journal
+        """All steps, in order; each may end the run early. A spec that cannot be acted on — one the
+        schema lets through but that fails to parse, or from which the API server refuses an object — is
+        phase Invalid with the reason, and one Event; it is tried again when the spec changes."""
         try:
             spec = parse_spec(self.obj.get("spec") or {})
         except InvalidSpecError as error:
-            journal.mark_invalid(str(error))
-            await journal.write()
-            return Outcome(INVALID_SPEC_REQUEUE_SECONDS, "invalid")
+            return await self._invalid(str(error))
+        try:
+            return await self._run(spec)
+        except DerivedObjectRefusedError as error:
+            return await self._invalid(error.describe())
+
+    async def _invalid(self, message: str) -> Outcome:
+        self.journal.mark_invalid(message)
+        await self.journal.write()
+        return Outcome(INVALID_SPEC_REQUEUE_SECONDS, "invalid")
+
+    async def _run(self, spec: ModelDeploymentSpec) -> Outcome:
+        journal = self.journal
         journal.status.model_name = spec.model.name
         self.runtime.serves(*self.key, spec.model.name)
         objects = OwnedObjects(self.runtime.kube, self.runtime.applied, self.owner, spec)

@@ -46,9 +46,20 @@ def job_name(owner: Owner, trigger: str, key: str) -> str:
     return f"{owner.name[:40]}-train-{digest}"
 
 
+# A CronJob's name has at most 52 characters (its Jobs append a timestamp).
+CRONJOB_NAME_LIMIT = 52
+CRONJOB_SUFFIX = "-train-scheduled"
+
+
 def cronjob_name(owner: Owner) -> str:
-    """Name of the scheduled-training CronJob."""
-    return f"{owner.name[:40]}-train-scheduled"
+    """Name of the scheduled-training CronJob: `<name>-train-scheduled`, or for a long name its start and a
+    digest of the whole name, so that two names sharing a long prefix never share a CronJob."""
+    name = f"{owner.name}{CRONJOB_SUFFIX}"
+    if len(name) <= CRONJOB_NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(owner.name.encode()).hexdigest()[:8]
+    keep = CRONJOB_NAME_LIMIT - len(CRONJOB_SUFFIX) - len(digest) - 1
+    return f"{owner.name[:keep].rstrip('-')}-{digest}{CRONJOB_SUFFIX}"
 
 
 def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
