@@ -38,7 +38,7 @@ from tests.e2e.deployments import (
 )
 from tests.e2e.gateway_load import SETTLE_SECONDS, GatewayLoad
 from tests.e2e.pods import INFERENCE_IMAGE, RegistryWrites, Toolbox, kill_acting_operator
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, wait_until
 from tests.support.namespace_objects import Resources
 
 NAME = "routed"
@@ -86,10 +86,18 @@ def model_deployment(env: dict[str, str] | None = None) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def served(objects: Resources) -> dict[str, Any]:
-    """The ModelDeployment applied and Ready with the version its own training Job registered."""
+def served(objects: Resources, gateway_client: httpx.Client) -> dict[str, Any]:
+    """The ModelDeployment applied and Ready with the version its own training Job registered, and the
+    Gateway routing to it (Traefik programs a route a moment after its backends turn Ready)."""
     objects.apply(model_deployment())
-    return objects.wait_mdep(NAME, is_served, "first version trained and served", timeout=900, interval=2)
+    ready = objects.wait_mdep(NAME, is_served, "first version trained and served", timeout=900, interval=2)
+    wait_until(
+        lambda: gateway_client.get(f"/v2/models/{MODEL}").status_code == 200,
+        timeout=60,
+        description="the Gateway routes to the model",
+        interval=0.5,
+    )
+    return ready
 
 
 @pytest.fixture(scope="module")

@@ -195,7 +195,7 @@ def test_a_retrained_version_rolls_out_by_replica_ratio_and_survives_the_operato
             "crashing",
             INFERENCE_IMAGE,
             [{"name": "MODELPILOT_MAX_BATCH_SIZE", "value": "not-a-number"}],
-            {"CrashLoopBackOff", "RunContainerError"},
+            {"CrashLoopBackOff", "RunContainerError", "Crashed"},
         ),
     ],
 )
