@@ -28,6 +28,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +244,7 @@ class Story:
             timeout=900,
         )
         self.report_split(candidate, started)
+        self.report_step_overhead(final, candidate)
         say(f"  MLflow champion → version {self.champion()}; stable track serves {final['stable']['version']}")
         return candidate
 
@@ -253,6 +256,18 @@ class Story:
             if answers:
                 share = 100 * sum(a.version == candidate for a in answers) / len(answers)
                 say(f"    at {weight} %: {len(answers)} requests, {share:.1f} % answered by version {candidate}")
+
+    def report_step_overhead(self, status: dict[str, Any], candidate: str) -> None:
+        """How much longer than `interval` each step was held: readiness waits, analysis, reconcile latency."""
+        marks = [
+            (entry["event"], datetime.fromisoformat(entry["time"].replace("Z", "+00:00")))
+            for entry in status.get("history") or []
+            if entry.get("version") == candidate and entry["event"] in ("StepStarted", "PromotionStarted")
+        ]
+        held = [(later - earlier).total_seconds() for (_, earlier), (_, later) in pairwise(marks)]
+        if held:
+            overhead = ", ".join(f"{seconds - INTERVAL:.1f} s" for seconds in held)
+            say(f"    time each step was held beyond its {INTERVAL} s interval: {overhead}")
 
     def bad_version(self, champion: str) -> None:
         source = self.registry.get_model_version(MODEL, champion)
