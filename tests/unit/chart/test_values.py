@@ -153,3 +153,15 @@ def test_bundled_mlflow_takes_extra_environment_after_its_own(render: Render) ->
     assert env.index(("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https")) > env.index(
         ("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
     )
+
+
+def test_bundled_mlflow_admits_only_the_operator_and_its_pods_and_no_private_webhooks(render: Render) -> None:
+    manifests = render(mlflow__enabled="true")
+    [policy] = [p for p in by_kind(manifests, "NetworkPolicy") if p["metadata"]["name"].endswith("mlflow")]
+    peers = policy["spec"]["ingress"][0]["from"]
+    assert {"namespaceSelector": {}} not in peers, "not every pod of the cluster"
+    assert peers[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+    assert peers[1]["podSelector"]["matchExpressions"] == [{"key": "modelpilot.io/deployment", "operator": "Exists"}]
+    [deployment] = [d for d in by_kind(manifests, "Deployment") if d["metadata"]["name"].endswith("mlflow")]
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"] == "false"
