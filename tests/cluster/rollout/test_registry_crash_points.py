@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 
 from modelpilot.operator.handlers.reconcile import reconcile
 from modelpilot.operator.kubeapi import KubeApi, load_api_client
-from modelpilot.operator.registry import Credentials, MlflowRegistry
+from modelpilot.operator.registry import Credentials, MlflowRegistry, RegistryUnavailableError
 from modelpilot.operator.rollout import Observation, decide
 from modelpilot.operator.runtime import Runtime
 from modelpilot.operator.settings import OperatorSettings
@@ -67,6 +67,33 @@ class KilledAfterWrites(MlflowRegistry):
     async def transition_stage(self, name: str, version: str, stage: str, *, archive_existing: bool) -> None:
         await super().transition_stage(name, version, stage, archive_existing=archive_existing)
         self._wrote("transition_stage", version, stage)
+
+
+class UnavailableOnWrite(KilledAfterWrites):
+    """The operator's MLflow client, whose write number `failing` (counting attempts) finds MLflow
+    unavailable once — a 503 or a dropped connection — before anything is written."""
+
+    def __init__(self, tracking_uri: str, failing: int) -> None:
+        super().__init__(tracking_uri, set())
+        self.failing = failing
+        self.attempts = 0
+
+    def _attempt(self) -> None:
+        self.attempts += 1
+        if self.attempts == self.failing:
+            raise RegistryUnavailableError("503 from the registry (simulated)")
+
+    async def set_alias(self, name: str, alias: str, version: str) -> None:
+        self._attempt()
+        await super().set_alias(name, alias, version)
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        self._attempt()
+        await super().delete_alias(name, alias)
+
+    async def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self._attempt()
+        await super().set_version_tag(name, version, key, value)
 
 
 def _spec(model: str, tracking_uri: str) -> dict[str, Any]:
@@ -223,3 +250,29 @@ async def test_rollback_killed_after_any_registry_write_writes_each_once(
     assert "modelpilot.io/promoted" not in client.get_model_version(model, "1").tags
     events = [entry["event"] for entry in status["history"]]
     assert events.count("RolledBack") == 1
+
+
+@pytest.mark.parametrize("failing", range(1, PROMOTION_WRITES + 1))
+async def test_a_registry_failing_mid_promotion_is_a_condition_and_the_promotion_completes_once(
+    cluster: Cluster, namespace: str, resources: Resources, mlflow: MlflowServer, failing: int
+) -> None:
+    client, model, _ = _start(cluster, resources, mlflow, "Passed")
+    registry = UnavailableOnWrite(mlflow.url, failing)
+    runtime = _runtime(cluster, registry)
+    outcome = None
+    while registry.attempts < failing:
+        outcome = await reconcile(runtime, namespace, NAME, lambda *_: None)  # never raises
+    assert outcome is not None
+    assert outcome.result == "retry"
+    failed = await runtime.kube.get(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, NAME)
+    assert failed is not None
+    reachable = next(c for c in failed["status"]["conditions"] if c["type"] == "RegistryReachable")
+    assert (reachable["status"], reachable["reason"]) == ("False", "RegistryUnreachable")
+    assert failed["status"]["canary"]["state"] == "Promoting"
+
+    status, _ = await _run_until(cluster, namespace, registry, {"Succeeded"})
+    assert len(registry.writes) == PROMOTION_WRITES, registry.writes
+    assert max(Counter(registry.writes).values()) == 1
+    assert client.get_registered_model(model).aliases == {"champion": "2"}
+    reachable = next(c for c in status["conditions"] if c["type"] == "RegistryReachable")
+    assert reachable["status"] == "True"

@@ -86,7 +86,8 @@ class Reconciliation:
     async def run(self) -> Outcome:
         """All steps, in order; each may end the run early. A spec that cannot be acted on — one the
         schema lets through but that fails to parse, or from which the API server refuses an object — is
-        phase Invalid with the reason, and one Event; it is tried again when the spec changes."""
+        phase Invalid with the reason, and one Event; it is tried again when the spec changes. A registry that
+        fails mid-run is condition RegistryReachable False, and the run is retried with backoff."""
         try:
             spec = parse_spec(self.obj.get("spec") or {})
         except InvalidSpecError as error:
@@ -95,6 +96,10 @@ class Reconciliation:
             return await self._run(spec)
         except DerivedObjectRefusedError as error:
             return await self._invalid(error.describe())
+        except RegistryError as error:
+            # A write (promotion, rejection, first version) or its confirming read failed: the intent is in
+            # the status already, so the next run repeats what is not done yet.
+            return await self._registry_failed(spec, error)
 
     async def _invalid(self, message: str) -> Outcome:
         self.journal.mark_invalid(message)
