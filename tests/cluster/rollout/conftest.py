@@ -1,4 +1,10 @@
-"""Fixtures for end-to-end rollouts: the lab beside the cluster, a registered model, the operator.
+"""Fixtures for rollouts on kwok pods: the lab beside the cluster, a registered model, the operator.
+
+The rollout outcomes a user sees — promotion through a real Gateway with the operator pod killed, error
+and latency rollbacks, Prometheus down — run on real pods in tests/e2e. What stays here needs what only
+the lab gives: its splitter records the weight and the versions behind it at every change (so a test can
+assert the ramp step by step, that no request met an unready canary, and the replica router's real share
+at each step), and its servers start in seconds, so the legacy stage flow is covered too.
 
 Each test gets its own namespace, lab (real servers, splitter, Prometheus) and registered model;
 the MLflow server, the logged classifier, the Gateway API CRDs and the warm server processes are
