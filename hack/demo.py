@@ -188,10 +188,14 @@ class Story:
         return str(self.registry.get_model_version_by_alias(MODEL, "champion").version)
 
     def describe_version(self, version: str) -> str:
-        found = self.registry.get_model_version(MODEL, version)
-        metrics = self.registry.get_run(found.run_id).data.metrics if found.run_id else {}
-        auc = next((f"{key} {value:.4f}" for key, value in sorted(metrics.items()) if "auc" in key), "")
-        return f"version {version} ({auc})" if auc else f"version {version}"
+        """`version N (test AUC …; gate passed: <reason>)` from the tags the training run put on it."""
+        tags = self.registry.get_model_version(MODEL, version).tags
+        auc = tags.get("modelpilot.io/test-auc")
+        gate = tags.get("modelpilot.io/gate")
+        reason = tags.get("modelpilot.io/gate-reason", "")
+        parts = (f"test AUC {auc}" if auc else "", f"gate {gate}: {reason}" if gate else "")
+        details = "; ".join(part for part in parts if part)
+        return f"version {version} ({details})" if details else f"version {version}"
 
     # -- the steps -------------------------------------------------------------------------------
 
@@ -230,8 +234,10 @@ class Story:
         training = status["training"]
         say(f"  training Job {training.get('job')}: {training.get('result')} — {training.get('message', '')}")
         candidate = str(training.get("version") or "")
-        if not candidate or candidate == champion:
-            raise SystemExit("the retrained version did not pass the gate: nothing to roll out")
+        gate = self.registry.get_model_version(MODEL, candidate).tags.get("modelpilot.io/gate") if candidate else None
+        if not candidate or candidate == champion or gate != "passed":
+            found = self.describe_version(candidate) if candidate else "no version"
+            raise SystemExit(f"the retrained model did not pass the gate ({found}): nothing to roll out")
         say(f"  {self.describe_version(candidate)} is the challenger; the canary starts")
         started = time.monotonic()
         final = self.wait(
@@ -271,7 +277,9 @@ class Story:
 
     def bad_version(self, champion: str) -> None:
         source = self.registry.get_model_version(MODEL, champion)
-        model_id = getattr(source, "model_id", None) or None  # a logged model (MLflow 3): the copy names it too
+        model_id = getattr(source, "model_id", None) or None
+        if model_id is None and str(source.source).startswith("models:/m-"):
+            model_id = str(source.source).removeprefix("models:/")  # a logged model (MLflow 3): the copy names it
         copy = self.registry.create_model_version(MODEL, str(source.source), run_id=source.run_id, model_id=model_id)
         bad = str(copy.version)
         faults = {**DRILL, "MODELPILOT_FAULT_VERSIONS": bad}
