@@ -34,9 +34,13 @@ ensure_debian_packages() {
   fi
 }
 
+# The uv the Dockerfiles install too.
+UV_VERSION=0.13.9
+
 ensure_python_env() {
-  command -v uv >/dev/null || { log "installing uv"; python3 -m pip install --quiet --user uv; }
+  # pip --user puts uv in ~/.local/bin: look there first, so a warm run does not reinstall it.
   command -v uv >/dev/null || export PATH="$HOME/.local/bin:$PATH"
+  command -v uv >/dev/null || { log "installing uv"; python3 -m pip install --quiet --user "uv==$UV_VERSION"; }
   log "syncing the Python environment into $UV_PROJECT_ENVIRONMENT"
   (cd "$repo_root" && uv sync --frozen --all-packages --quiet)
   export PATH="$UV_PROJECT_ENVIRONMENT/bin:$PATH"
