@@ -38,7 +38,7 @@ from tests.e2e.deployments import (
 )
 from tests.e2e.gateway_load import SETTLE_SECONDS, GatewayLoad
 from tests.e2e.pods import INFERENCE_IMAGE, RegistryWrites, Toolbox, kill_acting_operator
-from tests.support.cluster import Cluster, wait_until
+from tests.support.cluster import Cluster, get_object, wait_until
 from tests.support.namespace_objects import Resources
 
 NAME = "routed"
@@ -50,6 +50,12 @@ LISTENER = "http://127.0.0.1:18000"
 STEPS = [20, 50, 100]
 INTERVAL = 20  # seconds each step is held before its analysis
 REJECTED_TAG = "modelpilot.io/rejected"
+# The module's own namespace: charts/modelpilot/ci/e2e-values.yaml lets the operator read Secrets in it
+# (rbac.secretNamespaces), for the canary header's value; elsewhere it may not (see test_real_pods.py).
+NAMESPACE = "e2e-gateway"
+HEADER = "x-canary"
+HEADER_SECRET = "canary-header"
+HEADER_VALUE = secrets.token_hex(16)
 
 
 def model_deployment(env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -67,7 +73,11 @@ def model_deployment(env: dict[str, str] | None = None) -> dict[str, Any]:
                 "resources": SMALL_RESOURCES,
                 "env": [{"name": key, "value": value} for key, value in (env or {}).items()],
             },
-            "traffic": {"router": "gateway", "gateway": {"parentRefs": [GATEWAY], "hostnames": [HOST]}},
+            "traffic": {
+                "router": "gateway",
+                "gateway": {"parentRefs": [GATEWAY], "hostnames": [HOST]},
+                "header": {"name": HEADER, "valueFrom": {"secretKeyRef": {"name": HEADER_SECRET, "key": "value"}}},
+            },
             "rollout": {
                 "steps": STEPS,
                 "interval": f"{INTERVAL}s",
@@ -86,9 +96,27 @@ def model_deployment(env: dict[str, str] | None = None) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def namespace(e2e_cluster: Cluster) -> Iterator[str]:
+    """The module's namespace, made by `hack/e2e install` (hack/e2e.d/namespace.yaml) so that the chart could
+    grant the operator Secret reads in it; emptied before and after."""
+    assert get_object(e2e_cluster.api_client, "v1", "Namespace", NAMESPACE) is not None, "run hack/e2e install"
+    _empty(e2e_cluster)
+    yield NAMESPACE
+    _empty(e2e_cluster)
+
+
+def _empty(cluster: Cluster) -> None:
+    """Delete what a run leaves in the namespace: its ModelDeployments (and with them what they own), pods,
+    Secrets."""
+    cluster.run_kubectl("delete", "-n", NAMESPACE, "modeldeployments,pods,secrets", "--all", "--wait", "--timeout=3m")
+
+
+@pytest.fixture(scope="module")
 def served(objects: Resources, gateway_client: httpx.Client) -> dict[str, Any]:
     """The ModelDeployment applied and Ready with the version its own training Job registered, and the
     Gateway routing to it (Traefik programs a route a moment after its backends turn Ready)."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": HEADER_SECRET}}
+    objects.apply({**secret, "stringData": {"value": HEADER_VALUE}})
     objects.apply(model_deployment())
     ready = objects.wait_mdep(NAME, is_served, "first version trained and served", timeout=900, interval=2)
     wait_until(
@@ -188,6 +216,15 @@ def _follow(load: GatewayLoad, mdep: dict[str, Any]) -> dict[str, Any]:
     return canary
 
 
+def _versions_by_header(client: httpx.Client, body: dict[str, Any], value: str, count: int) -> list[str | None]:
+    """The versions that answered `count` requests carrying the canary header with `value`."""
+    found: list[str | None] = []
+    for _ in range(count):
+        response = client.post(_path(), json=body, headers={HEADER: value})
+        found.append(response.json().get("model_version") if response.status_code == 200 else None)
+    return found
+
+
 def _written_once(writes: list[tuple[str, str, str, str]]) -> None:
     repeated = [write for write, count in Counter(writes).items() if count > 1]
     assert not repeated, (repeated, writes)
@@ -226,11 +263,15 @@ def test_a_candidate_is_split_by_the_route_weights_analysed_from_scraped_pods_an
     load.start()
     _name_challenger(toolbox, second)
     killed: list[str] = []
+    by_header: list[str | None] = []
 
     def promoted(mdep: dict[str, Any]) -> bool:
         canary = _follow(load, mdep)
         if canary.get("version") == second:
             assert canary.get("state") not in ("RolledBack", "Aborted", "Paused"), canary
+        if canary.get("weight") == STEPS[0] and not by_header:
+            # The header rule sends its requests to the canary whatever the weight (the value is a secret).
+            by_header.extend(_versions_by_header(gateway_client, load.body, HEADER_VALUE, 20))
         if canary.get("weight") == STEPS[1] and not killed:
             killed.append(kill_acting_operator(e2e_cluster))  # mid-rollout: the standby carries on
         return served_version(mdep) == second and canary.get("state") in (None, "Succeeded")
@@ -241,6 +282,8 @@ def test_a_candidate_is_split_by_the_route_weights_analysed_from_scraped_pods_an
         load.stop()
 
     assert killed, "the operator pod was killed at the 50 % step"
+    assert by_header == [second] * 20, by_header
+    assert condition_of(final, "CanaryHeaderReady") == "True"
     # Every request through the Gateway was answered, across the steps, the operator's failover, the
     # promotion and the canary's removal.
     codes = Counter(answer.status for answer in load.answers)
