@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from modelpilot.training.reference import reference_statistics
 
 N_FEATURES = 20
 N_EXPERTS = 4
@@ -92,6 +95,9 @@ def log_all(tracking_uri: str) -> LoggedModels:
         mlflow.pytorch.log_model(
             model, name="moe", input_example=example, registered_model_name=names.moe_pt2, **requirements
         )
+        # The training reference a training run logs beside its model (reference/feature_stats.json).
+        frame = pd.DataFrame(sample_rows(2000, seed=7).astype(np.float64), columns=FEATURE_COLUMNS)
+        mlflow.log_text(json.dumps(reference_statistics(frame, FEATURE_COLUMNS)), "reference/feature_stats.json")
         mlflow.pytorch.log_model(
             model,
             name="moe-pickle",

@@ -62,6 +62,14 @@ def test_metrics_use_route_templates_and_bounded_labels(app_with: Any) -> None:
     assert observations["input[0]"] == 9
     sums = {s["feature"]: v for s, v in scraped["modelpilot_feature_sum"]}
     assert sums["input[4]"] == pytest.approx(3 * sum(r[4] for r in BODY["instances"]), rel=1e-5)
+    # The training run's reference was read with the model: each feature's served values fall in its bins.
+    binned: dict[str, float] = {}
+    for labels, value in scraped["modelpilot_feature_bin_total"]:
+        binned[labels["feature"]] = binned.get(labels["feature"], 0.0) + value
+    assert binned == {f"input[{j}]": 9.0 for j in range(20)}
+    shares = [v for s, v in scraped["modelpilot_feature_reference_share"] if s["feature"] == "input[0]"]
+    assert sum(shares) == pytest.approx(1.0)
+    assert len(shares) == 12, "below, the ten bins of the reference, above"
 
 
 def test_each_prediction_route_exports_its_5xx_series_at_zero_before_any_error(app_with: Any) -> None:

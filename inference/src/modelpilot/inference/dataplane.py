@@ -111,7 +111,7 @@ class DataPlane:
         if faulty and self.model.version not in faulty:
             self.faults = FaultInjector(0.0, 0.0)
         if self.model.loaded is not None:
-            self.metrics.features.reset(self.model.loaded.schema.features)
+            self.metrics.features.reset(self.model.loaded.schema.features, self.model.loaded.references)
         self.metrics.set_ready(True)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:

@@ -21,7 +21,7 @@ import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,18 @@ import numpy as np
 
 from modelpilot.inference.artifacts_mlmodel import MLMODEL_FILE, MLmodel, read_mlmodel
 from modelpilot.inference.artifacts_pt2 import PICKLE_FILE, PT2_FILE, pickle_deserialization_allowed, unvouched_record
-from modelpilot.inference.artifacts_rest import download_tree, proxied_artifacts, write_registered_model_meta
+from modelpilot.inference.artifacts_rest import (
+    SERVICE_PATH,
+    download_tree,
+    proxied_artifacts,
+    write_registered_model_meta,
+)
 from modelpilot.inference.cpus import usable_cpus
-from modelpilot.inference.registry_rest import RegistryClient, registry_client
+from modelpilot.inference.reference import ARTIFACT_DIR as REFERENCE_DIR
+from modelpilot.inference.reference import ARTIFACT_FILE as REFERENCE_FILE
+from modelpilot.inference.reference import MAX_BYTES as REFERENCE_MAX_BYTES
+from modelpilot.inference.reference import FeatureReference, ReferenceError, parse_reference
+from modelpilot.inference.registry_rest import RegistryClient, RegistryError, read_bounded, registry_client
 from modelpilot.inference.runners import PyfuncRunner, Runner, TorchRunner
 from modelpilot.inference.schema import InputSchema, schema_from_inputs_json
 from modelpilot.inference.settings import Settings
@@ -64,6 +73,8 @@ class LoadedModel:
     schema: InputSchema
     runner: Runner
     local_path: Path
+    # The training reference per feature (for drift bins); empty when the run logged none or it is unusable.
+    references: dict[str, FeatureReference] = field(default_factory=dict)
 
 
 def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -137,11 +148,31 @@ def load_model(settings: Settings, download_root: Path | None = None) -> LoadedM
         metadata = read_mlmodel(local)
         schema = schema_from_inputs_json(metadata.signature_inputs)
         runner = _build_runner(local, metadata, schema, settings)
+        references = load_references(source, registry, schema.features) if via == "rest" else {}
     log.info(
         "model loaded",
         extra={"fields": {"model": source.name, "version": source.version, "runner": runner.description, "files": via}},
     )
-    return LoadedModel(source=source, schema=schema, runner=runner, local_path=local)
+    return LoadedModel(source=source, schema=schema, runner=runner, local_path=local, references=references)
+
+
+def load_references(
+    source: ModelSource, registry: RegistryClient | None, features: tuple[str, ...]
+) -> dict[str, FeatureReference]:
+    """The training reference of the version's run, read through the artifact proxy; {} when there is none
+    or it cannot be used (the reason is logged: the model serves all the same, without drift bins)."""
+    if registry is None:
+        return {}
+    try:
+        run_uri = registry.run_artifact_uri(source.name, source.version)
+        proxied = proxied_artifacts(f"{run_uri}/{REFERENCE_DIR}", registry.connection) if run_uri else None
+        if proxied is None:
+            return {}
+        path = f"{SERVICE_PATH}/{urllib.parse.quote(proxied.root)}/{REFERENCE_FILE}"
+        return parse_reference(read_bounded(proxied.connection, path, REFERENCE_MAX_BYTES), features)
+    except (RegistryError, ReferenceError) as error:
+        log.warning("no training reference for drift bins: %s", error)
+        return {}
 
 
 def fetch_model(

@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from modelpilot.inference.prediction import Prediction, bounded_label
+from modelpilot.inference.reference import FeatureReference
 from modelpilot.inference.validation import Features
 
 # Fine steps between 5 ms and 1 s so p99 checks against thresholds like 250 ms interpolate well.
@@ -20,12 +21,16 @@ LATENCY_BUCKETS = (
     0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+# Features whose served values are counted into the training reference's bins (each adds its bins + 2
+# series): the first ones of the schema, so a wide model's series stay bounded.
+MAX_BINNED_FEATURES = 64
 # Rows of pending forward passes that trigger a fold of feature moments and class counts.
 FOLD_ROWS = 4096
 
 
 class FeatureStatistics(Collector):
-    """Per-feature count, sum and sum of squares of served inputs: the moments drift checks compare.
+    """Per-feature count, sum and sum of squares of served inputs (the moments the alert rules compare), and
+    where the training reference gives bins, the count of served values in each (the operator's drift score).
 
     Kept in numpy arrays and turned into samples only at scrape time.
     """
@@ -35,13 +40,17 @@ class FeatureStatistics(Collector):
         self._lock = threading.Lock()
         self.reset(features)
 
-    def reset(self, features: tuple[str, ...]) -> None:
-        """Start over for a (new) feature list."""
+    def reset(self, features: tuple[str, ...], references: dict[str, FeatureReference] | None = None) -> None:
+        """Start over for a (new) feature list and, where the training reference gives them, its bins."""
         with self._lock:
             self.features = features
             self.count = 0
             self.sums = np.zeros(len(features))
             self.squares = np.zeros(len(features))
+            known = references or {}
+            binned = [(index, name) for index, name in enumerate(features) if name in known][:MAX_BINNED_FEATURES]
+            self.references = {index: (name, known[name]) for index, name in binned}
+            self.bins = {index: np.zeros(len(r.labels), dtype=np.int64) for index, (_, r) in self.references.items()}
 
     def observe(self, parts: list[Features]) -> None:
         """Add the rows of several forward passes at once: a handful of vector operations for all of them."""
@@ -55,10 +64,14 @@ class FeatureStatistics(Collector):
         squares = np.einsum("ij,ij->j", matrix, matrix)
         if not np.isfinite(sums).all():  # only when NaN inputs are allowed; the common path skips this
             sums, squares = np.nansum(matrix, axis=0), np.nansum(matrix * matrix, axis=0)
+        binned = {index: ref.count(matrix[:, index]) for index, (_, ref) in self.references.items()}
         with self._lock:
             self.count += matrix.shape[0]
             self.sums += sums
             self.squares += squares
+            for index, counts in binned.items():
+                if index in self.bins:
+                    self.bins[index] += counts
 
     def _matrix(self, parts: list[Features], width: int) -> np.ndarray[Any, Any] | None:
         """All rows as one float64 matrix of the first `width` values: one concatenation, one cast."""
@@ -84,14 +97,28 @@ class FeatureStatistics(Collector):
         squares = GaugeMetricFamily(
             "modelpilot_feature_sum_squares", "Sum of squares of an input feature over served rows.", labels=names
         )
+        binned_names = ["feature", "bin", *self.labels]
+        bins = CounterMetricFamily(
+            "modelpilot_feature_bin", "Served values per bin of the training reference.", labels=binned_names
+        )
+        reference = GaugeMetricFamily(
+            "modelpilot_feature_reference_share", "Share of training rows per reference bin.", labels=binned_names
+        )
         with self._lock:
             for index, feature in enumerate(self.features):
                 count.add_metric([feature, *base], float(self.count))
                 sums.add_metric([feature, *base], float(self.sums[index]))
                 squares.add_metric([feature, *base], float(self.squares[index]))
+            for index, (feature, ref) in self.references.items():
+                shares = (0.0, *ref.shares, 0.0)
+                for label, served, share in zip(ref.labels, self.bins[index], shares, strict=True):
+                    bins.add_metric([feature, label, *base], float(served))
+                    reference.add_metric([feature, label, *base], share)
         yield count
         yield sums
         yield squares
+        yield bins
+        yield reference
 
 
 class ServingMetrics:

@@ -119,6 +119,16 @@ class RegistryClient:
             raise RegistryError(f"the registry at {self.url} gave no download URI for model {name!r} version {version}")
         return uri
 
+    def run_artifact_uri(self, name: str, version: str) -> str | None:
+        """The artifact root of the run that logged `name` version `version`; None without a run."""
+        found = get_json(self.connection, "/api/2.0/mlflow/model-versions/get", {"name": name, "version": version})
+        run_id = (found.get("model_version") or {}).get("run_id")
+        if not isinstance(run_id, str) or not run_id:
+            return None
+        run = get_json(self.connection, "/api/2.0/mlflow/runs/get", {"run_id": run_id})
+        uri = ((run.get("run") or {}).get("info") or {}).get("artifact_uri")
+        return uri if isinstance(uri, str) and uri else None
+
     def _version_by_alias(self, name: str, alias: str) -> str:
         params = {"name": name, "alias": alias}
         try:
@@ -165,6 +175,15 @@ def post_json(connection: Connection, path: str, body: dict[str, Any]) -> dict[s
     """POST a JSON body to `path` and decode the JSON object it answers."""
     with _open(connection, "POST", path, body=json.dumps(body).encode()) as response:
         return _json_object(response.read(), connection, path)
+
+
+def read_bounded(connection: Connection, path: str, limit: int) -> bytes:
+    """GET `path` whole; raises `RegistryError` past `limit` bytes (never reads more than one byte beyond)."""
+    with _open(connection, "GET", path) as response:
+        data = response.read(limit + 1)
+    if len(data) > limit:
+        raise RegistryError(f"{path} is larger than {limit} bytes")
+    return data
 
 
 def download(connection: Connection, path: str, destination: Path) -> int:

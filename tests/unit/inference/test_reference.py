@@ -1,0 +1,90 @@
+"""The training reference's bins, served values counted into them, and the metrics the operator reads."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from modelpilot.inference.metrics import ServingMetrics
+from modelpilot.inference.reference import MAX_EDGES, FeatureReference, ReferenceError, parse_reference
+from modelpilot.training.reference import reference_statistics
+
+REFERENCE = FeatureReference(edges=(0.0, 1.0, 2.0, 3.0), shares=(0.3, 0.3, 0.4))
+
+
+def _document(**features: Any) -> bytes:
+    return json.dumps({"layout_version": 1, "rows": 10, "bins": 3, "features": features}).encode()
+
+
+def _feature(edges: list[float], shares: list[float]) -> dict[str, Any]:
+    return {"bin_edges": edges, "proportions": shares}
+
+
+def test_values_are_counted_below_in_each_bin_and_above_with_the_last_edge_closed() -> None:
+    values = np.array([-1.0, 0.0, 0.5, 1.0, 2.9999, 3.0, 3.5, np.nan])
+    assert REFERENCE.labels == ("below", "0", "1", "2", "above")
+    assert REFERENCE.count(values).tolist() == [1, 2, 1, 2, 1]
+
+
+def test_the_training_runs_own_reference_parses_and_bins_its_data_as_it_says() -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"bytes": rng.lognormal(size=5000), "port": rng.integers(0, 3, size=5000).astype(float)})
+    document = json.dumps(reference_statistics(frame, ["bytes", "port"])).encode()
+    parsed = parse_reference(document, ("bytes", "port", "other"))
+    assert set(parsed) == {"bytes", "port"}
+    for name, reference in parsed.items():
+        counts = reference.count(frame[name].to_numpy())
+        assert counts[0] == counts[-1] == 0, "the training data is inside its own edges"
+        assert np.allclose(counts[1:-1] / counts.sum(), reference.shares)
+
+
+def test_a_tensor_input_takes_the_reference_features_in_order() -> None:
+    document = _document(bytes=_feature([0, 1, 2], [0.5, 0.5]), port=_feature([0, 5], [1.0]))
+    parsed = parse_reference(document, ("input[0]", "input[1]"))
+    assert parsed["input[0]"].edges == (0.0, 1.0, 2.0)
+    assert parsed["input[1]"].edges == (0.0, 5.0)
+    assert parse_reference(document, ("input[0]",)) == {}, "a width that differs says nothing by position"
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        (b"{", "not JSON"),
+        (json.dumps({"layout_version": 2, "features": {}}).encode(), "layout version 1"),
+        (_document(a=_feature([0, 1, 1], [0.5, 0.5])), "edges must increase"),
+        (_document(a=_feature([0, 1, 2], [0.5, 0.6])), "sum to 1"),
+        (_document(a=_feature([0, 1, 2], [0.5])), "one share per bin"),
+        (_document(a=_feature(list(range(MAX_EDGES + 1)), [1 / MAX_EDGES] * MAX_EDGES)), "one share per bin"),
+        (_document(a={"bin_edges": [0, "x"], "proportions": [1.0]}), "finite numbers"),
+        (b'{"layout_version": 1, "features": {"a": {"bin_edges": [0, NaN], "proportions": [1]}}}', "finite"),
+        (b" " * (1 << 20) + b"{}", "larger than"),
+    ],
+)
+def test_an_unusable_reference_is_refused_with_the_reason(document: bytes, reason: str) -> None:
+    with pytest.raises(ReferenceError, match=reason):
+        parse_reference(document, ("a",))
+
+
+def test_the_metrics_export_served_counts_and_reference_shares_per_bin() -> None:
+    metrics = ServingMetrics("fraud", "3", "stable")
+    metrics.set_identity("fraud", "3", "stable")
+    metrics.features.reset(("amount", "hour"), {"amount": REFERENCE})
+    metrics.features.observe([np.array([[0.5, 1.0], [2.5, 2.0], [9.0, 3.0]], dtype=np.float32)])
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())}
+    served = {s.labels["bin"]: s.value for s in families["modelpilot_feature_bin"].samples}
+    shares = {s.labels["bin"]: s.value for s in families["modelpilot_feature_reference_share"].samples}
+    assert served == {"below": 0, "0": 1, "1": 0, "2": 1, "above": 1}
+    assert shares == {"below": 0.0, "0": 0.3, "1": 0.3, "2": 0.4, "above": 0.0}
+    labels = families["modelpilot_feature_bin"].samples[0].labels
+    identity = (labels["feature"], labels["model"], labels["version"], labels["track"])
+    assert identity == ("amount", "fraud", "3", "stable")
+    metrics.features.reset(("amount",))
+    again = {f.name: f for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())}
+    assert not again["modelpilot_feature_bin"].samples, "no reference, no bins"
