@@ -91,6 +91,11 @@ def _all(*mutations: Callable[[Spec], None]) -> Callable[[Spec], None]:
 _DELETE = object()
 
 INVALID_CASES = [
+    InvalidCase(
+        "drift without prometheus",
+        _all(_set("rollout", _DELETE), _set("model.candidateAlias", _DELETE)),
+        "monitoring.drift needs monitoring.drift.prometheus or rollout.analysis.prometheus",
+    ),
     InvalidCase("alias and stage", _set("model.stage", "Production"), "exactly one of model.alias or model.stage"),
     InvalidCase("neither alias nor stage", _set("model.alias", _DELETE), "exactly one of model.alias or model.stage"),
     InvalidCase(

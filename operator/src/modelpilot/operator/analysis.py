@@ -36,8 +36,10 @@ from modelpilot.operator.rollout.queries import (
     QueryTarget,
     error_rate_query,
     p99_latency_query,
+    reference_shares_query,
     render_custom_query,
     request_count_query,
+    served_bins_query,
     violations,
 )
 from modelpilot.operator.spec import Analysis
@@ -87,6 +89,29 @@ async def query_value(client: httpx.AsyncClient, base_url: str, promql: str) -> 
     Raises PrometheusUnavailableError for network errors and 5xx, QueryRejectedError for refused
     queries and results with more than one series.
     """
+    data = await _instant(client, base_url, promql)
+    try:
+        return _single_value(data)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        raise QueryRejectedError("answered a malformed result") from None
+
+
+async def query_vector(client: httpx.AsyncClient, base_url: str, promql: str) -> list[tuple[dict[str, str], float]]:
+    """Every series of an instant vector query as (labels, value); errors as in `query_value`."""
+    data = await _instant(client, base_url, promql)
+    if data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+        raise QueryRejectedError("expected an instant vector")
+    try:
+        return [
+            ({str(k): str(v) for k, v in dict(item["metric"]).items()}, float(item["value"][1]))
+            for item in data["result"]
+        ]
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise QueryRejectedError("answered a malformed result") from None
+
+
+async def _instant(client: httpx.AsyncClient, base_url: str, promql: str) -> dict[str, Any]:
+    """The `data` of an instant query's answer."""
     url = base_url.rstrip("/") + "/api/v1/query"
     try:
         response = await client.get(url, params={"query": promql})
@@ -109,10 +134,10 @@ async def query_value(client: httpx.AsyncClient, base_url: str, promql: str) -> 
         error_type = body.get("errorType")
         named = f" {error_type}" if isinstance(error_type, str) and error_type in PROMETHEUS_ERROR_TYPES else ""
         raise QueryRejectedError(f"refused ({response.status_code}{named})")
-    try:
-        return _single_value(body.get("data") or {})
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
-        raise QueryRejectedError("answered a malformed result") from None
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise QueryRejectedError("answered a malformed result")
+    return data
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
@@ -221,3 +246,62 @@ def _judge(spec: Analysis, measured: dict[str, float | None], result: _MakeResul
         f"p99 {values[P99_LATENCY]:.4g}s <= {spec.max_p99_latency}"
     )
     return result("Passed", summary, values)
+
+
+@dataclass(frozen=True)
+class DriftBins:
+    """Per feature, the training reference's shares and the served counts over the same bins, in bin order."""
+
+    reference: dict[str, list[float]]
+    served: dict[str, list[float]]
+
+
+async def read_drift_bins(
+    prometheus: str,
+    target: QueryTarget,
+    window: str,
+    *,
+    client: httpx.AsyncClient | None = None,
+    request_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> DriftBins | str:
+    """The bins of `target`'s served inputs over `window`, or why they cannot be read (a fixed sentence)."""
+    owned = client is None
+    http = client or httpx.AsyncClient(timeout=request_timeout)
+    try:
+        shares, served = await asyncio.gather(
+            query_vector(http, prometheus, reference_shares_query(target)),
+            query_vector(http, prometheus, served_bins_query(target, window)),
+        )
+    except PrometheusUnavailableError as error:
+        return f"Prometheus unavailable: {error}"
+    except QueryRejectedError as error:
+        return f"the drift query failed: {error}"
+    finally:
+        if owned:
+            await http.aclose()
+    reference: dict[str, dict[str, float]] = {}
+    for labels, value in shares:
+        reference.setdefault(labels.get("feature", ""), {})[labels.get("bin", "")] = value
+    counted: dict[str, dict[str, float]] = {}
+    for labels, value in served:
+        counted.setdefault(labels.get("feature", ""), {})[labels.get("bin", "")] = value
+    ordered = {feature: sorted(bins, key=_bin_order) for feature, bins in reference.items() if feature}
+    return DriftBins(
+        reference={feature: [reference[feature][b] for b in bins] for feature, bins in ordered.items()},
+        served={
+            feature: [_finite(counted.get(feature, {}).get(b, 0.0)) for b in bins] for feature, bins in ordered.items()
+        },
+    )
+
+
+def _bin_order(label: str) -> float:
+    """below, 0, 1, …, above."""
+    if label == "below":
+        return -1.0
+    if label == "above":
+        return math.inf
+    return float(label) if label.isdigit() else math.inf
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) and value > 0 else 0.0

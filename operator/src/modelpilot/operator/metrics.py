@@ -45,3 +45,8 @@ TRAINING_JOBS = Counter(
     "Training Jobs by event (started, succeeded, failed).",
     ["event"],
 )
+DRIFT_SCORE = Gauge(
+    "modelpilot_operator_drift_score",
+    "Largest feature drift score of the stable track's served inputs (monitoring.drift); NaN when unknown.",
+    ["namespace", "name", "method"],
+)

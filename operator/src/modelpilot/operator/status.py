@@ -14,7 +14,7 @@ from pydantic.alias_generators import to_camel
 HISTORY_LIMIT = 30
 
 ConditionType = Literal[
-    "Ready", "Progressing", "Degraded", "RegistryReachable", "TrainingSucceeded", "CanaryHeaderReady"
+    "Ready", "Progressing", "Degraded", "RegistryReachable", "TrainingSucceeded", "CanaryHeaderReady", "Drifted"
 ]
 
 
@@ -115,6 +115,27 @@ class TrainingStatus(StatusModel):
     request: str | None = Field(default=None, description="Value of the last handled retrain annotation.")
 
 
+class DriftStatus(StatusModel):
+    """The latest drift evaluation of the stable track's served inputs against the training reference."""
+
+    state: Literal["Drifted", "NotDrifted", "Unknown"] = Field(
+        default="Unknown", description="Drifted, NotDrifted or Unknown (too few inputs, no reference, no data)."
+    )
+    method: str = Field(default="psi", description="psi or ks.")
+    version: str | None = Field(default=None, description="The stable version evaluated.")
+    score: float | None = Field(default=None, description="The largest feature score.")
+    threshold: float | None = Field(default=None, description="The threshold it was compared with.")
+    features: list[str] = Field(default_factory=list, description="Features over the threshold, worst first (≤ 10).")
+    inputs: int = Field(default=0, description="Fewest served values of a scored feature in the window.")
+    reason: str = Field(default="", description="Why the state is what it is, in one line.")
+    since: str | None = Field(default=None, description="When the current state began (the drift episode).")
+    evaluated_at: str | None = Field(default=None, description="When it was last evaluated.")
+    retrained_for: str | None = Field(
+        default=None, description="`since` of the drift episode a retraining was last started for."
+    )
+    retrained_at: str | None = Field(default=None, description="When a retraining on drift was last started.")
+
+
 class HistoryEntry(StatusModel):
     """One transition, newest last."""
 
@@ -136,6 +157,7 @@ class ModelDeploymentStatus(StatusModel):
     stable: TrackStatus | None = Field(default=None, description="The stable track.")
     canary: CanaryStatus | None = Field(default=None, description="The canary track and its rollout.")
     training: TrainingStatus | None = Field(default=None, description="The latest training Job.")
+    drift: DriftStatus | None = Field(default=None, description="Drift of the served inputs (monitoring.drift).")
     conditions: list[Condition] = Field(default_factory=list, description="Current conditions.")
     history: list[HistoryEntry] = Field(default_factory=list, description="Recent transitions, newest last.")
 

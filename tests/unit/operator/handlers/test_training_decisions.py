@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from modelpilot.operator.builders.common import Owner
 from modelpilot.operator.handlers.training import cronjob_name, job_name, job_state, scheduled_job, wanted_trigger
 from modelpilot.operator.spec import parse_spec
-from modelpilot.operator.status import ModelDeploymentStatus, TrainingStatus
+from modelpilot.operator.status import DriftStatus, ModelDeploymentStatus, TrainingStatus
 from tests.support.crd_cases import valid_spec
 
 OWNER = Owner(name="fraud", namespace="ml", uid="1234-5678")
@@ -115,3 +116,71 @@ def test_cronjob_names_fit_the_cronjob_limit_and_never_collide() -> None:
     assert cronjob_name(long[0]) == names[0], "stable for one name"
     longest = Owner(name="b" * 36, namespace="ml", uid="u")
     assert cronjob_name(longest) == "b" * 36 + "-train-scheduled"
+
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("drift", "training", "expected"),
+    [
+        # A new drift episode retrains, keyed by the episode so a restarted operator finds the same Job.
+        (DriftStatus(state="Drifted", since="2026-03-01T11:00:00Z"), None, ("drift", "2026-03-01T11:00:00Z")),
+        # Once per episode.
+        (
+            DriftStatus(
+                state="Drifted",
+                since="2026-03-01T11:00:00Z",
+                retrained_for="2026-03-01T11:00:00Z",
+                retrained_at="2026-03-01T11:01:00Z",
+            ),
+            None,
+            None,
+        ),
+        # A second episode within the cooldown (6h by default) waits…
+        (
+            DriftStatus(
+                state="Drifted",
+                since="2026-03-01T11:30:00Z",
+                retrained_for="2026-03-01T08:00:00Z",
+                retrained_at="2026-03-01T08:01:00Z",
+            ),
+            None,
+            None,
+        ),
+        # …and after it retrains.
+        (
+            DriftStatus(
+                state="Drifted",
+                since="2026-03-01T11:30:00Z",
+                retrained_for="2026-03-01T04:00:00Z",
+                retrained_at="2026-03-01T04:01:00Z",
+            ),
+            None,
+            ("drift", "2026-03-01T11:30:00Z"),
+        ),
+        # Unknown (too little traffic) or not drifted never retrains; nor while a Job runs.
+        (DriftStatus(state="Unknown", since="2026-03-01T11:00:00Z"), None, None),
+        (DriftStatus(state="NotDrifted", since="2026-03-01T11:00:00Z"), None, None),
+        (
+            DriftStatus(state="Drifted", since="2026-03-01T11:00:00Z"),
+            TrainingStatus(job="fraud-train-1", result="Running"),
+            None,
+        ),
+    ],
+)
+def test_drift_retrains_once_per_episode_after_the_cooldown(
+    drift: DriftStatus, training: TrainingStatus | None, expected: tuple[str, str] | None
+) -> None:
+    spec = parse_spec(valid_spec())
+    assert spec.training is not None
+    assert spec.training.retrain_on_drift
+    status = ModelDeploymentStatus(training=training, drift=drift)
+    assert wanted_trigger(spec, status, {}, has_any_version=True, now=NOW) == expected
+
+
+def test_drift_without_retrain_on_drift_only_reports() -> None:
+    raw = valid_spec()
+    raw["training"]["retrainOnDrift"] = False
+    status = ModelDeploymentStatus(drift=DriftStatus(state="Drifted", since="2026-03-01T11:00:00Z"))
+    assert wanted_trigger(parse_spec(raw), status, {}, has_any_version=True, now=NOW) is None

@@ -17,6 +17,7 @@ from modelpilot.operator.analysis import analyse
 from modelpilot.operator.builders.common import Owner, track_name
 from modelpilot.operator.builders.traffic import plan_traffic
 from modelpilot.operator.handlers.canary_header import read_canary_header
+from modelpilot.operator.handlers.drift import watch_drift
 from modelpilot.operator.handlers.journal import EmitEvent, Journal
 from modelpilot.operator.handlers.registry_outcome import promote
 from modelpilot.operator.handlers.rollout import RolloutExecutor
@@ -119,6 +120,9 @@ class Reconciliation:
         if isinstance(resolved, RegistryError):
             return await self._registry_failed(spec, resolved)
         assert not isinstance(registry, RegistryError)
+        if resolved.stable is not None:
+            # Before the training: a drift episode it records can start a retraining in this run.
+            await watch_drift(spec, self.owner.namespace, self.owner.name, resolved.stable, journal)
         await reconcile_training(
             objects,
             self.owner,

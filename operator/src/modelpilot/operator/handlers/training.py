@@ -15,16 +15,18 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from modelpilot.operator import metrics
 from modelpilot.operator.builders.common import DEPLOYMENT_LABEL, Owner, label_value
 from modelpilot.operator.builders.training import SCHEDULE_TRIGGER, build_training_cronjob, build_training_job
 from modelpilot.operator.owned import OwnedObjects
-from modelpilot.operator.spec import ModelDeploymentSpec
+from modelpilot.operator.spec import ModelDeploymentSpec, parse_duration
 from modelpilot.operator.status import ModelDeploymentStatus, TrainingStatus, now_iso, set_condition
 
 RETRAIN_ANNOTATION = "modelpilot.io/retrain"
+DRIFT_TRIGGER = "drift"
 TRAINING_COMPONENT_SELECTOR = "app.kubernetes.io/component=training"
 
 Notify = Callable[..., None]
@@ -121,9 +123,12 @@ def wanted_trigger(
     annotations: dict[str, str],
     *,
     has_any_version: bool,
-    drift_detected: bool = False,
+    now: datetime | None = None,
 ) -> tuple[str, str] | None:
-    """(trigger, key) of a Job that should start now, or None."""
+    """(trigger, key) of a Job that should start now, or None.
+
+    On drift (training.retrainOnDrift): one Job per drift episode — its key is the episode's start, so a
+    restarted operator finds the same Job — and none within monitoring.drift.cooldown of the last one."""
     if spec.training is None:
         return None
     training = status.training or TrainingStatus()
@@ -133,9 +138,25 @@ def wanted_trigger(
     if not has_any_version and training.job is None:
         # Only the very first Job is automatic; after a failure a person asks again with the annotation.
         return ("initial", "initial")
-    if drift_detected and spec.training.retrain_on_drift and training.result != "Running":
-        return ("drift", now_iso()[:13])  # at most one drift retrain per hour
+    drift, watch = status.drift, spec.monitoring.drift
+    if (
+        spec.training.retrain_on_drift
+        and watch is not None
+        and drift is not None
+        and drift.state == "Drifted"
+        and drift.since
+        and drift.since != drift.retrained_for
+        and training.result != "Running"
+        and _cooled_down(drift.retrained_at, parse_duration(watch.cooldown), now or datetime.now(UTC))
+    ):
+        return (DRIFT_TRIGGER, drift.since)
     return None
+
+
+def _cooled_down(last: str | None, cooldown: float, now: datetime) -> bool:
+    if not last:
+        return True
+    return (now - datetime.fromisoformat(last.replace("Z", "+00:00"))).total_seconds() >= cooldown
 
 
 async def reconcile_training(
@@ -147,7 +168,6 @@ async def reconcile_training(
     *,
     has_any_version: bool,
     notify: Notify,
-    drift_detected: bool = False,
 ) -> None:
     """Keep the CronJob in line with the schedule, follow the running Job, start a new one when wanted."""
     generation = status.observed_generation
@@ -204,7 +224,7 @@ async def reconcile_training(
         if training.result == "Running":
             return
 
-    trigger = wanted_trigger(spec, status, annotations, has_any_version=has_any_version, drift_detected=drift_detected)
+    trigger = wanted_trigger(spec, status, annotations, has_any_version=has_any_version)
     if trigger is None:
         status.training = training if status.training or training.job else status.training
         return
@@ -224,6 +244,8 @@ async def reconcile_training(
     status.conditions = set_condition(
         status.conditions, "TrainingSucceeded", None, "JobRunning", f"Job {name} ({kind})", generation
     )
+    if kind == DRIFT_TRIGGER and status.drift is not None:
+        status.drift.retrained_for, status.drift.retrained_at = key, now_iso()
     metrics.TRAINING_JOBS.labels(event="started").inc()
     notify("Normal", "TrainingStarted", f"Job {name} started ({kind})")
 

@@ -68,6 +68,28 @@ def selector(target: QueryTarget, *, server_errors_only: bool = False) -> str:
     return "{" + ",".join(matchers) + "}"
 
 
+FEATURE_BINS_METRIC = "modelpilot_feature_bin_total"
+REFERENCE_SHARE_METRIC = "modelpilot_feature_reference_share"
+
+
+def _feature_selector(target: QueryTarget) -> str:
+    matchers = [f'namespace="{label_value(target.namespace)}"'] if target.namespace else []
+    matchers += [f'model="{label_value(target.model)}"', f'track="{label_value(target.track)}"']
+    if target.version is not None:
+        matchers.append(f'version="{label_value(target.version)}"')
+    return "{" + ",".join(matchers) + "}"
+
+
+def served_bins_query(target: QueryTarget, window: str) -> str:
+    """Served values per feature and reference bin in the window, summed over `target`'s pods."""
+    return f"sum by (feature, bin) (increase({FEATURE_BINS_METRIC}{_feature_selector(target)}[{window}]))"
+
+
+def reference_shares_query(target: QueryTarget) -> str:
+    """The training reference's share per feature and bin, as `target`'s pods export it."""
+    return f"max by (feature, bin) ({REFERENCE_SHARE_METRIC}{_feature_selector(target)})"
+
+
 def request_count_query(target: QueryTarget, window: str) -> str:
     """Requests served by `target` in the window."""
     return f"sum(increase({REQUESTS_METRIC}{selector(target)}[{window}]))"

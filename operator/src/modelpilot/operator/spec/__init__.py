@@ -52,6 +52,8 @@ from modelpilot.operator.spec.traffic import (
 )
 from modelpilot.operator.spec.training import Drift, Monitoring, Training, TrainingData
 
+DRIFT_NEEDS_PROMETHEUS = "monitoring.drift needs monitoring.drift.prometheus or rollout.analysis.prometheus"
+
 
 class ModelDeploymentSpec(SpecModel):
     """Desired state: a registered model served, rolled out progressively and retrained."""
@@ -61,6 +63,11 @@ class ModelDeploymentSpec(SpecModel):
             (
                 "!has(self.rollout) || has(self.model.candidateAlias) || has(self.model.candidateStage)",
                 "rollout needs model.candidateAlias or model.candidateStage to know what to roll out",
+            ),
+            (
+                "!has(self.monitoring) || !has(self.monitoring.drift) || has(self.monitoring.drift.prometheus)"
+                " || has(self.rollout)",
+                DRIFT_NEEDS_PROMETHEUS,
             ),
         )
     )
@@ -81,6 +88,22 @@ class ModelDeploymentSpec(SpecModel):
         if self.rollout is not None and not self.model.has_candidate:
             raise ValueError("rollout needs model.candidateAlias or model.candidateStage to know what to roll out")
         return self
+
+    @model_validator(mode="after")
+    def _drift_needs_prometheus(self) -> ModelDeploymentSpec:
+        if self.drift_prometheus is None and self.monitoring.drift is not None:
+            raise ValueError(DRIFT_NEEDS_PROMETHEUS)
+        return self
+
+    @property
+    def drift_prometheus(self) -> str | None:
+        """The Prometheus drift is read from: monitoring.drift.prometheus, else the rollout analysis's."""
+        drift = self.monitoring.drift
+        if drift is None:
+            return None
+        if drift.prometheus:
+            return drift.prometheus
+        return self.rollout.analysis.prometheus if self.rollout is not None else None
 
 
 class InvalidSpecError(ValueError):

@@ -44,11 +44,24 @@ class Training(Scheduling):
 
 
 class Drift(SpecModel):
-    """Feature drift detection on the serving inputs."""
+    """Feature drift of the stable track's served inputs from the training reference, scored from the bins the
+    serving pods count (modelpilot_feature_bin_total) in Prometheus."""
 
     method: Literal["psi", "ks"] = Field(default="psi", description="Population stability index or Kolmogorov-Smirnov.")
     threshold: float = Field(default=0.2, gt=0, description="Drift score above which a feature counts as drifted.")
     window: Duration = Field(default="1h", description="Window of serving inputs compared with the baseline.")
+    prometheus: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        max_length=2048,
+        description="Prometheus base URL; unset: the rollout analysis's.",
+    )
+    min_inputs: int = Field(
+        default=200, ge=1, description="Fewest served values of a feature in the window for a score; fewer: unknown."
+    )
+    cooldown: Duration = Field(
+        default="6h", description="Least time between two retrainings on drift (training.retrainOnDrift)."
+    )
 
 
 class Monitoring(SpecModel):
