@@ -50,3 +50,8 @@ DRIFT_SCORE = Gauge(
     "Largest feature drift score of the stable track's served inputs (monitoring.drift); NaN when unknown.",
     ["namespace", "name", "method"],
 )
+DRIFT_THRESHOLD = Gauge(
+    "modelpilot_operator_drift_threshold",
+    "monitoring.drift.threshold of the ModelDeployment, for alerting on modelpilot_operator_drift_score.",
+    ["namespace", "name", "method"],
+)

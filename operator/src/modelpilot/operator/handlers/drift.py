@@ -70,6 +70,7 @@ async def watch_drift(
     )
     score = journal.status.drift.score
     metrics.DRIFT_SCORE.labels(namespace, name, watch.method).set(math.nan if score is None else score)
+    metrics.DRIFT_THRESHOLD.labels(namespace, name, watch.method).set(watch.threshold)
     journal.condition(
         "Drifted",
         {"Drifted": True, "NotDrifted": False}.get(state),
