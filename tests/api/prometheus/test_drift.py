@@ -3,76 +3,32 @@ drawn from the training distribution (version 7) and from a shifted one (version
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
-from prometheus_client import start_http_server
 
-from modelpilot.inference.metrics import ServingMetrics
-from modelpilot.inference.reference import parse_reference
 from modelpilot.operator.analysis import DriftBins, read_drift_bins
 from modelpilot.operator.drift import judge
 from modelpilot.operator.handlers.drift import watch_drift
 from modelpilot.operator.handlers.journal import Journal
 from modelpilot.operator.rollout.queries import QueryTarget
 from modelpilot.operator.spec import parse_spec
-from modelpilot.training.reference import reference_statistics
-from tests.support.processes import free_port
+from tests.support.drift_exporter import FEATURES, ServedVersion, serving
 from tests.support.prometheus import PrometheusServer, prometheus_server
 
 MODEL = "fraud"
-FEATURES = ("amount", "hour")
 WINDOW = "10s"
-ROWS_PER_TICK = 20
-TICK_SECONDS = 0.1
-
-
-def _training_frame() -> pd.DataFrame:
-    rng = np.random.default_rng(11)
-    return pd.DataFrame({"amount": rng.normal(50, 10, 20_000), "hour": rng.uniform(0, 24, 20_000)})
-
-
-class Served:
-    """One version's stable pods: the server's collector, its reference, rows drawn by a thread."""
-
-    def __init__(self, version: str, shift: float) -> None:
-        document = json.dumps(reference_statistics(_training_frame(), list(FEATURES))).encode()
-        self.metrics = ServingMetrics(MODEL, version, "stable")
-        self.metrics.set_identity(MODEL, version, "stable")
-        self.metrics.features.reset(FEATURES, parse_reference(document, FEATURES))
-        self.shift = shift
-        self.port = free_port()
-        self.rng = np.random.default_rng(int(version))
-
-    def rows(self) -> np.ndarray[Any, Any]:
-        amount = self.rng.normal(50 + self.shift, 10, ROWS_PER_TICK)
-        return np.stack([amount, self.rng.uniform(0, 24, ROWS_PER_TICK)], axis=1).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
-    served = [Served("7", shift=0.0), Served("8", shift=25.0)]
-    stopped = threading.Event()
-
-    def feed() -> None:
-        while not stopped.wait(TICK_SECONDS):
-            for one in served:
-                one.metrics.features.observe([one.rows()])
-
-    servers = [start_http_server(one.port, addr="127.0.0.1", registry=one.metrics.registry)[0] for one in served]
-    thread = threading.Thread(target=feed, daemon=True)
-    thread.start()
-    try:
-        targets = [f"127.0.0.1:{one.port}" for one in served]
+    versions = [ServedVersion(MODEL, "7"), ServedVersion(MODEL, "8", shift=25.0)]
+    with serving(versions):
         root = Path(tmp_path_factory.mktemp("prometheus"))
-        with prometheus_server(root, targets, labels={"namespace": "ml"}) as server:
+        with prometheus_server(root, [v.target for v in versions], labels={"namespace": "ml"}) as server:
             server.wait_for_targets(2)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -83,11 +39,6 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
             else:
                 raise TimeoutError(f"no full {WINDOW} window of scrapes after 60s")
             yield server
-    finally:
-        stopped.set()
-        thread.join()
-        for http in servers:
-            http.shutdown()
 
 
 async def _bins(prometheus: PrometheusServer, version: str) -> DriftBins:

@@ -3,9 +3,10 @@
 At most every quarter of the window (and every five minutes), the served counts per reference bin over
 the window and the reference shares are read from Prometheus (`analysis.read_drift_bins`) and scored
 (`drift.judge`). The outcome is `status.drift` (state, score, the features over the threshold, since
-when), the `Drifted` condition, one Event per change of state and the `modelpilot_operator_drift_score`
-gauge. Too few served values, no reference bins or no Prometheus leave the state Unknown, never Drifted.
-A retraining on drift is decided with the training (`handlers.training.wanted_trigger`).
+when), the `Drifted` condition, an Event when a drift episode starts and when it ends, and the
+`modelpilot_operator_drift_score` gauge. Too few served values, no reference bins or no Prometheus leave
+the state Unknown, never Drifted. A retraining on drift is decided with the training
+(`handlers.training.wanted_trigger`).
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ async def watch_drift(
         {"Unknown": "DriftUnknown"}.get(state, state),
         reason,
     )
-    if changed and (state != "Unknown" or previous.state == "Drifted"):
+    # Events for an episode's start and its end (cleared, or no longer measurable), not for a first score.
+    if changed and (state == "Drifted" or previous.state == "Drifted"):
         kind = "Warning" if state == "Drifted" else "Normal"
         event = {"Drifted": "DriftDetected", "NotDrifted": "DriftCleared"}.get(state, "DriftUnknown")
         journal.notify(kind, event, reason, stable_version)
