@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from tests.e2e.pods import TRAIN_IMAGE
+from tests.e2e.pods import TRAIN_IMAGE, Toolbox
 
 # The chart's bundled MLflow and the e2e Prometheus, as pods in the cluster reach them.
 MLFLOW = "http://modelpilot-mlflow.modelpilot.svc:5000"
@@ -47,3 +48,42 @@ def infer_body(metadata: dict[str, Any]) -> dict[str, Any]:
     width = int(tensor["shape"][-1])
     rows = [[0.1 * (i + 1)] * width for i in range(2)]
     return {"inputs": [{"name": tensor["name"], "shape": [2, width], "datatype": tensor["datatype"], "data": rows}]}
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The bundled MLflow's registry REST API for one model, called from the toolbox pod."""
+
+    toolbox: Toolbox
+    model: str
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        url = f"{MLFLOW}/api/2.0/mlflow/{path}"
+        code, answer = self.toolbox.get(url) if method == "get" else self.toolbox.post(url, body or {})
+        assert code == 200, (path, code, answer)
+        return dict(answer)
+
+    def alias(self, alias: str) -> str:
+        found = self.call("get", f"registered-models/alias?name={self.model}&alias={alias}")
+        return str(found["model_version"]["version"])
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.call("post", "registered-models/alias", {"name": self.model, "alias": alias, "version": version})
+
+    def tags(self, version: str) -> dict[str, str]:
+        found = self.call("get", f"model-versions/get?name={self.model}&version={version}")["model_version"]
+        return {tag["key"]: tag.get("value", "") for tag in found.get("tags", [])}
+
+    def register_copy(self, of: str) -> str:
+        """A new version registered from version `of`'s artifacts — what a user (or a pipeline) registers."""
+        source = self.call("get", f"model-versions/get?name={self.model}&version={of}")["model_version"]
+        copy = {"name": self.model, "source": source["source"], "run_id": source["run_id"]}
+        if source["source"].startswith("models:/m-"):  # a logged model (MLflow 3): the version names it too
+            copy["model_id"] = source.get("model_id") or source["source"].removeprefix("models:/")
+        created = self.call("post", "model-versions/create", copy)
+        return str(created["model_version"]["version"])
+
+
+def registry(toolbox: Toolbox, model: str) -> Registry:
+    """The registry of `model`, through the toolbox pod."""
+    return Registry(toolbox, model)
