@@ -64,7 +64,8 @@ class FeatureStatistics(Collector):
         squares = np.einsum("ij,ij->j", matrix, matrix)
         if not np.isfinite(sums).all():  # only when NaN inputs are allowed; the common path skips this
             sums, squares = np.nansum(matrix, axis=0), np.nansum(matrix * matrix, axis=0)
-        binned = {index: ref.count(matrix[:, index]) for index, (_, ref) in self.references.items()}
+        columns = np.ascontiguousarray(matrix.T) if self.references else matrix  # one copy, then contiguous rows
+        binned = {index: ref.count(columns[index]) for index, (_, ref) in self.references.items()}
         with self._lock:
             self.count += matrix.shape[0]
             self.sums += sums

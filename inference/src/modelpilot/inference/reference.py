@@ -45,13 +45,15 @@ class FeatureReference:
 
     def count(self, values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """How many of `values` fall in each bin of `labels` (NaN counts nowhere)."""
-        finite = values[~np.isnan(values)]
-        edges = np.asarray(self.edges)
-        # side="right": a value equal to an edge opens the bin that starts there.
-        index = np.searchsorted(edges, finite, side="right")
+        edges = np.asarray(self.edges, dtype=values.dtype)
+        # side="right": a value equal to an edge opens the bin that starts there; NaN sorts past the end.
+        index = np.searchsorted(edges, values, side="right")
+        counts = np.bincount(index, minlength=len(edges) + 1)
         # The last bin is closed: its upper edge belongs to it, not to `above`.
-        index[finite == edges[-1]] = len(edges) - 1
-        return np.bincount(index, minlength=len(edges) + 1)[: len(edges) + 1]
+        on_last_edge = int(np.count_nonzero(values == edges[-1]))
+        counts[len(edges) - 1] += on_last_edge
+        counts[len(edges)] -= on_last_edge + int(np.count_nonzero(np.isnan(values)))
+        return counts[: len(edges) + 1]
 
 
 def parse_reference(raw: bytes, features: tuple[str, ...]) -> dict[str, FeatureReference]:
