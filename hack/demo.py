@@ -12,7 +12,10 @@ install`). This script tells the story in a namespace enforcing the restricted P
    while Prometheus (pod discovery) scrapes the pods and each step is analysed; MLflow's champion moves;
 3. a drill: version 3 is registered and the serving environment makes only that version fail 30 % of its
    requests (MODELPILOT_FAULT_VERSIONS); the analysis fails, the operator rolls it back and tags it
-   rejected, and the champion stays.
+   rejected, and the champion stays;
+4. the world changes: the load sends flows from the data generator's drifted setting; the operator scores
+   the served inputs against the training reference (monitoring.drift), starts one retraining Job on the
+   drifted data (training.retrainOnDrift), and the retrained version is gated, rolled out and promoted.
 
 Then `kubectl get mdep`. The demo's namespace and the chart are removed at the end (`--keep` leaves them
 for a look around); the cluster keeps running (`hack/cluster down` stops it).
@@ -42,7 +45,8 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from modelpilot.operator.spec import GROUP, VERSION  # noqa: E402
-from tests.e2e.deployments import MLFLOW, PROMETHEUS, infer_body  # noqa: E402
+from modelpilot.training.data import FEATURES, generate_flows  # noqa: E402
+from tests.e2e.deployments import MLFLOW, PROMETHEUS  # noqa: E402
 from tests.e2e.gateway_load import GatewayLoad  # noqa: E402
 from tests.e2e.pods import INFERENCE_IMAGE, TRAIN_IMAGE  # noqa: E402
 from tests.support.cluster import (  # noqa: E402
@@ -64,6 +68,9 @@ STEPS = [20, 50, 100]
 INTERVAL = 15
 RATE = 20  # requests per second through the Gateway
 DRILL = {"MODELPILOT_FAULT_ERROR_RATE": "0.3"}
+DRIFT_WINDOW = "1m"
+DRIFTED = 1.5  # the data generator's drift setting of the changed world
+ROWS_PER_REQUEST = 256  # enough distinct rows that the served mix matches its distribution (PSI noise ~0.03)
 
 
 def say(message: str) -> None:
@@ -71,8 +78,11 @@ def say(message: str) -> None:
     print(f"\033[1m[demo {time.strftime('%H:%M:%S')}]\033[0m {message}", flush=True)
 
 
-def model_deployment(*, epochs: int, retrain: str = "", env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Train when the model has no version; serve behind the Gateway; roll candidates out 20 → 50 → 100 %."""
+def model_deployment(
+    *, epochs: int, retrain: str = "", env: dict[str, str] | None = None, data_drift: float = 0.0
+) -> dict[str, Any]:
+    """Train when the model has no version; serve behind the Gateway; roll candidates out 20 → 50 → 100 %;
+    watch the served inputs for drift and retrain on it (training on the generator's `data_drift` setting)."""
     metadata: dict[str, Any] = {"name": NAME}
     if retrain:
         metadata["annotations"] = {"modelpilot.io/retrain": retrain}
@@ -105,9 +115,16 @@ def model_deployment(*, epochs: int, retrain: str = "", env: dict[str, str] | No
             },
             "training": {
                 "image": TRAIN_IMAGE,
-                "args": ["--rows", "6000", "--epochs", str(epochs), "--stability-seeds", "0"],
+                "args": [
+                    *("--rows", "6000", "--epochs", str(epochs), "--stability-seeds", "0"),
+                    *("--drift", str(data_drift)),
+                ],
                 "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}},
                 "activeDeadlineSeconds": 900,
+                "retrainOnDrift": True,
+            },
+            "monitoring": {
+                "drift": {"method": "psi", "threshold": 0.2, "window": DRIFT_WINDOW, "minInputs": 500, "cooldown": "1h"}
             },
         },
     }
@@ -147,6 +164,8 @@ class Story:
         self.registry = registry
         self.gateway = httpx.Client(base_url=LISTENER, headers={"host": HOST}, timeout=10)
         self.load: GatewayLoad | None = None
+        self.metadata: dict[str, Any] = {}
+        self.drill: dict[str, str] = {}
         self._printed: set[str] = set()
 
     # -- reading the ModelDeployment ---------------------------------------------------------------
@@ -216,9 +235,14 @@ class Story:
     def start_load(self) -> None:
         metadata = self.gateway.get(f"/v2/models/{MODEL}")
         metadata.raise_for_status()
-        self.load = GatewayLoad(self.gateway, f"/v2/models/{MODEL}/infer", infer_body(metadata.json()), RATE, 900)
+        self.metadata = metadata.json()
+        body = flows_body(self.metadata, drift=0.0, seed=1)
+        self.load = GatewayLoad(self.gateway, f"/v2/models/{MODEL}/infer", body, RATE, 1200)
         self.load.start()
-        say(f"load: {RATE} requests/s through the Gateway's listener (stops by itself after 15 minutes)")
+        say(
+            f"load: {RATE} requests/s of {ROWS_PER_REQUEST} flows each from the training distribution, through "
+            "the Gateway's listener (stops by itself after 20 minutes)"
+        )
 
     def better_version(self, champion: str) -> str:
         say("2. retrain with more epochs (annotation modelpilot.io/retrain); the gate compares with the champion")
@@ -282,7 +306,7 @@ class Story:
             model_id = str(source.source).removeprefix("models:/")  # a logged model (MLflow 3): the copy names it
         copy = self.registry.create_model_version(MODEL, str(source.source), run_id=source.run_id, model_id=model_id)
         bad = str(copy.version)
-        faults = {**DRILL, "MODELPILOT_FAULT_VERSIONS": bad}
+        faults = self.drill = {**DRILL, "MODELPILOT_FAULT_VERSIONS": bad}
         say(f"3. a drill: version {bad} registered, and pods serving it fail 30 % of requests ({faults})")
         apply_manifest(self.api, model_deployment(epochs=16, env=faults), namespace=NAMESPACE)
         self.wait(lambda s: _stable_rolled(self, faults), "stable pods running the drill's environment", 300)
@@ -303,6 +327,55 @@ class Story:
         say(f"  version {bad} tagged modelpilot.io/rejected: {tags.get('modelpilot.io/rejected', '(missing)')}")
         say(f"  MLflow champion is still version {self.champion()}; stable serves {final['stable']['version']}")
 
+    def changed_world(self, champion: str) -> None:
+        """The second loop: drifted traffic, drift detected, one retraining on the drifted data, its rollout."""
+        assert self.load is not None
+        say(f"4. the world changes: the traffic now comes from the generator's drifted setting ({DRIFTED})")
+        # The retraining the drift starts trains on data like what is now served.
+        apply_manifest(self.api, model_deployment(epochs=16, data_drift=DRIFTED, env=self.drill), namespace=NAMESPACE)
+        self.load.body = flows_body(self.metadata, drift=DRIFTED, seed=2)
+        changed = time.monotonic()
+        drifted = self.wait(lambda s: (s.get("drift") or {}).get("state") == "Drifted", "drift detected", timeout=300)[
+            "drift"
+        ]
+        say(
+            f"  drift detected {time.monotonic() - changed:.0f} s after the change: {drifted['method']} "
+            f"{drifted['score']:.2f} > {drifted['threshold']}, features {', '.join(drifted['features'])}"
+        )
+        status = self.wait(
+            lambda s: (
+                (s.get("training") or {}).get("trigger") == "drift"
+                and (s.get("training") or {}).get("result") in ("Succeeded", "Failed")
+            ),
+            "the retraining on drift done",
+            timeout=900,
+        )
+        retrained = str(status["training"].get("version") or "")
+        say(f"  training Job {status['training']['job']} (trigger drift): {status['training']['result']}")
+        gate = self.registry.get_model_version(MODEL, retrained).tags.get("modelpilot.io/gate") if retrained else None
+        if gate != "passed":
+            say(f"  {self.describe_version(retrained) if retrained else 'no version'}: not rolled out")
+            return
+        say(f"  {self.describe_version(retrained)} is the challenger")
+        final = self.wait(
+            lambda s: (
+                (s.get("stable") or {}).get("version") == retrained
+                and (s.get("canary") or {}).get("state") == "Succeeded"
+            ),
+            f"version {retrained} promoted",
+            timeout=900,
+        )
+        say(f"  MLflow champion → version {self.champion()}; stable track serves {final['stable']['version']}")
+        after = self.wait(
+            lambda s: (
+                (s.get("drift") or {}).get("version") == retrained
+                and (s.get("drift") or {}).get("state") == "NotDrifted"
+            ),
+            "the new version's inputs scored",
+            timeout=300,
+        )["drift"]
+        say(f"  version {retrained} learned the new world: {after['reason']}")
+
     def summary(self, started: float) -> None:
         assert self.load is not None
         self.load.stop()
@@ -312,6 +385,14 @@ class Story:
             f"by status {dict(sorted(codes.items()))}")  # fmt: skip
         say(f"the story took {time.monotonic() - started:.0f} s")
         print(self.cluster.run_kubectl("get", "mdep", "-n", NAMESPACE).stdout, flush=True)
+
+
+def flows_body(metadata: dict[str, Any], *, drift: float, seed: int) -> dict[str, Any]:
+    """An OIP v2 request of flows from the training data generator (`drift` 0: the training distribution)."""
+    tensor = metadata["inputs"][0]
+    rows = generate_flows(ROWS_PER_REQUEST, seed=seed, drift=drift)[FEATURES].to_numpy(dtype="float32")
+    shape = [ROWS_PER_REQUEST, rows.shape[1]]
+    return {"inputs": [{"name": tensor["name"], "shape": shape, "datatype": tensor["datatype"], "data": rows.tolist()}]}
 
 
 def _stable_rolled(story: Story, env: dict[str, str]) -> bool:
@@ -367,6 +448,7 @@ def main() -> None:
             story.start_load()
             second = story.better_version(first)
             story.bad_version(second)
+            story.changed_world(second)
             story.summary(started)
         finally:
             if story.load is not None:
