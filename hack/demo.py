@@ -455,6 +455,10 @@ def main() -> None:
                 story.load.stop()
             if not keep:
                 say("removing the demo's namespace and the chart (--keep leaves them)")
+                # The ModelDeployment first, while the operator runs to release its finalizer.
+                cluster.run_kubectl(
+                    "delete", "mdep", NAME, "-n", NAMESPACE, "--ignore-not-found", "--timeout=100s", check=False
+                )
                 delete_namespace(cluster.api_client, NAMESPACE)
                 subprocess.run([str(REPO / "hack" / "e2e"), "uninstall"], check=False, env=os.environ)
 
