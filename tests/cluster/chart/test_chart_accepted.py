@@ -42,6 +42,9 @@ def test_rendered_chart_is_accepted(cluster: Cluster, namespace: str, values: Pa
     if "watchNamespaces" in values.read_text():
         # Roles and KopfPeerings go into the served namespaces, which must exist: serve the test's own.
         overrides["operator__watchNamespaces"] = f"{{{namespace}}}"
+    if "secretNamespaces" in values.read_text():
+        # So do the Secret-reading Roles: grant them in the test's own namespace.
+        overrides["rbac__secretNamespaces"] = f"{{{namespace}}}"
     manifests = [
         manifest
         for manifest in render_chart(values, namespace=namespace, **overrides)
