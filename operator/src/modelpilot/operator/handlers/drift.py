@@ -19,9 +19,10 @@ from modelpilot.operator import metrics
 from modelpilot.operator.analysis import DriftBins, read_drift_bins
 from modelpilot.operator.drift import DriftVerdict, judge
 from modelpilot.operator.handlers.journal import Journal
+from modelpilot.operator.rollout.clock import parse_stamp, stamp_down
 from modelpilot.operator.rollout.queries import QueryTarget
 from modelpilot.operator.spec import ModelDeploymentSpec, parse_duration
-from modelpilot.operator.status import DriftStatus, now_iso
+from modelpilot.operator.status import DriftStatus
 
 EVALUATE_AT_MOST_EVERY_SECONDS = 300.0
 SHOWN_FEATURES = 10
@@ -48,12 +49,13 @@ async def watch_drift(
     previous = journal.status.drift or DriftStatus()
     window = parse_duration(watch.window)
     every = min(window / 4, EVALUATE_AT_MOST_EVERY_SECONDS)
-    if previous.version == stable_version and previous.evaluated_at and _age(previous.evaluated_at, moment) < every:
+    evaluated = parse_stamp(previous.evaluated_at)
+    if previous.version == stable_version and evaluated is not None and (moment - evaluated).total_seconds() < every:
         return
     target = QueryTarget(spec.model.name, "stable", stable_version, namespace)
     bins = await read_bins(prometheus, target, watch.window)
     state, reason, verdict = _outcome(bins, watch.method, watch.threshold, watch.min_inputs, watch.window)
-    stamp = now_iso() if now is None else moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    stamp = stamp_down(moment)
     changed = state != previous.state or previous.version != stable_version
     journal.status.drift = DriftStatus(
         state=state,
@@ -103,7 +105,3 @@ def _outcome(
         )
         return "Drifted", f"{len(verdict.drifted)} feature(s) over {method} {threshold:g} in {window}: {worst}", verdict
     return "NotDrifted", f"largest {method} {verdict.score:.3g} <= {threshold:g} in {window}", verdict
-
-
-def _age(stamp: str, now: datetime) -> float:
-    return (now - datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds()

@@ -22,6 +22,7 @@ from modelpilot.operator import metrics
 from modelpilot.operator.builders.common import DEPLOYMENT_LABEL, Owner, label_value
 from modelpilot.operator.builders.training import SCHEDULE_TRIGGER, build_training_cronjob, build_training_job
 from modelpilot.operator.owned import OwnedObjects
+from modelpilot.operator.rollout.clock import parse_stamp
 from modelpilot.operator.spec import ModelDeploymentSpec, parse_duration
 from modelpilot.operator.status import ModelDeploymentStatus, TrainingStatus, now_iso, set_condition
 
@@ -154,9 +155,8 @@ def wanted_trigger(
 
 
 def _cooled_down(last: str | None, cooldown: float, now: datetime) -> bool:
-    if not last:
-        return True
-    return (now - datetime.fromisoformat(last.replace("Z", "+00:00"))).total_seconds() >= cooldown
+    started = parse_stamp(last)
+    return started is None or (now - started).total_seconds() >= cooldown
 
 
 async def reconcile_training(
