@@ -46,7 +46,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 
 from modelpilot.operator.spec import GROUP, VERSION  # noqa: E402
 from modelpilot.training.data import FEATURES, generate_flows  # noqa: E402
-from tests.e2e.deployments import MLFLOW, PROMETHEUS  # noqa: E402
+from tests.e2e.deployments import MLFLOW, PROMETHEUS, rolled_out_with_env  # noqa: E402
 from tests.e2e.gateway_load import GatewayLoad  # noqa: E402
 from tests.e2e.pods import INFERENCE_IMAGE, TRAIN_IMAGE  # noqa: E402
 from tests.support.cluster import (  # noqa: E402
@@ -201,6 +201,10 @@ class Story:
                 self._printed.add(key)
                 say(f"  {entry['event']}: {entry.get('message', '')}")
 
+    def stable(self) -> dict[str, Any] | None:
+        """The stable track's Deployment."""
+        return get_object(self.api, "apps/v1", "Deployment", f"{NAME}-stable", NAMESPACE)
+
     # -- the registry ----------------------------------------------------------------------------
 
     def champion(self) -> str:
@@ -309,7 +313,9 @@ class Story:
         faults = self.drill = {**DRILL, "MODELPILOT_FAULT_VERSIONS": bad}
         say(f"3. a drill: version {bad} registered, and pods serving it fail 30 % of requests ({faults})")
         apply_manifest(self.api, model_deployment(epochs=16, env=faults), namespace=NAMESPACE)
-        self.wait(lambda s: _stable_rolled(self, faults), "stable pods running the drill's environment", 300)
+        self.wait(
+            lambda _: rolled_out_with_env(self.stable(), faults), "stable pods running the drill's environment", 300
+        )
         self.registry.set_registered_model_alias(MODEL, "challenger", bad)
         say(f"  version {bad} named challenger")
         since = time.monotonic()
@@ -393,20 +399,6 @@ def flows_body(metadata: dict[str, Any], *, drift: float, seed: int) -> dict[str
     rows = generate_flows(ROWS_PER_REQUEST, seed=seed, drift=drift)[FEATURES].to_numpy(dtype="float32")
     shape = [ROWS_PER_REQUEST, rows.shape[1]]
     return {"inputs": [{"name": tensor["name"], "shape": shape, "datatype": tensor["datatype"], "data": rows.tolist()}]}
-
-
-def _stable_rolled(story: Story, env: dict[str, str]) -> bool:
-    deployment = get_object(story.api, "apps/v1", "Deployment", f"{NAME}-stable", NAMESPACE)
-    if deployment is None:
-        return False
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    values = {item["name"]: item.get("value") for item in container.get("env", [])}
-    status = deployment.get("status") or {}
-    return (
-        all(values.get(key) == value for key, value in env.items())
-        and status.get("observedGeneration") == deployment["metadata"]["generation"]
-        and status.get("updatedReplicas") == status.get("readyReplicas") == status.get("replicas")
-    )
 
 
 def fresh_namespace(cluster: Cluster) -> None:

@@ -42,6 +42,23 @@ def is_served(mdep: dict[str, Any]) -> bool:
     return served_version(mdep) is not None
 
 
+def rolled_out_with_env(deployment: dict[str, Any] | None, env: dict[str, str], replicas: int | None = None) -> bool:
+    """The Deployment's pod template has `env`, and its controller has rolled every pod (`replicas` of them,
+    when given) to that template and sees them Ready."""
+    if deployment is None:
+        return False
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    values = {item["name"]: item.get("value") for item in container.get("env", [])}
+    status = deployment.get("status") or {}
+    counts = {status.get("updatedReplicas"), status.get("readyReplicas"), status.get("replicas")}
+    return (
+        all(values.get(key) == value for key, value in env.items())
+        and status.get("observedGeneration") == deployment["metadata"]["generation"]
+        and len(counts) == 1
+        and (replicas is None or counts == {replicas})
+    )
+
+
 def infer_body(metadata: dict[str, Any]) -> dict[str, Any]:
     """An OIP v2 request of two rows shaped after a served model's own metadata (`GET /v2/models/<name>`)."""
     tensor = metadata["inputs"][0]

@@ -33,6 +33,7 @@ from tests.e2e.deployments import (
     infer_body,
     is_served,
     registry,
+    rolled_out_with_env,
     served_version,
     status_of,
     training,
@@ -176,17 +177,7 @@ def _serve_with_faults(objects: Resources, env: dict[str, str]) -> None:
     objects.apply(model_deployment(env))
 
     def rolled_out(mdep: dict[str, Any]) -> bool:
-        deployment = objects.deployment(f"{NAME}-stable")
-        if deployment is None or not is_served(mdep):
-            return False
-        container = deployment["spec"]["template"]["spec"]["containers"][0]
-        names = {item["name"]: item.get("value") for item in container.get("env", [])}
-        status = deployment.get("status") or {}
-        return (
-            all(names.get(key) == value for key, value in env.items())
-            and status.get("observedGeneration") == deployment["metadata"]["generation"]
-            and status.get("updatedReplicas") == status.get("readyReplicas") == status.get("replicas") == 1
-        )
+        return is_served(mdep) and rolled_out_with_env(objects.deployment(f"{NAME}-stable"), env, replicas=1)
 
     objects.wait_mdep(NAME, rolled_out, "stable track rolled to the new serving environment", timeout=300, interval=2)
 
@@ -300,11 +291,17 @@ def test_a_candidate_is_split_by_the_route_weights_analysed_from_scraped_pods_an
 
 
 def _rolled_back(
-    objects: Resources, toolbox: Toolbox, gateway_client: httpx.Client, registry_writes: RegistryWrites, fault: str
-) -> tuple[str, str, dict[str, Any], GatewayLoad]:
-    """Serve a new version with `fault` (an env setting), name it challenger under load, wait for the outcome.
-
-    Returns (champion, bad version, final ModelDeployment, the load)."""
+    objects: Resources,
+    toolbox: Toolbox,
+    gateway_client: httpx.Client,
+    registry_writes: RegistryWrites,
+    fault: str,
+    metric: str,
+    above: float,
+) -> GatewayLoad:
+    """Serve a new version with `fault` (an env setting), name it challenger under load, and check it is rolled
+    back on `metric` (every failed analysis measured it above `above`), tagged rejected once naming it, with
+    the champion kept and all traffic back on it. Returns the load."""
     champion = _champion(toolbox)
     bad = _new_version(toolbox, champion)
     key, value = fault.split("=")
@@ -337,7 +334,11 @@ def _rolled_back(
     assert writes.count(("model_version_tag", "set", REJECTED_TAG, bad)) == 1, writes
     assert not [write for write in writes if write[2] == "champion"], writes
     _written_once(writes)
-    return champion, bad, final, load
+    failed = [a for a in _canary_state(final).get("analyses") or [] if a["verdict"] == "Failed"]
+    assert failed
+    assert all(a["values"][metric] > above for a in failed), failed
+    assert _version_tags(toolbox, bad)[f"{REJECTED_TAG}-metric"] == metric
+    return load
 
 
 def test_a_candidate_that_fails_requests_is_rolled_back_tagged_rejected_once_and_the_champion_kept(
@@ -347,17 +348,12 @@ def test_a_candidate_that_fails_requests_is_rolled_back_tagged_rejected_once_and
     gateway_client: httpx.Client,
     registry_writes: RegistryWrites,
 ) -> None:
-    _, bad, final, load = _rolled_back(
-        objects, toolbox, gateway_client, registry_writes, "MODELPILOT_FAULT_ERROR_RATE=0.3"
-    )
-    failed = [a for a in _canary_state(final).get("analyses") or [] if a["verdict"] == "Failed"]
-    assert failed
-    assert all(a["values"]["error_rate"] > 0.1 for a in failed), failed
+    fault = "MODELPILOT_FAULT_ERROR_RATE=0.3"
+    load = _rolled_back(objects, toolbox, gateway_client, registry_writes, fault, "error_rate", above=0.1)
     # The clients saw the canary's errors only while it had traffic: at most its share of them.
     at_first_step = load.since_weight(STEPS[0], 0)
     errors = sum(answer.status == 500 for answer in at_first_step)
     assert 0 < errors <= 0.3 * 0.2 * len(at_first_step) * 2, (errors, len(at_first_step))
-    assert _version_tags(toolbox, bad)[f"{REJECTED_TAG}-metric"] == "error_rate"
 
 
 def test_a_candidate_that_answers_slowly_is_rolled_back_on_its_p99_latency(
@@ -367,13 +363,8 @@ def test_a_candidate_that_answers_slowly_is_rolled_back_on_its_p99_latency(
     gateway_client: httpx.Client,
     registry_writes: RegistryWrites,
 ) -> None:
-    _, bad, final, _ = _rolled_back(
-        objects, toolbox, gateway_client, registry_writes, "MODELPILOT_FAULT_LATENCY_MS=1500"
-    )
-    failed = [a for a in _canary_state(final).get("analyses") or [] if a["verdict"] == "Failed"]
-    assert failed
-    assert all(a["values"]["p99_latency_seconds"] > 1.0 for a in failed), failed
-    assert _version_tags(toolbox, bad)[f"{REJECTED_TAG}-metric"] == "p99_latency_seconds"
+    fault = "MODELPILOT_FAULT_LATENCY_MS=1500"
+    _rolled_back(objects, toolbox, gateway_client, registry_writes, fault, "p99_latency_seconds", above=1.0)
 
 
 def test_without_prometheus_the_rollout_pauses_and_goes_on_when_it_is_back(
