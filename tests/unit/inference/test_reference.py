@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -64,6 +66,10 @@ def test_a_tensor_input_takes_the_reference_features_in_order() -> None:
         (_document(a=_feature(list(range(MAX_EDGES + 1)), [1 / MAX_EDGES] * MAX_EDGES)), "one share per bin"),
         (_document(a={"bin_edges": [0, "x"], "proportions": [1.0]}), "finite numbers"),
         (b'{"layout_version": 1, "features": {"a": {"bin_edges": [0, NaN], "proportions": [1]}}}', "finite"),
+        (
+            b'{"layout_version": 1, "features": {"a": {"bin_edges": [0, 1' + b"0" * 400 + b'], "proportions": [1]}}}',
+            "finite",
+        ),
         (b" " * (1 << 20) + b"{}", "larger than"),
     ],
 )
@@ -88,3 +94,34 @@ def test_the_metrics_export_served_counts_and_reference_shares_per_bin() -> None
     metrics.features.reset(("amount",))
     again = {f.name: f for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())}
     assert not again["modelpilot_feature_bin"].samples, "no reference, no bins"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner, max_size=6),
+    max_leaves=40,
+)
+
+
+numbers = st.lists(
+    st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.integers(10**308, 10**400) | st.booleans(),
+    max_size=70,
+)
+feature_objects = st.fixed_dictionaries({"bin_edges": numbers | json_values, "proportions": numbers | json_values})
+
+
+@given(
+    features=st.dictionaries(st.sampled_from(["a", "b", "c"]), feature_objects | json_values, max_size=3),
+    layout=st.sampled_from([1, 2, "1", None]),
+    raw=st.binary(max_size=64),
+)
+def test_any_document_parses_or_is_refused_with_a_reference_error(
+    features: dict[str, Any], layout: Any, raw: bytes
+) -> None:
+    documents = [raw, json.dumps({"layout_version": layout, "features": features}).encode()]
+    for document in documents:
+        try:
+            parsed = parse_reference(document, ("a", "b"))
+        except ReferenceError:
+            continue
+        assert all(len(ref.shares) == len(ref.edges) - 1 for ref in parsed.values())

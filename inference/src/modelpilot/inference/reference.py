@@ -86,11 +86,20 @@ def _feature(name: str, raw: Any) -> FeatureReference:
         raise ReferenceError(f"feature {name!r}: bin_edges and proportions must be lists")
     if not 2 <= len(edges) <= MAX_EDGES or len(shares) != len(edges) - 1:
         raise ReferenceError(f"feature {name!r}: 2 to {MAX_EDGES} edges and one share per bin are needed")
-    values = [*edges, *shares]
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+    if not all(_finite_number(v) for v in [*edges, *shares]):
         raise ReferenceError(f"feature {name!r}: edges and shares must be finite numbers")
     if any(later <= earlier for earlier, later in pairwise(edges)):
         raise ReferenceError(f"feature {name!r}: edges must increase")
     if any(share < 0 for share in shares) or not math.isclose(sum(shares), 1.0, abs_tol=1e-6):
         raise ReferenceError(f"feature {name!r}: shares must be non-negative and sum to 1")
     return FeatureReference(tuple(float(e) for e in edges), tuple(float(s) for s in shares))
+
+
+def _finite_number(value: Any) -> bool:
+    """A JSON number a float can hold (an integer of 400 digits parses, but is no float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
