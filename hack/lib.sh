@@ -34,13 +34,12 @@ ensure_debian_packages() {
   fi
 }
 
-# The uv the Dockerfiles install too.
-UV_VERSION=0.13.9
+# uv comes from hack/uv-requirements.txt (version and hashes), as in the Dockerfiles and the workflows.
 
 ensure_python_env() {
   # pip --user puts uv in ~/.local/bin: look there first, so a warm run does not reinstall it.
   command -v uv >/dev/null || export PATH="$HOME/.local/bin:$PATH"
-  command -v uv >/dev/null || { log "installing uv"; python3 -m pip install --quiet --user "uv==$UV_VERSION"; }
+  command -v uv >/dev/null || { log "installing uv"; python3 -m pip install --quiet --user --require-hashes -r "$repo_root/hack/uv-requirements.txt"; }
   log "syncing the Python environment into $UV_PROJECT_ENVIRONMENT"
   (cd "$repo_root" && uv sync --frozen --all-packages --quiet)
   export PATH="$UV_PROJECT_ENVIRONMENT/bin:$PATH"

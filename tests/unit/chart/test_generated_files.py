@@ -45,7 +45,20 @@ def test_the_linter_catches_what_the_images_must_not_do(tmp_path: Path) -> None:
     result = lint(bad)
     assert result.returncode == 1
     rules = {line.split()[1] for line in result.stdout.splitlines()}
-    assert rules == {"DF001", "DF002", "DF003", "DF010", "DF011", "DF020", "DF021", "DF040", "DF041", "DF051", "DF060"}
+    assert rules == {
+        "DF001",
+        "DF002",
+        "DF003",
+        "DF010",
+        "DF011",
+        "DF020",
+        "DF021",
+        "DF022",
+        "DF040",
+        "DF041",
+        "DF051",
+        "DF060",
+    }
 
 
 def test_the_linter_accepts_a_clean_multi_stage_build(tmp_path: Path) -> None:
@@ -53,7 +66,9 @@ def test_the_linter_accepts_a_clean_multi_stage_build(tmp_path: Path) -> None:
     good.write_text(
         "ARG BASE=python:3.11.14-slim-bookworm\n"
         "FROM ${BASE} AS build\n"
-        "RUN pip install --no-cache-dir uv==0.13.9\n"
+        "COPY uv-requirements.txt /tmp/\n"
+        "RUN pip install --no-cache-dir --require-hashes -r /tmp/uv-requirements.txt\n"
+        "RUN uv pip install --no-cache --require-hashes -r /tmp/requirements.txt && uv pip install --no-cache ./app\n"
         "FROM ${BASE}\n"
         "RUN apt-get update \\\n"
         "    && apt-get install -y --no-install-recommends ca-certificates \\\n"
@@ -70,9 +85,9 @@ def test_a_download_cache_on_a_cache_mount_is_not_in_the_image(tmp_path: Path) -
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(
         "FROM python:3.11.14-slim-bookworm AS build\n"
-        "RUN --mount=type=cache,id=uv,target=/root/.cache/uv uv pip install --system -r requirements.txt\n"
-        "RUN --mount=type=cache,target=/root/.cache/pip pip install uv==0.13.9\n"
-        "RUN --mount=type=bind,source=x,target=/x uv pip install --system -r /x/requirements.txt\n"
+        "RUN --mount=type=cache,id=uv,target=/root/.cache/uv uv pip install --system --require-hashes -r req.txt\n"
+        "RUN --mount=type=cache,target=/root/.cache/pip pip install --require-hashes -r uv.txt\n"
+        "RUN --mount=type=bind,source=x,target=/x uv pip install --system --require-hashes -r /x/req.txt\n"
         "FROM python:3.11.14-slim-bookworm\n"
         "USER 10001:10001\n"
         'ENTRYPOINT ["app"]\n'
@@ -85,3 +100,22 @@ def test_docker_build_context_is_limited_to_sources() -> None:
     lines = (REPO / ".dockerignore").read_text().splitlines()
     assert "**" in lines, "the build context should start empty and allow sources explicitly"
     assert "!uv.lock" in lines
+
+
+def test_what_comes_from_an_index_is_checked_against_hashes(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "FROM python:3.11.14-slim-bookworm AS build\n"
+        "RUN pip install --no-cache-dir uv==0.13.9\n"
+        "RUN uv pip install --no-cache -r /tmp/requirements.txt\n"
+        "RUN uv pip install --no-cache --index-url https://download.pytorch.org/whl/cpu -r /tmp/torch.txt\n"
+        "RUN uv pip install --no-cache ./app\n"
+        "FROM python:3.11.14-slim-bookworm\n"
+        "USER 10001:10001\n"
+        'ENTRYPOINT ["app"]\n'
+    )
+    result = lint(dockerfile)
+    assert result.stdout.splitlines() == [
+        f"{dockerfile}:2: DF022 pip install without --require-hashes",
+        f"{dockerfile}:3: DF022 pip install without --require-hashes",
+    ]
