@@ -49,7 +49,10 @@ def references() -> dict[str, FeatureReference]:
     return parse_reference(json.dumps(document).encode(), tuple(FEATURES))
 
 
-def minute_counts(refs: dict[str, FeatureReference], rows: int, seed: int, drift: float) -> dict[str, np.ndarray[Any, Any]]:
+Counts = dict[str, np.ndarray[Any, Any]]
+
+
+def minute_counts(refs: dict[str, FeatureReference], rows: int, seed: int, drift: float) -> Counts:
     frame = generate_flows(rows, seed=seed, drift=drift)
     return {name: ref.count(frame[name].to_numpy()) for name, ref in refs.items()}
 
@@ -76,9 +79,9 @@ def measure(
     shares = reference_shares(refs)
     steady = [minute_counts(refs, rows_per_minute, seed=1000 + m, drift=0.0) for m in range(int(steady_hours * 60))]
 
-    def verdict(history: list[dict[str, np.ndarray[Any, Any]]], end: int) -> tuple[int, float]:
+    def verdict(history: list[Counts], end: int) -> tuple[int, float]:
         span = history[max(0, end - window_minutes) : end]
-        served = {name: [float(v) for v in sum(m[name] for m in span)] for name in refs}
+        served = {name: [float(v) for v in np.sum([m[name] for m in span], axis=0)] for name in refs}
         result = judge("ks" if method == "ks" else "psi", threshold, shares, served, min_inputs)
         return len(result.drifted), result.score or 0.0
 
