@@ -122,11 +122,16 @@ def _track_labels(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> d
 
 
 def _service_account(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, Any]:
-    # One account per track, so cloud IAM bindings (IRSA) can target it; the server never calls the API.
+    # One account per track, so cloud IAM bindings (IRSA, EKS Pod Identity) can name it exactly; the server
+    # never calls the Kubernetes API, so its token stays unmounted (EKS's webhook projects a token of its own,
+    # for the audience sts.amazonaws.com, into pods whose account carries a role).
+    annotations = dict(spec.serving.service_account.annotations)
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": metadata(owner, track_name(owner.name, plan.track), _track_labels(owner, spec, plan)),
+        "metadata": metadata(
+            owner, track_name(owner.name, plan.track), _track_labels(owner, spec, plan), annotations or None
+        ),
         "automountServiceAccountToken": False,
     }
 

@@ -38,6 +38,7 @@ from modelpilot.operator.spec.serving import (
     Scheduling,
     Serving,
     ServingAuth,
+    ServingServiceAccount,
     Toleration,
 )
 from modelpilot.operator.spec.traffic import (
@@ -156,6 +157,7 @@ __all__ = [
     "SecretKeyRef",
     "Serving",
     "ServingAuth",
+    "ServingServiceAccount",
     "SpecModel",
     "Stage",
     "Toleration",

@@ -132,6 +132,18 @@ class Autoscaling(SpecModel):
         return self
 
 
+class ServingServiceAccount(SpecModel):
+    """The ServiceAccounts the operator makes for the tracks (`<name>-stable`, `<name>-canary`)."""
+
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Annotations on both tracks' ServiceAccounts, e.g. eks.amazonaws.com/role-arn for an IAM role (IRSA) "
+            "that reads the model artifacts."
+        ),
+    )
+
+
 # The prediction server's `MODELPILOT_METRICS_PORT`: GET /metrics is served there only, apart from predictions.
 METRICS_PORT = 9090
 _PORT_IS_METRICS_PORT = f"serving.port must not be {METRICS_PORT}: the prediction server serves /metrics on that port"
@@ -155,6 +167,9 @@ class Serving(Scheduling):
     autoscaling: Autoscaling | None = Field(default=None, description="HPA settings; unset means fixed replicas.")
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
     auth: ServingAuth | None = Field(default=None, description="Client authentication; unset: none.")
+    service_account: ServingServiceAccount = Field(
+        default_factory=ServingServiceAccount, description="The tracks' ServiceAccounts (cloud identity)."
+    )
     allow_pickle_deserialization: bool = Field(default=False, description=ALLOW_PICKLE_DESCRIPTION)
 
     @model_validator(mode="after")
