@@ -25,6 +25,7 @@ from modelpilot.operator.builders.common import (
     tmp_volume,
     track_name,
 )
+from modelpilot.operator.builders.placement import serving_placement
 from modelpilot.operator.spec import ModelDeploymentSpec, SecretKeyRef
 from modelpilot.operator.spec.serving import METRICS_PORT
 
@@ -256,6 +257,7 @@ def _container(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict
 def _deployment(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, Any]:
     serving = spec.serving
     pod_labels = _track_labels(owner, spec, plan)
+    placement = serving_placement(owner.name, spec, plan.track)
     pod_spec: dict[str, Any] = {
         "serviceAccountName": track_name(owner.name, plan.track),
         "automountServiceAccountToken": False,
@@ -268,16 +270,9 @@ def _deployment(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dic
             {"name": SPOOL_VOLUME, "emptyDir": {"sizeLimit": SPOOL_SIZE_LIMIT}},
             *_auth_volumes(spec),
         ],
-        # Spread replicas over nodes when the scheduler can; never refuse to schedule for it.
-        "topologySpreadConstraints": [
-            {
-                "maxSkew": 1,
-                "topologyKey": "kubernetes.io/hostname",
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": selector(owner.name, plan.track)},
-            }
-        ],
-        **scheduling(serving.node_selector, serving.tolerations, serving.affinity, serving.resources),
+        # Spread over nodes, or GPU pods packed (spec.serving.gpuPlacement); never refuse to schedule for it.
+        "topologySpreadConstraints": placement.topology_spread_constraints,
+        **scheduling(serving.node_selector, serving.tolerations, placement.affinity, serving.resources),
     }
     deployment_spec: dict[str, Any] = {}
     if serving.autoscaling is None:

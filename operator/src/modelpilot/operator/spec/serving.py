@@ -144,6 +144,16 @@ class ServingServiceAccount(SpecModel):
     )
 
 
+GpuPlacement = Literal["Pack", "Spread"]
+GPU_PLACEMENT_DESCRIPTION = (
+    "Where pods that ask for nvidia.com/gpu go. Pack (default): replicas fill the GPU nodes that already run this "
+    "ModelDeployment's pods before they take another one, spread evenly over zones, so whole GPU nodes stay free "
+    "for training and for the cluster autoscaler to remove. Spread: at most one replica more on any node than on "
+    "another, and over zones, so a node failure takes as few replicas as it can. Both are preferences: pods still "
+    "schedule when they cannot be met. Pods without a GPU are always spread over nodes."
+)
+
+
 # The prediction server's `MODELPILOT_METRICS_PORT`: GET /metrics is served there only, apart from predictions.
 METRICS_PORT = 9090
 _PORT_IS_METRICS_PORT = f"serving.port must not be {METRICS_PORT}: the prediction server serves /metrics on that port"
@@ -167,6 +177,7 @@ class Serving(Scheduling):
     autoscaling: Autoscaling | None = Field(default=None, description="HPA settings; unset means fixed replicas.")
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
     auth: ServingAuth | None = Field(default=None, description="Client authentication; unset: none.")
+    gpu_placement: GpuPlacement = Field(default="Pack", description=GPU_PLACEMENT_DESCRIPTION)
     service_account: ServingServiceAccount = Field(
         default_factory=ServingServiceAccount, description="The tracks' ServiceAccounts (cloud identity)."
     )
