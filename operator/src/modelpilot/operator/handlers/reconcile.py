@@ -153,6 +153,7 @@ class Reconciliation:
                 abort_requested=ABORT_ANNOTATION in self.annotations,
                 router_proxies=self.runtime.settings.router_proxies,
                 canary_header_value=header_value,
+                autoscaler=self.runtime.settings.autoscaler,
             )
             requeue = await executor.drive(resolved)
             await journal.write()
@@ -236,8 +237,15 @@ class Reconciliation:
     async def _serve_stable_only(
         self, spec: ModelDeploymentSpec, objects: OwnedObjects, version: str
     ) -> TrackObservation:
+        settings = self.runtime.settings
         plan = plan_traffic(
-            self.owner, spec, stable=version, canary=None, weight=0, router_proxies=self.runtime.settings.router_proxies
+            self.owner,
+            spec,
+            stable=version,
+            canary=None,
+            weight=0,
+            router_proxies=settings.router_proxies,
+            autoscaler=settings.autoscaler,
         )
         await objects.apply_plan(plan)
         observation = await objects.observe("stable", version)
