@@ -27,9 +27,9 @@ locals {
     http_put_response_hop_limit = 1
   }
 
-  # The nodes' root volume (the launch template's, where disk_size does not apply): gp3, encrypted.
+  # Each node group's root volume (set in the launch template, where disk_size does not apply): gp3, encrypted.
   root_volume = {
-    for size in distinct([var.cpu_node_group.disk_size_gib, var.gpu_node_group.disk_size_gib]) : size => {
+    for group, size in { cpu = var.cpu_node_group.disk_size_gib, gpu = var.gpu_node_group.disk_size_gib } : group => {
       root = {
         device_name = "/dev/xvda"
         ebs = {
@@ -50,7 +50,7 @@ locals {
       max_size       = var.cpu_node_group.max_size
       desired_size   = var.cpu_node_group.desired_size
       # disk_size applies only without a custom launch template; the root volume is set here instead.
-      block_device_mappings = local.root_volume[var.cpu_node_group.disk_size_gib]
+      block_device_mappings = local.root_volume.cpu
       metadata_options      = local.node_metadata_options
       labels = {
         "modelpilot.io/node-pool" = "cpu"
@@ -68,7 +68,7 @@ locals {
       min_size              = var.gpu_node_group.min_size
       max_size              = var.gpu_node_group.max_size
       desired_size          = var.gpu_node_group.desired_size
-      block_device_mappings = local.root_volume[var.gpu_node_group.disk_size_gib]
+      block_device_mappings = local.root_volume.gpu
       metadata_options      = local.node_metadata_options
       labels = {
         "modelpilot.io/node-pool" = "gpu"
