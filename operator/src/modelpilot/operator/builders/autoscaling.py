@@ -20,7 +20,6 @@ from modelpilot.operator.builders.server_metrics import REQUESTS_METRIC, traffic
 from modelpilot.operator.spec import Autoscaling, ModelDeploymentSpec
 
 Autoscaler = Literal["hpa", "keda"]
-AUTOSCALERS: tuple[Autoscaler, ...] = ("hpa", "keda")
 
 HPA_API_VERSION = "autoscaling/v2"
 HPA_KIND = "HorizontalPodAutoscaler"
