@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from modelpilot.operator.builders.autoscaling import request_rate_query
+from modelpilot.operator.builders.routing import router_weight
 from modelpilot.operator.builders.serving import build_track, track_object_keys, unbuilt_track_keys
 from modelpilot.operator.builders.traffic import plan_traffic
 from modelpilot.operator.spec import InvalidSpecError
@@ -141,3 +142,22 @@ def test_request_rate_without_any_prometheus_is_refused() -> None:
 def test_request_rate_target_must_be_positive(target: float) -> None:
     with pytest.raises(InvalidSpecError, match="targetPerReplica"):
         spec_of(_request_rate_raw(targetPerReplica=target))
+
+
+@pytest.mark.parametrize("weight", [10, 25, 50])
+def test_behind_the_gateway_the_weight_holds_however_many_pods_the_stable_track_runs(weight: int) -> None:
+    # KEDA scales each track on the traffic the router sends it; the route carries the weight by itself.
+    spec = spec_of(_request_rate_raw())
+    for running in (None, 2, 7, 10):
+        plan = plan_traffic(
+            OWNER, spec, stable="7", canary="8", weight=weight, stable_replicas=running, autoscaler="keda"
+        )
+        (route,) = [obj for obj in plan.apply if obj["kind"] == "HTTPRoute"]
+        assert router_weight(route) == plan.effective_weight == weight
+        bounds = {
+            obj["metadata"]["name"]: (obj["spec"]["minReplicaCount"], obj["spec"]["maxReplicaCount"])
+            for obj in plan.apply
+            if obj["kind"] == "ScaledObject"
+        }
+        assert bounds["fraud-stable"] == (2, 10)  # the stable track scales over the spec's whole range
+        assert bounds["fraud-canary"][1] == 10  # and so may the canary, from its weighted minimum
