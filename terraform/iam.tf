@@ -1,17 +1,29 @@
 # IAM roles for ServiceAccounts (IRSA), least privilege per component:
 # - operator: no S3 at all (it talks to the Kubernetes API and MLflow only); the role exists so that any
 #   AWS access it is ever given is explicit and auditable,
-# - inference: read the artifact bucket (models),
+# - inference: read the model artifacts (below var.model_artifact_prefix) and nothing else,
 # - training: read and write the artifact bucket (data in, models and reports out).
+# Each role trusts exactly the ServiceAccounts named here (StringEquals, no wildcards): the operator's, the
+# two the operator makes for each ModelDeployment's tracks, and each ModelDeployment's training account.
 
 locals {
   oidc_provider = module.eks.oidc_provider
 
+  # The operator names a track's ServiceAccount <ModelDeployment>-<track> (builders/serving.py).
+  serving_service_accounts = flatten([
+    for md in var.model_deployments : [for track in ["stable", "canary"] : "${md.namespace}:${md.name}-${track}"]
+  ])
+  training_service_accounts = [
+    for md in var.model_deployments : "${md.namespace}:${coalesce(md.training_service_account, "${md.name}-training")}"
+  ]
+
   service_account_subjects = {
     operator  = ["system:serviceaccount:${var.operator_service_account}"]
-    inference = [for sa in var.inference_service_accounts : "system:serviceaccount:${sa}"]
-    training  = [for sa in var.training_service_accounts : "system:serviceaccount:${sa}"]
+    inference = [for sa in local.serving_service_accounts : "system:serviceaccount:${sa}"]
+    training  = [for sa in local.training_service_accounts : "system:serviceaccount:${sa}"]
   }
+
+  model_artifacts_arn = "${aws_s3_bucket.artifacts.arn}/${var.model_artifact_prefix}"
 }
 
 data "aws_iam_policy_document" "assume_from_service_accounts" {
@@ -32,7 +44,7 @@ data "aws_iam_policy_document" "assume_from_service_accounts" {
     }
 
     condition {
-      test     = "StringLike"
+      test     = "StringEquals"
       variable = "${local.oidc_provider}:sub"
       values   = each.value
     }
@@ -49,6 +61,40 @@ resource "aws_iam_role" "service_account" {
   tags                 = local.tags
 }
 
+# The serving pods: list and read the model artifacts, nothing else of the bucket.
+data "aws_iam_policy_document" "read_model_artifacts" {
+  statement {
+    sid       = "ListModelArtifacts"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.artifacts.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.model_artifact_prefix}*"]
+    }
+  }
+
+  statement {
+    sid       = "ReadModelArtifacts"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+    resources = ["${local.model_artifacts_arn}*"]
+  }
+
+  statement {
+    sid       = "DecryptArtifacts"
+    actions   = ["kms:Decrypt"]
+    resources = [local.artifact_kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${data.aws_region.current.region}.amazonaws.com"]
+    }
+  }
+}
+
+# Training: the whole bucket (data anywhere in it, models and reports out).
 data "aws_iam_policy_document" "read_artifacts" {
   statement {
     sid       = "ListArtifacts"
@@ -97,10 +143,10 @@ data "aws_iam_policy_document" "write_artifacts" {
   }
 }
 
-resource "aws_iam_policy" "read_artifacts" {
-  name        = "${var.name}-read-artifacts"
-  description = "Read the modelpilot artifact bucket"
-  policy      = data.aws_iam_policy_document.read_artifacts.json
+resource "aws_iam_policy" "read_model_artifacts" {
+  name        = "${var.name}-read-model-artifacts"
+  description = "Read the model artifacts in the modelpilot artifact bucket"
+  policy      = data.aws_iam_policy_document.read_model_artifacts.json
   tags        = local.tags
 }
 
@@ -111,9 +157,9 @@ resource "aws_iam_policy" "write_artifacts" {
   tags        = local.tags
 }
 
-resource "aws_iam_role_policy_attachment" "inference_reads_artifacts" {
+resource "aws_iam_role_policy_attachment" "inference_reads_model_artifacts" {
   role       = aws_iam_role.service_account["inference"].name
-  policy_arn = aws_iam_policy.read_artifacts.arn
+  policy_arn = aws_iam_policy.read_model_artifacts.arn
 }
 
 resource "aws_iam_role_policy_attachment" "training_writes_artifacts" {

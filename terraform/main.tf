@@ -19,6 +19,29 @@ locals {
     effect = "NO_SCHEDULE"
   }
 
+  # IMDSv2 only, and one hop: a pod (one hop further than the node) cannot reach the instance metadata and
+  # so never gets the node role's credentials; pods get their own roles through IRSA (iam.tf).
+  node_metadata_options = {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  # Each node group's root volume (set in the launch template, where disk_size does not apply): gp3, encrypted.
+  root_volume = {
+    for group, size in { cpu = var.cpu_node_group.disk_size_gib, gpu = var.gpu_node_group.disk_size_gib } : group => {
+      root = {
+        device_name = "/dev/xvda"
+        ebs = {
+          volume_size           = size
+          volume_type           = "gp3"
+          encrypted             = true
+          delete_on_termination = true
+        }
+      }
+    }
+  }
+
   cpu_node_group = {
     cpu = {
       ami_type       = "AL2023_x86_64_STANDARD"
@@ -26,7 +49,9 @@ locals {
       min_size       = var.cpu_node_group.min_size
       max_size       = var.cpu_node_group.max_size
       desired_size   = var.cpu_node_group.desired_size
-      disk_size      = var.cpu_node_group.disk_size_gib
+      # disk_size applies only without a custom launch template; the root volume is set here instead.
+      block_device_mappings = local.root_volume.cpu
+      metadata_options      = local.node_metadata_options
       labels = {
         "modelpilot.io/node-pool" = "cpu"
       }
@@ -37,13 +62,14 @@ locals {
     gpu = {
       # The NVIDIA AMI ships the driver and container toolkit; the device plugin (see docs/install.md)
       # advertises nvidia.com/gpu to the scheduler.
-      ami_type       = "AL2023_x86_64_NVIDIA"
-      instance_types = var.gpu_node_group.instance_types
-      capacity_type  = var.gpu_node_group.capacity_type
-      min_size       = var.gpu_node_group.min_size
-      max_size       = var.gpu_node_group.max_size
-      desired_size   = var.gpu_node_group.desired_size
-      disk_size      = var.gpu_node_group.disk_size_gib
+      ami_type              = "AL2023_x86_64_NVIDIA"
+      instance_types        = var.gpu_node_group.instance_types
+      capacity_type         = var.gpu_node_group.capacity_type
+      min_size              = var.gpu_node_group.min_size
+      max_size              = var.gpu_node_group.max_size
+      desired_size          = var.gpu_node_group.desired_size
+      block_device_mappings = local.root_volume.gpu
+      metadata_options      = local.node_metadata_options
       labels = {
         "modelpilot.io/node-pool" = "gpu"
         "nvidia.com/gpu.present"  = "true"
@@ -71,9 +97,22 @@ module "eks" {
   endpoint_public_access_cidrs = var.endpoint_public_access_cidrs
 
   # IRSA: the serving and training pods get S3 access through their ServiceAccounts (iam.tf).
-  enable_irsa                              = true
-  enable_cluster_creator_admin_permissions = true
-  enabled_log_types                        = ["api", "audit", "authenticator"]
+  enable_irsa = true
+
+  # Who may use the Kubernetes API is listed, in access entries only (no aws-auth ConfigMap); whoever runs
+  # terraform is not made an administrator unless asked.
+  authentication_mode                      = "API"
+  enable_cluster_creator_admin_permissions = var.cluster_creator_admin
+  access_entries                           = var.access_entries
+
+  # Secrets are envelope-encrypted with a key of this stack's (or the one given), not the module's own.
+  create_kms_key = false
+  encryption_config = {
+    provider_key_arn = local.cluster_secrets_kms_key_arn
+    resources        = ["secrets"]
+  }
+
+  enabled_log_types = ["api", "audit", "authenticator"]
 
   addons = {
     coredns    = {}

@@ -44,13 +44,28 @@ output "operator_role_arn" {
 }
 
 output "inference_role_arn" {
-  description = "IRSA role of the serving pods (read artifacts)."
+  description = "IRSA role of the serving pods (read the model artifacts); a ModelDeployment's spec.serving.serviceAccount.annotations.\"eks.amazonaws.com/role-arn\"."
   value       = aws_iam_role.service_account["inference"].arn
 }
 
 output "training_role_arn" {
-  description = "IRSA role of the training Jobs (read and write artifacts)."
+  description = "IRSA role of the training Jobs (read and write artifacts); the eks.amazonaws.com/role-arn annotation of each training ServiceAccount."
   value       = aws_iam_role.service_account["training"].arn
+}
+
+output "serving_service_accounts" {
+  description = "namespace:name of every ServiceAccount the inference role trusts (the operator makes them)."
+  value       = local.serving_service_accounts
+}
+
+output "training_service_accounts" {
+  description = "namespace:name of every ServiceAccount the training role trusts (create them, annotated with training_role_arn, and name them in spec.training.serviceAccountName)."
+  value       = local.training_service_accounts
+}
+
+output "cluster_secrets_kms_key_arn" {
+  description = "KMS key that envelope-encrypts the cluster's Secrets."
+  value       = local.cluster_secrets_kms_key_arn
 }
 
 output "ecr_repository_urls" {

@@ -12,7 +12,7 @@ resource "aws_kms_key" "artifacts" {
   description             = "modelpilot ${var.name}: artifact bucket"
   enable_key_rotation     = true
   deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.artifacts_key.json
+  policy                  = data.aws_iam_policy_document.key_administered_by_account.json
   tags                    = local.tags
 }
 
@@ -21,24 +21,6 @@ resource "aws_kms_alias" "artifacts" {
 
   name          = "alias/${var.name}-artifacts"
   target_key_id = aws_kms_key.artifacts[0].key_id
-}
-
-# The account administers the key; the roles in iam.tf use it through S3 (kms:ViaService).
-# In a key policy "*" means this key, and root-account administration is AWS's default key policy.
-data "aws_iam_policy_document" "artifacts_key" {
-  #checkov:skip=CKV_AWS_109:key policy; "*" is the key itself and the principal is the account
-  #checkov:skip=CKV_AWS_111:key policy; "*" is the key itself and the principal is the account
-  #checkov:skip=CKV_AWS_356:key policy; "*" is the key itself and the principal is the account
-  statement {
-    sid       = "AccountAdministers"
-    actions   = ["kms:*"]
-    resources = ["*"]
-
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
 }
 
 resource "aws_s3_bucket" "artifacts" {

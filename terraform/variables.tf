@@ -154,25 +154,88 @@ variable "operator_service_account" {
   }
 }
 
-variable "inference_service_accounts" {
-  description = "namespace:name patterns (* allowed in the name) of the serving pods' ServiceAccounts (<ModelDeployment>-stable and -canary), which may read artifacts."
-  type        = list(string)
-  default     = ["ml:*-stable", "ml:*-canary"]
+variable "model_deployments" {
+  description = "The ModelDeployments whose pods get AWS roles (IRSA). The serving role trusts exactly the ServiceAccounts the operator makes for each (<name>-stable and <name>-canary in its namespace); the training role trusts exactly each one's training ServiceAccount (spec.training.serviceAccountName; default <name>-training)."
+  type = list(object({
+    namespace                = string
+    name                     = string
+    training_service_account = optional(string)
+  }))
 
   validation {
-    condition     = length(var.inference_service_accounts) > 0 && alltrue([for sa in var.inference_service_accounts : can(regex("^[a-z0-9-]+:[a-z0-9.*-]+$", sa))])
-    error_message = "inference_service_accounts must be namespace:name patterns; the namespace cannot be a wildcard."
+    condition     = length(var.model_deployments) > 0
+    error_message = "model_deployments needs at least one ModelDeployment (namespace and name)."
+  }
+
+  validation {
+    condition     = alltrue([for md in var.model_deployments : can(regex("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", md.namespace))])
+    error_message = "model_deployments: each namespace must be a DNS label (lowercase letters, digits, dashes; no wildcards)."
+  }
+
+  validation {
+    # The operator's ServiceAccount names are <name>-stable and <name>-canary: at most 253 characters.
+    condition     = alltrue([for md in var.model_deployments : can(regex("^[a-z0-9]([-a-z0-9.]{0,244}[a-z0-9])?$", md.name))])
+    error_message = "model_deployments: each name must be a ModelDeployment name (lowercase letters, digits, dashes, dots; at most 246 characters; no wildcards)."
+  }
+
+  validation {
+    condition     = alltrue([for md in var.model_deployments : md.training_service_account == null || can(regex("^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", md.training_service_account))])
+    error_message = "model_deployments: training_service_account must be a ServiceAccount name (no wildcards)."
   }
 }
 
-variable "training_service_accounts" {
-  description = "namespace:name patterns (* allowed in the name) of the training Jobs' ServiceAccounts, which may read and write artifacts. Training Jobs run as the namespace's default ServiceAccount."
-  type        = list(string)
-  default     = ["ml:default"]
+variable "model_artifact_prefix" {
+  description = "Key prefix of the model artifacts in the artifact bucket (MLflow's --artifacts-destination s3://<bucket>/<prefix>); the serving role reads only below it, training data elsewhere in the bucket stays out of its reach."
+  type        = string
+  default     = "mlartifacts/"
 
   validation {
-    condition     = length(var.training_service_accounts) > 0 && alltrue([for sa in var.training_service_accounts : can(regex("^[a-z0-9-]+:[a-z0-9.*-]+$", sa))])
-    error_message = "training_service_accounts must be namespace:name patterns; the namespace cannot be a wildcard."
+    condition     = can(regex("^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$", var.model_artifact_prefix))
+    error_message = "model_artifact_prefix must be a key prefix ending in / (e.g. mlartifacts/), not the bucket's root."
+  }
+}
+
+variable "cluster_creator_admin" {
+  description = "Make the identity that runs terraform a cluster administrator (an access entry). Off: list administrators in access_entries."
+  type        = bool
+  default     = false
+}
+
+variable "access_entries" {
+  description = "EKS access entries: who may use the Kubernetes API, keyed by a name of your choice. Cluster administrators take policy_arn arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy with access_scope { type = \"cluster\" }."
+  type = map(object({
+    principal_arn     = string
+    kubernetes_groups = optional(list(string))
+    type              = optional(string, "STANDARD")
+    policy_associations = optional(map(object({
+      policy_arn = string
+      access_scope = object({
+        type       = string
+        namespaces = optional(list(string))
+      })
+    })), {})
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for entry in values(var.access_entries) : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$", entry.principal_arn))])
+    error_message = "access_entries: principal_arn must be an IAM role or user ARN."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for entry in values(var.access_entries) : [for association in values(entry.policy_associations) : contains(["cluster", "namespace"], association.access_scope.type)]]))
+    error_message = "access_entries: access_scope.type must be cluster or namespace."
+  }
+}
+
+variable "cluster_secrets_kms_key_arn" {
+  description = "KMS key that envelope-encrypts Kubernetes Secrets; null creates a dedicated key with rotation."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.cluster_secrets_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:", var.cluster_secrets_kms_key_arn))
+    error_message = "cluster_secrets_kms_key_arn must be a KMS key ARN."
   }
 }
 

@@ -109,3 +109,15 @@ app.kubernetes.io/component: mlflow
 {{- .Values.mlflow.externalUrl -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+What scales the serving tracks: "keda" (ScaledObjects for request-rate autoscaling) or "hpa". With
+operator.autoscaler "auto", keda when the cluster serves KEDA's ScaledObject API at install or upgrade time.
+*/}}
+{{- define "modelpilot.autoscaler" -}}
+{{- if eq .Values.operator.autoscaler "auto" -}}
+{{- ternary "keda" "hpa" (.Capabilities.APIVersions.Has "keda.sh/v1alpha1/ScaledObject") -}}
+{{- else -}}
+{{- .Values.operator.autoscaler -}}
+{{- end -}}
+{{- end -}}

@@ -61,8 +61,25 @@ module "modelpilot" {
     max_size       = 4
   }
 
-  inference_service_accounts = ["ml:*-stable", "ml:*-canary"]
-  training_service_accounts  = ["ml:default"]
+  # The ModelDeployment of k8s/examples/fraud-detector-gateway.yaml: its tracks' ServiceAccounts
+  # (fraud-detector-stable, fraud-detector-canary) get the inference role, fraud-detector-training the training role.
+  model_deployments = [
+    { namespace = "ml", name = "fraud-detector", training_service_account = "fraud-detector-training" },
+  ]
+  model_artifact_prefix = "mlartifacts/"
+
+  # Nobody is a cluster administrator by default; these roles are.
+  access_entries = {
+    for index, arn in var.admin_principal_arns : "admin-${index}" => {
+      principal_arn = arn
+      policy_associations = {
+        admin = {
+          policy_arn   = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+          access_scope = { type = "cluster" }
+        }
+      }
+    }
+  }
 
   tags = {
     Environment = "example"

@@ -24,3 +24,29 @@ output "ecr_repository_urls" {
   description = "Where CI pushes the images."
   value       = module.modelpilot.ecr_repository_urls
 }
+
+output "inference_role_arn" {
+  description = "The serving pods' role: spec.serving.serviceAccount.annotations.\"eks.amazonaws.com/role-arn\" of the ModelDeployment."
+  value       = module.modelpilot.inference_role_arn
+}
+
+output "training_role_arn" {
+  description = "The training Jobs' role, on the ServiceAccount that spec.training.serviceAccountName names."
+  value       = module.modelpilot.training_role_arn
+}
+
+output "training_service_account_manifest" {
+  description = "The training ServiceAccounts, annotated with the training role: `terraform output -raw training_service_account_manifest | kubectl apply -f -`."
+  value = join("---\n", [
+    for sa in module.modelpilot.training_service_accounts : yamlencode({
+      apiVersion = "v1"
+      kind       = "ServiceAccount"
+      metadata = {
+        namespace   = split(":", sa)[0]
+        name        = split(":", sa)[1]
+        annotations = { "eks.amazonaws.com/role-arn" = module.modelpilot.training_role_arn }
+      }
+      automountServiceAccountToken = false
+    })
+  ])
+}

@@ -37,3 +37,13 @@ variable "admin_cidrs" {
   type        = list(string)
   default     = []
 }
+
+variable "admin_principal_arns" {
+  description = "IAM roles or users that administer the cluster (EKS access entries); the identity that runs terraform is not an administrator unless listed."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.admin_principal_arns) > 0
+    error_message = "admin_principal_arns needs at least one IAM role or user ARN, or nobody can use the cluster."
+  }
+}

@@ -77,13 +77,16 @@ def test_gateway_example_shows_every_capability() -> None:
     assert spec.serving.auth is not None
     assert spec.serving.resources.limits["nvidia.com/gpu"] == 1
     assert spec.serving.autoscaling is not None
-    assert spec.serving.autoscaling.metric is not None
+    assert spec.serving.autoscaling.request_rate is not None
+    assert spec.request_rate_prometheus == "http://prometheus-operated.monitoring:9090"  # the analysis's
+    assert "eks.amazonaws.com/role-arn" in spec.serving.service_account.annotations
     assert spec.rollout is not None
     assert spec.rollout.analysis.metrics
     assert spec.training is not None
     assert spec.training.schedule
     assert spec.training.retrain_on_drift
     assert any(t.key == "nvidia.com/gpu" for t in spec.training.tolerations)
+    assert spec.training.service_account_name
 
 
 def test_minimal_example_has_only_required_fields() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.unit.chart.conftest import CHART, Manifest, Render, by_kind
+import yaml
+
+from tests.unit.chart.conftest import CHART, KUBE_VERSION, Manifest, Render, by_kind, run_helm
 
 NAMESPACED = CHART / "ci" / "namespaced-values.yaml"
 WRITE_VERBS = {"create", "patch", "update", "delete"}
@@ -126,3 +128,66 @@ def test_cluster_wide_secrets_only_when_asked(render: Render) -> None:
     [cluster_role] = by_kind(manifests, "ClusterRole")
     assert grants(cluster_role["rules"])[("", "secrets")] == {"get"}
     assert not by_kind(manifests, "Role"), "no per-namespace grant needed on top of the cluster-wide one"
+
+
+def _autoscaler_env(manifests: list[Manifest]) -> str:
+    [operator] = by_kind(manifests, "StatefulSet")
+    env = {var["name"]: var.get("value") for var in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    return str(env["MODELPILOT_AUTOSCALER"])
+
+
+def _keda_verbs(manifests: list[Manifest]) -> list[set[str]]:
+    roles = by_kind(manifests, "ClusterRole") + by_kind(manifests, "Role")
+    return [
+        grants(role["rules"])[("keda.sh", "scaledobjects")]
+        for role in roles
+        if ("keda.sh", "scaledobjects") in grants(role["rules"])
+    ]
+
+
+def test_without_keda_the_operator_uses_hpas_and_gets_no_keda_rights(render: Render) -> None:
+    manifests = render()  # helm template serves no keda.sh API: auto means hpa
+    assert _autoscaler_env(manifests) == "hpa"
+    assert _keda_verbs(manifests) == []
+
+
+def test_auto_picks_keda_when_the_cluster_serves_scaled_objects() -> None:
+    result = run_helm(
+        "template",
+        "mp",
+        str(CHART),
+        "--namespace",
+        "modelpilot",
+        "--kube-version",
+        KUBE_VERSION,
+        "--api-versions",
+        "keda.sh/v1alpha1/ScaledObject",
+    )
+    assert result.returncode == 0, result.stderr
+    manifests = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert _autoscaler_env(manifests) == "keda"
+    assert _keda_verbs(manifests) == [{"get", "list", "watch", "create", "patch", "update", "delete"}]
+
+
+def test_keda_backend_grants_scaled_objects_in_every_served_namespace(render: Render) -> None:
+    manifests = render(NAMESPACED, operator__autoscaler="keda")
+    assert _autoscaler_env(manifests) == "keda"
+    assert len(_keda_verbs(manifests)) == len(by_kind(manifests, "Role")) == 2
+
+
+def test_hpa_backend_is_kept_even_where_keda_is_served() -> None:
+    result = run_helm(
+        "template",
+        "mp",
+        str(CHART),
+        "--kube-version",
+        KUBE_VERSION,
+        "--set",
+        "operator.autoscaler=hpa",
+        "--api-versions",
+        "keda.sh/v1alpha1/ScaledObject",
+    )
+    assert result.returncode == 0, result.stderr
+    manifests = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert _autoscaler_env(manifests) == "hpa"
+    assert _keda_verbs(manifests) == []

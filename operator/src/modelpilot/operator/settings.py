@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,11 @@ class OperatorSettings(BaseSettings):
         default="",
         description="Comma-separated CIDRs of the Gateway's or ingress controller's pods: serving pods behind a "
         "gateway or ingress router believe the client address these proxies put in X-Forwarded-For.",
+    )
+    autoscaler: Literal["hpa", "keda"] = Field(
+        default="hpa",
+        description="What scales the tracks: hpa (HorizontalPodAutoscalers on CPU) or keda (ScaledObjects for "
+        "specs with serving.autoscaling.requestRate; the chart picks keda when the cluster serves KEDA's API).",
     )
     field_manager: str = Field(default="modelpilot", description="Server-side apply field manager.")
     poll_floor_seconds: float = Field(default=1.0, description="Shortest registry poll interval allowed.")

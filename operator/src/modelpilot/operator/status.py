@@ -14,7 +14,14 @@ from pydantic.alias_generators import to_camel
 HISTORY_LIMIT = 30
 
 ConditionType = Literal[
-    "Ready", "Progressing", "Degraded", "RegistryReachable", "TrainingSucceeded", "CanaryHeaderReady", "Drifted"
+    "Ready",
+    "Progressing",
+    "Degraded",
+    "RegistryReachable",
+    "TrainingSucceeded",
+    "CanaryHeaderReady",
+    "Drifted",
+    "RequestRateScaling",
 ]
 
 
@@ -39,7 +46,7 @@ class Condition(StatusModel):
     type: str = Field(
         description=(
             "Condition type: Ready, Progressing, Degraded, RegistryReachable, TrainingSucceeded, "
-            "CanaryHeaderReady (with spec.traffic.header)."
+            "CanaryHeaderReady (with spec.traffic.header), RequestRateScaling (with serving.autoscaling.requestRate)."
         )
     )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")

@@ -321,3 +321,26 @@ def test_spec_env_cannot_point_the_server_at_another_key_file() -> None:
     assert _env(build_track(OWNER, spec_of(raw), track_plan()))["MODELPILOT_API_KEYS_FILE"] == (
         "/etc/modelpilot/auth/auth-api-keys/value"
     )
+
+
+ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+INFERENCE_ROLE = "arn:aws:iam::111122223333:role/modelpilot-inference"
+
+
+@pytest.mark.parametrize("track", ["stable", "canary"])
+def test_service_account_annotations_reach_each_tracks_account_and_its_pods_use_it(track: Any) -> None:
+    raw = gateway_raw()
+    raw["serving"]["serviceAccount"] = {"annotations": {ROLE_ANNOTATION: INFERENCE_ROLE}}
+    objects = build_track(OWNER, spec_of(raw), track_plan(track))
+    account = _by_kind(objects)["ServiceAccount"]
+    assert account["metadata"]["name"] == f"fraud-{track}"
+    assert account["metadata"]["annotations"] == {ROLE_ANNOTATION: INFERENCE_ROLE}
+    assert _pod_spec(objects)["serviceAccountName"] == f"fraud-{track}"
+    # The role's token is projected by EKS; the Kubernetes API token is still never mounted.
+    assert account["automountServiceAccountToken"] is False
+    assert _pod_spec(objects)["automountServiceAccountToken"] is False
+
+
+def test_service_account_without_annotations_has_none() -> None:
+    account = _by_kind(build_track(OWNER, spec_of(gateway_raw()), track_plan()))["ServiceAccount"]
+    assert "annotations" not in account["metadata"]

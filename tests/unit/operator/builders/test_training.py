@@ -171,3 +171,25 @@ def test_training_pods_may_not_unpickle_models_unless_the_spec_opts_in() -> None
     raw["training"]["allowPickleDeserialization"] = True
     raw["training"]["env"] = [{"name": "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "value": "false"}]
     assert _env(_job(raw))["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "true"
+
+
+def test_training_pods_run_as_the_named_service_account() -> None:
+    raw = gateway_raw()
+    raw["training"]["serviceAccountName"] = "fraud-training"
+    job = _job(raw)
+    assert _pod(job)["serviceAccountName"] == "fraud-training"
+    assert _pod(job)["automountServiceAccountToken"] is False
+    cronjob = build_training_cronjob(OWNER, spec_of(raw), name="fraud-train-scheduled")
+    assert cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["serviceAccountName"] == "fraud-training"
+
+
+def test_training_pods_without_a_service_account_name_use_the_namespace_default() -> None:
+    assert "serviceAccountName" not in _pod(_job())
+
+
+@pytest.mark.parametrize("name", ["Fraud", "-fraud", "fraud_training", ""])
+def test_an_invalid_training_service_account_name_is_refused(name: str) -> None:
+    raw = gateway_raw()
+    raw["training"]["serviceAccountName"] = name
+    with pytest.raises(ValueError, match="serviceAccountName"):
+        spec_of(raw)

@@ -131,7 +131,8 @@ def quantity(value: int | str) -> str:
     return str(value)
 
 
-def _requests_gpu(resources: Resources) -> bool:
+def requests_gpu(resources: Resources) -> bool:
+    """Whether a container with these resources asks for at least one GPU."""
     amounts = [resources.limits.get(GPU_RESOURCE), resources.requests.get(GPU_RESOURCE)]
     return any(amount is not None and str(amount) not in {"0", "0.0"} for amount in amounts)
 
@@ -167,7 +168,7 @@ def pod_tolerations(tolerations: list[Toleration], resources: Resources) -> list
     """The spec's tolerations, plus one for the `nvidia.com/gpu` taint GPU node pools carry when the
     container asks for a GPU and no toleration covers that taint yet (the pod would never schedule)."""
     result = [_toleration(toleration) for toleration in tolerations]
-    if _requests_gpu(resources) and not _tolerates_gpu_taint(tolerations):
+    if requests_gpu(resources) and not _tolerates_gpu_taint(tolerations):
         result.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
     return result
 

@@ -6,6 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from modelpilot.operator.builders.autoscaling import (
+    Autoscaler,
+    autoscaler_keys,
+    build_autoscaler,
+    unbuilt_autoscaler_keys,
+)
 from modelpilot.operator.builders.common import (
     SERVING_COMPONENT,
     ObjectKey,
@@ -18,13 +24,13 @@ from modelpilot.operator.builders.common import (
     metadata,
     pickle_env,
     pod_security_context,
-    quantity,
     scheduling,
     selector,
     tmp_mount,
     tmp_volume,
     track_name,
 )
+from modelpilot.operator.builders.placement import serving_placement
 from modelpilot.operator.spec import ModelDeploymentSpec, SecretKeyRef
 from modelpilot.operator.spec.serving import METRICS_PORT
 
@@ -78,29 +84,41 @@ class TrackPlan:
     # CIDRs of the proxies in front of the pods (the Gateway's or ingress controller's pods), whose
     # X-Forwarded-For the server believes; empty: the TCP peer is the client.
     trusted_proxies: str = ""
+    autoscaler: Autoscaler = "hpa"  # the operator's autoscaler backend (builders.autoscaling)
 
 
 def build_track(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[str, Any]]:
-    """ServiceAccount, Deployment, Service, HPA (with autoscaling), PodDisruptionBudget and NetworkPolicy
-    of one track, in the order they should be applied (the ServiceAccount before the pods that use it)."""
+    """ServiceAccount, Deployment, Service, autoscaler (HPA or KEDA ScaledObject, with autoscaling),
+    PodDisruptionBudget and NetworkPolicy of one track, in the order they should be applied (the ServiceAccount
+    before the pods that use it)."""
     objects = [
         _service_account(owner, spec, plan),
         _deployment(owner, spec, plan),
         _service(owner, spec, plan),
     ]
     if spec.serving.autoscaling is not None:
-        objects.append(_autoscaler(owner, spec, plan))
+        objects.append(
+            build_autoscaler(
+                owner,
+                spec,
+                plan.track,
+                _track_labels(owner, spec, plan),
+                min_replicas=plan.min_replicas,
+                max_replicas=plan.max_replicas,
+                autoscaler=plan.autoscaler,
+            )
+        )
     objects.append(_disruption_budget(owner, spec, plan))
     objects.append(_network_policy(owner, spec, plan))
     return objects
 
 
-def track_object_keys(owner_name: str, track: Track) -> list[ObjectKey]:
+def track_object_keys(owner_name: str, track: Track, autoscaler: Autoscaler = "hpa") -> list[ObjectKey]:
     """(apiVersion, kind, name) of every object `build_track` can produce, in the order to delete them:
     the autoscaler before the Deployment it scales, the Service and its policies after the pods."""
     name = track_name(owner_name, track)
     return [
-        ("autoscaling/v2", "HorizontalPodAutoscaler", name),
+        *autoscaler_keys(name, autoscaler),
         ("apps/v1", "Deployment", name),
         ("policy/v1", "PodDisruptionBudget", name),
         ("networking.k8s.io/v1", "NetworkPolicy", name),
@@ -109,12 +127,12 @@ def track_object_keys(owner_name: str, track: Track) -> list[ObjectKey]:
     ]
 
 
-def unbuilt_track_keys(owner_name: str, spec: ModelDeploymentSpec, track: Track) -> list[ObjectKey]:
+def unbuilt_track_keys(
+    owner_name: str, spec: ModelDeploymentSpec, track: Track, autoscaler: Autoscaler = "hpa"
+) -> list[ObjectKey]:
     """Objects of a track that `build_track` no longer produces for this spec and so must be deleted
-    (the HPA once autoscaling is switched off)."""
-    if spec.serving.autoscaling is None:
-        return [("autoscaling/v2", "HorizontalPodAutoscaler", track_name(owner_name, track))]
-    return []
+    (the autoscaler once autoscaling is switched off, the other kind when the autoscaler kind changes)."""
+    return unbuilt_autoscaler_keys(track_name(owner_name, track), spec, autoscaler)
 
 
 def _track_labels(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, str]:
@@ -122,11 +140,16 @@ def _track_labels(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> d
 
 
 def _service_account(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, Any]:
-    # One account per track, so cloud IAM bindings (IRSA) can target it; the server never calls the API.
+    # One account per track, so cloud IAM bindings (IRSA, EKS Pod Identity) can name it exactly; the server
+    # never calls the Kubernetes API, so its token stays unmounted (EKS's webhook projects a token of its own,
+    # for the audience sts.amazonaws.com, into pods whose account carries a role).
+    annotations = dict(spec.serving.service_account.annotations)
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": metadata(owner, track_name(owner.name, plan.track), _track_labels(owner, spec, plan)),
+        "metadata": metadata(
+            owner, track_name(owner.name, plan.track), _track_labels(owner, spec, plan), annotations or None
+        ),
         "automountServiceAccountToken": False,
     }
 
@@ -251,6 +274,7 @@ def _container(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict
 def _deployment(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, Any]:
     serving = spec.serving
     pod_labels = _track_labels(owner, spec, plan)
+    placement = serving_placement(owner.name, spec, plan.track)
     pod_spec: dict[str, Any] = {
         "serviceAccountName": track_name(owner.name, plan.track),
         "automountServiceAccountToken": False,
@@ -263,16 +287,9 @@ def _deployment(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dic
             {"name": SPOOL_VOLUME, "emptyDir": {"sizeLimit": SPOOL_SIZE_LIMIT}},
             *_auth_volumes(spec),
         ],
-        # Spread replicas over nodes when the scheduler can; never refuse to schedule for it.
-        "topologySpreadConstraints": [
-            {
-                "maxSkew": 1,
-                "topologyKey": "kubernetes.io/hostname",
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": selector(owner.name, plan.track)},
-            }
-        ],
-        **scheduling(serving.node_selector, serving.tolerations, serving.affinity, serving.resources),
+        # Spread over nodes, or GPU pods packed (spec.serving.gpuPlacement); never refuse to schedule for it.
+        "topologySpreadConstraints": placement.topology_spread_constraints,
+        **scheduling(serving.node_selector, serving.tolerations, placement.affinity, serving.resources),
     }
     deployment_spec: dict[str, Any] = {}
     if serving.autoscaling is None:
@@ -316,48 +333,6 @@ def _service(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[s
             "type": "ClusterIP",
             "selector": selector(owner.name, plan.track),
             "ports": [{"name": PORT_NAME, "port": spec.serving.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
-        },
-    }
-
-
-def _autoscaler(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[str, Any]:
-    autoscaling = spec.serving.autoscaling
-    assert autoscaling is not None  # build_track only calls this with autoscaling
-    minimum = plan.min_replicas if plan.min_replicas is not None else autoscaling.min_replicas
-    minimum = max(minimum, 1)  # 0 needs the HPAScaleToZero feature gate
-    maximum = plan.max_replicas if plan.max_replicas is not None else autoscaling.max_replicas
-    metrics: list[dict[str, Any]] = [
-        {
-            "type": "Resource",
-            "resource": {
-                "name": "cpu",
-                "target": {"type": "Utilization", "averageUtilization": autoscaling.target_cpu_utilization},
-            },
-        }
-    ]
-    if autoscaling.metric is not None:
-        metrics.append(
-            {
-                "type": "Pods",
-                "pods": {
-                    "metric": {"name": autoscaling.metric.name},
-                    "target": {
-                        "type": "AverageValue",
-                        "averageValue": quantity(autoscaling.metric.target_average_value),
-                    },
-                },
-            }
-        )
-    name = track_name(owner.name, plan.track)
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": metadata(owner, name, _track_labels(owner, spec, plan)),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": minimum,
-            "maxReplicas": max(maximum, minimum),
-            "metrics": metrics,
         },
     }
 

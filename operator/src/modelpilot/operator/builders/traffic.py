@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelpilot.operator.builders.autoscaling import Autoscaler
 from modelpilot.operator.builders.common import ObjectKey, Owner, Track
 from modelpilot.operator.builders.routing import RouterPlan, build_router
 from modelpilot.operator.builders.serving import TrackPlan, build_track, track_object_keys, unbuilt_track_keys
@@ -124,12 +125,14 @@ def plan_traffic(
     stable_replicas: int | None = None,
     router_proxies: str = "",
     canary_header_value: str | None = None,
+    autoscaler: Autoscaler = "hpa",
 ) -> TrafficPlan:
     """Everything that makes `weight` percent reach the canary at version `canary` (None: no canary)
     while the stable track serves version `stable`. `stable_replicas` is what the stable Deployment runs
     now (its HPA's choice): with the replica router and autoscaling, the canary's size follows it.
     `router_proxies`: CIDRs of the gateway's or ingress controller's pods (unused by the replicas router).
-    `canary_header_value`: the value of spec.traffic.header read from its Secret; None: no header rule."""
+    `canary_header_value`: the value of spec.traffic.header read from its Secret; None: no header rule.
+    `autoscaler`: the operator's autoscaler backend (`builders.autoscaling`)."""
     weight = min(max(weight, 0), FULL) if canary is not None else 0
     proxies = router_proxies if spec.traffic.router != "replicas" else ""
     if spec.traffic.router == "replicas":
@@ -141,10 +144,10 @@ def plan_traffic(
     apply: list[dict[str, Any]] = []
     delete: list[ObjectKey] = []
     if canary is not None and sizes.canary is not None:
-        apply += build_track(owner, spec, _track_plan(spec, "canary", canary, sizes.canary, proxies))
-        delete += unbuilt_track_keys(owner.name, spec, "canary")
-    apply += build_track(owner, spec, _track_plan(spec, "stable", stable, sizes.stable, proxies))
-    delete += unbuilt_track_keys(owner.name, spec, "stable")
+        apply += build_track(owner, spec, _track_plan(spec, "canary", canary, sizes.canary, proxies, autoscaler))
+        delete += unbuilt_track_keys(owner.name, spec, "canary", autoscaler)
+    apply += build_track(owner, spec, _track_plan(spec, "stable", stable, sizes.stable, proxies, autoscaler))
+    delete += unbuilt_track_keys(owner.name, spec, "stable", autoscaler)
     router = build_router(
         owner,
         spec,
@@ -158,7 +161,7 @@ def plan_traffic(
     apply += router.apply
     if canary is None:
         # Out of the router first (applied above), then the canary's objects go.
-        delete += router.delete + track_object_keys(owner.name, "canary")
+        delete += router.delete + track_object_keys(owner.name, "canary", autoscaler)
     else:
         delete += router.delete
     return TrafficPlan(
@@ -182,7 +185,9 @@ class _Sizes:
     message: str | None = None
 
 
-def _track_plan(spec: ModelDeploymentSpec, track: Track, version: str, size: TrackSize, proxies: str) -> TrackPlan:
+def _track_plan(
+    spec: ModelDeploymentSpec, track: Track, version: str, size: TrackSize, proxies: str, autoscaler: Autoscaler
+) -> TrackPlan:
     return TrackPlan(
         track=track,
         version=version,
@@ -191,6 +196,7 @@ def _track_plan(spec: ModelDeploymentSpec, track: Track, version: str, size: Tra
         min_replicas=size.min_replicas,
         max_replicas=size.max_replicas,
         trusted_proxies=proxies,
+        autoscaler=autoscaler,
     )
 
 

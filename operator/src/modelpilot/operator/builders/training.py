@@ -106,6 +106,7 @@ def _pod_template(owner: Owner, spec: ModelDeploymentSpec, trigger: str) -> dict
     training = _training(spec)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        **({"serviceAccountName": training.service_account_name} if training.service_account_name else {}),
         # Training talks to MLflow and the data store only, never to the Kubernetes API.
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,

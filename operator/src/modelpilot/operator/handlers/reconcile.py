@@ -16,6 +16,7 @@ from typing import Any
 from modelpilot.operator.analysis import analyse
 from modelpilot.operator.builders.common import Owner, track_name
 from modelpilot.operator.builders.traffic import plan_traffic
+from modelpilot.operator.handlers.autoscaling import report_request_rate_scaling
 from modelpilot.operator.handlers.canary_header import read_canary_header
 from modelpilot.operator.handlers.drift import watch_drift
 from modelpilot.operator.handlers.journal import EmitEvent, Journal
@@ -111,6 +112,7 @@ class Reconciliation:
         journal = self.journal
         journal.status.model_name = spec.model.name
         self.runtime.serves(*self.key, spec.model.name)
+        report_request_rate_scaling(spec, self.runtime.settings.autoscaler, journal)
         objects = OwnedObjects(self.runtime.kube, self.runtime.applied, self.owner, spec)
         # Every path that serves reads the stable Deployment: overlap that read with the registry's.
         objects.prefetch("apps/v1", "Deployment", track_name(self.owner.name, "stable"))
@@ -153,6 +155,7 @@ class Reconciliation:
                 abort_requested=ABORT_ANNOTATION in self.annotations,
                 router_proxies=self.runtime.settings.router_proxies,
                 canary_header_value=header_value,
+                autoscaler=self.runtime.settings.autoscaler,
             )
             requeue = await executor.drive(resolved)
             await journal.write()
@@ -236,8 +239,15 @@ class Reconciliation:
     async def _serve_stable_only(
         self, spec: ModelDeploymentSpec, objects: OwnedObjects, version: str
     ) -> TrackObservation:
+        settings = self.runtime.settings
         plan = plan_traffic(
-            self.owner, spec, stable=version, canary=None, weight=0, router_proxies=self.runtime.settings.router_proxies
+            self.owner,
+            spec,
+            stable=version,
+            canary=None,
+            weight=0,
+            router_proxies=settings.router_proxies,
+            autoscaler=settings.autoscaler,
         )
         await objects.apply_plan(plan)
         observation = await objects.observe("stable", version)

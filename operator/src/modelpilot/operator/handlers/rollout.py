@@ -23,6 +23,7 @@ from typing import Protocol
 
 from modelpilot.operator import metrics
 from modelpilot.operator.analysis import AnalysisTarget
+from modelpilot.operator.builders.autoscaling import Autoscaler
 from modelpilot.operator.builders.common import Owner, Track
 from modelpilot.operator.builders.traffic import TrafficPlan, plan_traffic
 from modelpilot.operator.handlers.journal import Journal
@@ -96,6 +97,7 @@ class RolloutExecutor:
     abort_requested: bool = False
     router_proxies: str = ""  # the operator's setting, for the serving pods behind a gateway or ingress
     canary_header_value: str | None = None  # spec.traffic.header's value from its Secret; None: no header rule
+    autoscaler: Autoscaler = "hpa"  # the operator's autoscaler backend
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     applied: TrafficPlan | None = None  # the last plan applied in this run
     resolved: ResolvedVersions = field(default_factory=lambda: ResolvedVersions(None, None))
@@ -246,6 +248,7 @@ class RolloutExecutor:
             stable_replicas=running,
             router_proxies=self.router_proxies,
             canary_header_value=self.canary_header_value,
+            autoscaler=self.autoscaler,
         )
 
     def _count(self, decision: Decision) -> None:

@@ -25,13 +25,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from modelpilot.operator.builders.server_metrics import (
+    LATENCY_BUCKETS_METRIC,
+    REQUESTS_METRIC,
+    promql_label_value,
+    track_matchers,
+    traffic_matchers,
+)
 from modelpilot.operator.spec import Analysis, parse_duration
 from modelpilot.operator.spec.rollout import ERROR_RATE, ERROR_RATE_ABOVE_STABLE, P99_LATENCY, STABLE_ERROR_RATE
-
-REQUESTS_METRIC = "modelpilot_http_requests_total"
-LATENCY_BUCKETS_METRIC = "modelpilot_http_request_duration_seconds_bucket"
-# Anchored by PromQL: routes that are not traffic (kubelet probes, Prometheus scrapes).
-NON_TRAFFIC_ROUTES = "/healthz|/readyz|/livez|/metrics"
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(track|model|version|namespace|window)\s*\}\}")
 
@@ -48,21 +50,14 @@ class QueryTarget:
 
 def label_value(text: str) -> str:
     """`text` escaped for use inside a double-quoted PromQL label matcher."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return promql_label_value(text)
 
 
 def selector(target: QueryTarget, *, server_errors_only: bool = False) -> str:
     """The label matchers of `target`'s traffic, e.g.
-    `{namespace="ml",model="m",track="canary",version="3",route!~"…"}`.
-
-    `namespace` is the label Kubernetes service discovery (and a PodMonitor) gives each scraped pod: two
-    ModelDeployments of one model in two namespaces never mix their series.
+    `{namespace="ml",model="m",track="canary",version="3",route!~"…"}` (see `server_metrics.track_matchers`).
     """
-    matchers = [f'namespace="{label_value(target.namespace)}"'] if target.namespace else []
-    matchers += [f'model="{label_value(target.model)}"', f'track="{label_value(target.track)}"']
-    if target.version is not None:
-        matchers.append(f'version="{label_value(target.version)}"')
-    matchers.append(f'route!~"{NON_TRAFFIC_ROUTES}"')
+    matchers = traffic_matchers(target.namespace, target.model, target.track, target.version)
     if server_errors_only:
         matchers.append('code=~"5.."')
     return "{" + ",".join(matchers) + "}"
@@ -73,11 +68,7 @@ REFERENCE_SHARE_METRIC = "modelpilot_feature_reference_share"
 
 
 def _feature_selector(target: QueryTarget) -> str:
-    matchers = [f'namespace="{label_value(target.namespace)}"'] if target.namespace else []
-    matchers += [f'model="{label_value(target.model)}"', f'track="{label_value(target.track)}"']
-    if target.version is not None:
-        matchers.append(f'version="{label_value(target.version)}"')
-    return "{" + ",".join(matchers) + "}"
+    return "{" + ",".join(track_matchers(target.namespace, target.model, target.track, target.version)) + "}"
 
 
 def served_bins_query(target: QueryTarget, window: str) -> str:

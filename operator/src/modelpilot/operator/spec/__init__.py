@@ -34,10 +34,12 @@ from modelpilot.operator.spec.serving import (
     Autoscaling,
     CustomScalingMetric,
     EnvVar,
+    RequestRateScaling,
     Resources,
     Scheduling,
     Serving,
     ServingAuth,
+    ServingServiceAccount,
     Toleration,
 )
 from modelpilot.operator.spec.traffic import (
@@ -53,6 +55,9 @@ from modelpilot.operator.spec.traffic import (
 from modelpilot.operator.spec.training import Drift, Monitoring, Training, TrainingData
 
 DRIFT_NEEDS_PROMETHEUS = "monitoring.drift needs monitoring.drift.prometheus or rollout.analysis.prometheus"
+REQUEST_RATE_NEEDS_PROMETHEUS = (
+    "serving.autoscaling.requestRate needs serving.autoscaling.requestRate.prometheus or rollout.analysis.prometheus"
+)
 
 
 class ModelDeploymentSpec(SpecModel):
@@ -68,6 +73,11 @@ class ModelDeploymentSpec(SpecModel):
                 "!has(self.monitoring) || !has(self.monitoring.drift) || has(self.monitoring.drift.prometheus)"
                 " || has(self.rollout)",
                 DRIFT_NEEDS_PROMETHEUS,
+            ),
+            (
+                "!has(self.serving.autoscaling) || !has(self.serving.autoscaling.requestRate)"
+                " || has(self.serving.autoscaling.requestRate.prometheus) || has(self.rollout)",
+                REQUEST_RATE_NEEDS_PROMETHEUS,
             ),
         )
     )
@@ -94,6 +104,23 @@ class ModelDeploymentSpec(SpecModel):
         if self.drift_prometheus is None and self.monitoring.drift is not None:
             raise ValueError(DRIFT_NEEDS_PROMETHEUS)
         return self
+
+    @model_validator(mode="after")
+    def _request_rate_needs_prometheus(self) -> ModelDeploymentSpec:
+        autoscaling = self.serving.autoscaling
+        if autoscaling is not None and autoscaling.request_rate is not None and self.request_rate_prometheus is None:
+            raise ValueError(REQUEST_RATE_NEEDS_PROMETHEUS)
+        return self
+
+    @property
+    def request_rate_prometheus(self) -> str | None:
+        """The Prometheus KEDA reads the request rate from: requestRate.prometheus, else the rollout analysis's."""
+        autoscaling = self.serving.autoscaling
+        if autoscaling is None or autoscaling.request_rate is None:
+            return None
+        if autoscaling.request_rate.prometheus:
+            return autoscaling.request_rate.prometheus
+        return self.rollout.analysis.prometheus if self.rollout is not None else None
 
     @property
     def drift_prometheus(self) -> str | None:
@@ -150,12 +177,14 @@ __all__ = [
     "Quantity",
     "RegistrySpec",
     "ReplicaRouter",
+    "RequestRateScaling",
     "Resources",
     "Rollout",
     "Scheduling",
     "SecretKeyRef",
     "Serving",
     "ServingAuth",
+    "ServingServiceAccount",
     "SpecModel",
     "Stage",
     "Toleration",

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from modelpilot.operator.spec.base import Quantity, SecretKeyRef, SpecModel, cel_rules
+from modelpilot.operator.spec.base import Duration, Quantity, SecretKeyRef, SpecModel, cel_rules
 
 
 class Toleration(SpecModel):
@@ -96,10 +96,33 @@ ALLOW_PICKLE_DESCRIPTION = (
 
 
 class CustomScalingMetric(SpecModel):
-    """A per-pod metric (from a metrics adapter) the HPA scales on besides CPU."""
+    """A per-pod metric the HPA scales on besides CPU, served by a custom-metrics adapter the cluster runs
+    (the operator exports none; for the request rate use requestRate)."""
 
     name: str = Field(min_length=1, description="Pods metric name, e.g. model_requests_per_second.")
     target_average_value: Quantity = Field(description="Target average value per pod, e.g. 50.")
+
+
+_METRIC_OR_REQUEST_RATE = (
+    "serving.autoscaling takes metric (an adapter's per-pod metric) or requestRate (KEDA), not both"
+)
+
+
+class RequestRateScaling(SpecModel):
+    """Scaling on the requests each replica serves, read from Prometheus by KEDA (the operator's autoscaler
+    backend `keda`): per track, the per-second rate of the prediction server's modelpilot_http_requests_total
+    (probes and scrapes left out) over `window`, divided by the replicas, is kept at `targetPerReplica`."""
+
+    target_per_replica: float = Field(
+        gt=0, le=1e6, description="Requests per second one replica should serve, e.g. 50."
+    )
+    window: Duration = Field(default="1m", description="Window the request rate is averaged over.")
+    prometheus: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        max_length=2048,
+        description="Prometheus base URL KEDA queries; unset: the rollout analysis's.",
+    )
 
 
 class Autoscaling(SpecModel):
@@ -111,6 +134,7 @@ class Autoscaling(SpecModel):
                 "self.minReplicas <= self.maxReplicas",
                 "serving.autoscaling.minReplicas must not exceed maxReplicas",
             ),
+            ("!has(self.metric) || !has(self.requestRate)", _METRIC_OR_REQUEST_RATE),
         )
     )
 
@@ -123,13 +147,46 @@ class Autoscaling(SpecModel):
         le=100,
         description="Average CPU utilisation (percent of requests) to keep.",
     )
-    metric: CustomScalingMetric | None = Field(default=None, description="An optional custom per-pod metric.")
+    metric: CustomScalingMetric | None = Field(
+        default=None, description="An optional custom per-pod metric from a metrics adapter."
+    )
+    request_rate: RequestRateScaling | None = Field(
+        default=None,
+        description=(
+            "Scale on requests per second per replica besides CPU, through KEDA when the operator's autoscaler "
+            "backend is keda; with plain HPAs the tracks scale on CPU only."
+        ),
+    )
 
     @model_validator(mode="after")
     def _bounds_are_ordered(self) -> Autoscaling:
         if self.min_replicas > self.max_replicas:
             raise ValueError("serving.autoscaling.minReplicas must not exceed maxReplicas")
+        if self.metric is not None and self.request_rate is not None:
+            raise ValueError(_METRIC_OR_REQUEST_RATE)
         return self
+
+
+class ServingServiceAccount(SpecModel):
+    """The ServiceAccounts the operator makes for the tracks (`<name>-stable`, `<name>-canary`)."""
+
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Annotations on both tracks' ServiceAccounts, e.g. eks.amazonaws.com/role-arn for an IAM role (IRSA) "
+            "that reads the model artifacts."
+        ),
+    )
+
+
+GpuPlacement = Literal["Pack", "Spread"]
+GPU_PLACEMENT_DESCRIPTION = (
+    "Where pods that ask for nvidia.com/gpu go. Pack (default): replicas fill the GPU nodes that already run this "
+    "ModelDeployment's pods before they take another one, spread evenly over zones, so whole GPU nodes stay free "
+    "for training and for the cluster autoscaler to remove. Spread: at most one replica more on any node than on "
+    "another, and over zones, so a node failure takes as few replicas as it can. Both are preferences: pods still "
+    "schedule when they cannot be met. Pods without a GPU are always spread over nodes."
+)
 
 
 # The prediction server's `MODELPILOT_METRICS_PORT`: GET /metrics is served there only, apart from predictions.
@@ -155,6 +212,10 @@ class Serving(Scheduling):
     autoscaling: Autoscaling | None = Field(default=None, description="HPA settings; unset means fixed replicas.")
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
     auth: ServingAuth | None = Field(default=None, description="Client authentication; unset: none.")
+    gpu_placement: GpuPlacement = Field(default="Pack", description=GPU_PLACEMENT_DESCRIPTION)
+    service_account: ServingServiceAccount = Field(
+        default_factory=ServingServiceAccount, description="The tracks' ServiceAccounts (cloud identity)."
+    )
     allow_pickle_deserialization: bool = Field(default=False, description=ALLOW_PICKLE_DESCRIPTION)
 
     @model_validator(mode="after")

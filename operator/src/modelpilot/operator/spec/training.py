@@ -28,6 +28,16 @@ class Training(Scheduling):
     data: TrainingData = Field(default_factory=TrainingData, description="Training data location.")
     resources: Resources = Field(default_factory=Resources, description="Job container resources, e.g. a GPU.")
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description=(
+            "ServiceAccount (in the ModelDeployment's namespace) the training pods run as, e.g. one annotated "
+            "with eks.amazonaws.com/role-arn for an IAM role that reads the data and writes artifacts; unset: "
+            "the namespace's default."
+        ),
+    )
     schedule: str | None = Field(
         default=None,
         max_length=128,
