@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import time
 from typing import Any, cast
 
@@ -173,7 +174,9 @@ def delete_model_deployments(api_client: client.ApiClient, namespace: str, timeo
 
 
 def delete_namespace_and_wait(api_client: client.ApiClient, namespace: str, timeout: float) -> float:
-    """Delete the namespace and wait until it is gone (its pods, Deployments, … with it); seconds taken."""
+    """Delete the namespace and wait until it is gone (its pods, Deployments, … with it); seconds taken, or
+    -1 when it was not gone within `timeout` (the figures measured before are kept, and the namespace
+    finishes terminating by itself)."""
     core = client.CoreV1Api(api_client)
     started = time.monotonic()
     try:
@@ -191,5 +194,9 @@ def delete_namespace_and_wait(api_client: client.ApiClient, namespace: str, time
             raise
         return False
 
-    wait_until(gone, timeout=timeout, description=f"namespace {namespace} deleted", interval=2)
+    try:
+        wait_until(gone, timeout=timeout, description=f"namespace {namespace} deleted", interval=2)
+    except TimeoutError as error:
+        print(f"cleanup: {error}", file=sys.stderr)
+        return -1.0
     return time.monotonic() - started
