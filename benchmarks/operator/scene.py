@@ -49,6 +49,8 @@ def create_benchmark_node(api_client: client.ApiClient, pods: int) -> str:
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
                 "modelpilot.io/node-pool": "benchmark",
+                # Test namespaces send their pods to kwok's nodes by this label (the API server's PodNodeSelector).
+                "type": "kwok",
             },
         },
         "spec": {"taints": [{"key": BENCHMARK_TAINT, "value": "operator", "effect": "NoSchedule"}]},
