@@ -42,11 +42,21 @@ class Journal:
         """Post an Event only (the history entry is written by whoever decided it)."""
         self._emit(kind, reason, message)
 
-    def notify(self, kind: str, reason: str, message: str, version: str | None = None) -> None:
-        """Record a transition: an Event and a status history entry."""
-        self.status.history = append_history(
-            self.status.history, HistoryEntry(event=reason, version=version, message=message)
+    def notify(
+        self,
+        kind: str,
+        reason: str,
+        message: str,
+        version: str | None = None,
+        *,
+        requested_by: str | None = None,
+        request_reason: str | None = None,
+    ) -> None:
+        """Record a transition: an Event and a status history entry (with who asked and why, for a request)."""
+        entry = HistoryEntry(
+            event=reason, version=version, message=message, requested_by=requested_by, request_reason=request_reason
         )
+        self.status.history = append_history(self.status.history, entry)
         self._emit(kind, reason, message)
 
     def condition(self, type_: ConditionType, value: bool | None, reason: str, message: str = "") -> None:

@@ -60,6 +60,7 @@ from modelpilot.operator.rollout.actions import (
 )
 from modelpilot.operator.rollout.clock import parse_stamp, stamp, stamp_down
 from modelpilot.operator.rollout.queries import violations
+from modelpilot.operator.rollout.requests import ROLLOUT_ACTIONS, Answer, Request
 from modelpilot.operator.spec import ModelDeploymentSpec, Rollout, parse_duration
 from modelpilot.operator.status import AnalysisResult, CanaryStatus
 
@@ -84,6 +85,10 @@ def decide(spec: ModelDeploymentSpec, canary: CanaryStatus | None, obs: Observat
     step = _Step(current.model_copy(deep=True), obs)
     if spec.rollout is None:
         return _without_rollout(step)
+    if obs.request is not None and obs.request.action in ROLLOUT_ACTIONS:
+        answered = _answer(spec.rollout, step, obs.request)
+        if answered is not None:
+            return answered
     if current.state in TRAFFIC_STATES:
         return _progress(spec.rollout, step)
     if current.state == "Promoting":
@@ -101,6 +106,7 @@ class _Step:
     obs: Observation
     actions: list[Action] = field(default_factory=list)
     duration: float | None = None
+    answer: Answer | None = None
 
     @property
     def version(self) -> str:
@@ -109,8 +115,11 @@ class _Step:
     def act(self, *actions: Action) -> None:
         self.actions.extend(actions)
 
-    def emit(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
-        self.actions.append(Emit(type_, reason, message, self.canary.version))
+    def emit(
+        self, type_: Literal["Normal", "Warning"], reason: str, message: str, request: Request | None = None
+    ) -> None:
+        by, why = (request.requester, request.reason) if request else (None, None)
+        self.actions.append(Emit(type_, reason, message, self.canary.version, by, why))
 
     def finish_rollout(self) -> None:
         started = parse_stamp(self.canary.started_at)
@@ -118,7 +127,9 @@ class _Step:
 
     def done(self, requeue_after: float | None, due: datetime | None = None) -> Decision:
         requeue = None if requeue_after is None else max(requeue_after, 0.0)
-        return Decision(self.canary, tuple(self.actions), requeue, stamp_down(self.obs.now), self.duration, due)
+        return Decision(
+            self.canary, tuple(self.actions), requeue, stamp_down(self.obs.now), self.duration, due, self.answer
+        )
 
     def hold(self, seconds: float) -> Decision:
         """Done, and call again when the hold that starts now ends (an analysis falls due)."""
@@ -144,11 +155,14 @@ def _at_rest(step: _Step) -> Decision:
     candidate = obs.candidate_version
     if candidate is None or obs.stable_version is None or candidate == obs.stable_version or obs.abort_requested:
         return step.done(None)
+    if _held_abort(step.canary) and candidate == step.canary.version:
+        # Aborted by request: this version waits for a resume request; a new candidate starts its own rollout.
+        return step.done(None)
     _start(step, candidate, obs.stable_version)
     return step.done(READY_POLL_SECONDS)
 
 
-def _start(step: _Step, candidate: str, stable: str) -> None:
+def _start(step: _Step, candidate: str, stable: str, request: Request | None = None) -> None:
     now = stamp(step.obs.now)
     step.canary = CanaryStatus(
         version=candidate,
@@ -160,7 +174,10 @@ def _start(step: _Step, candidate: str, stable: str) -> None:
         reason=f"waiting for the canary of version {candidate} to be Ready",
     )
     step.act(EnsureCanary(candidate, 0))
-    step.emit("Normal", "RolloutStarted", f"rolling out version {candidate} as a canary (stable is {stable})")
+    why = f"; {request.describe()}" if request else ""
+    step.emit(
+        "Normal", "RolloutStarted", f"rolling out version {candidate} as a canary (stable is {stable}){why}", request
+    )
 
 
 def _progress(rollout: Rollout, step: _Step) -> Decision:
@@ -204,6 +221,11 @@ def _progress(rollout: Rollout, step: _Step) -> Decision:
         step.act(EnsureCanary(version, target))
         step.emit("Normal", "StepStarted", f"canary Ready: step {index + 1}/{len(rollout.steps)}, weight {target}%")
         return step.hold(rollout.interval_seconds)
+
+    if canary.state == "Paused" and canary.held_by:
+        # Paused by request: the weight is held and nothing is analysed until a resume request.
+        step.act(EnsureCanary(version, target))
+        return step.done(rollout.interval_seconds)
 
     if obs.router_weight is not None and obs.router_weight != target:
         # The step was recorded but its weight never reached the router (the operator stopped in between):
@@ -303,12 +325,8 @@ def _judge(rollout: Rollout, step: _Step, result: AnalysisResult) -> Decision:
         step.emit("Normal", "RolloutResumed", f"rollout resumed at {canary.weight}%: {result.reason}")
         return step.hold(rollout.interval_seconds)
     if canary.step + 1 >= len(steps):
-        canary.state = "Promoting"
-        canary.registry_written = False
-        canary.outcome_at = stamp(step.obs.now)
-        canary.replaces = step.obs.stable_version
-        canary.reason = "every step passed; promoting"
         step.act(hold)
+        _begin_promotion(step, "every step passed; promoting")
         step.emit("Normal", "PromotionStarted", f"every step passed; promoting version {step.version}")
         return step.done(0.0)
     canary.step += 1
@@ -322,6 +340,16 @@ def _judge(rollout: Rollout, step: _Step, result: AnalysisResult) -> Decision:
         f"analysis passed ({result.reason}); step {canary.step + 1}/{len(steps)}, weight {canary.weight}%",
     )
     return step.hold(rollout.interval_seconds)
+
+
+def _begin_promotion(step: _Step, reason: str) -> None:
+    """Record the intent to promote; the registry is written on the next call (`_promote`)."""
+    canary = step.canary
+    canary.state = "Promoting"
+    canary.registry_written = False
+    canary.outcome_at = stamp(step.obs.now)
+    canary.replaces = step.obs.stable_version
+    canary.reason = reason
 
 
 def _begin_rollback(step: _Step, reason: str) -> Decision:
@@ -407,3 +435,71 @@ def _stop(step: _Step, state: str) -> None:
     step.canary.state = state
     step.canary.weight = 0
     step.act(SetWeight(0), RemoveCanary())
+
+
+# -- requests (kubectl modelpilot promote|abort|pause|resume) ---------------------------------------
+
+
+def _held_abort(canary: CanaryStatus) -> bool:
+    return canary.state == "Aborted" and bool(canary.held_by)
+
+
+def _answer(rollout: Rollout, step: _Step, request: Request) -> Decision | None:
+    """Apply a person's request when it applies in the current state: the decision that does it. Else the
+    refusal is recorded (`step.answer`, a RequestRefused Event) and None lets the usual decision follow."""
+    canary, now = step.canary, step.obs.now
+    state, version = canary.state, step.version
+    said = f"{request.requester}" + (f": {request.reason}" if request.reason else "")
+    if request.action in ("promote", "abort", "pause") and state in TRAFFIC_STATES:
+        if request.action == "pause" and canary.held_by:
+            _refuse(step, request, f"the rollout of version {version} is already paused by {canary.held_by}")
+            return None
+        step.answer = Answer(request, True, f"{request.action} applied to the rollout of version {version}", version)
+        if request.action == "promote":
+            step.act(EnsureCanary(version, canary.weight))
+            _begin_promotion(step, f"promoted by {said}; the remaining steps are skipped")
+            step.emit("Normal", "PromotionStarted", f"promoting version {version} at once: {canary.reason}", request)
+            return step.done(0.0)
+        if request.action == "abort":
+            _stop(step, "Aborted")
+            canary = step.canary
+            canary.held_by, canary.reason = request.requester, f"aborted by {said}"
+            step.emit("Warning", "RolloutAborted", f"rollout of version {version} {canary.reason}", request)
+            step.finish_rollout()
+            return step.done(None)
+        canary.state, canary.held_by, canary.reason = "Paused", request.requester, f"paused by {said}"
+        step.act(EnsureCanary(version, canary.weight))
+        step.emit("Normal", "RolloutPaused", f"rollout paused at {canary.weight}%: {canary.reason}", request)
+        return step.done(rollout.interval_seconds)
+    if request.action == "resume" and state == "Paused":
+        canary.state, canary.held_by, canary.inconclusive = "Progressing", None, 0
+        canary.step_started_at = stamp(now)
+        canary.reason = f"resumed by {said}; step {canary.step + 1} held anew"
+        step.answer = Answer(request, True, f"the rollout of version {version} resumed", version)
+        step.act(EnsureCanary(version, canary.weight))
+        step.emit("Normal", "RolloutResumed", f"rollout resumed at {canary.weight}%: {canary.reason}", request)
+        return step.hold(rollout.interval_seconds)
+    if request.action == "resume" and _held_abort(canary):
+        obs = step.obs
+        if obs.candidate_version != version or obs.stable_version is None or obs.abort_requested:
+            _refuse(step, request, f"version {version} is not the candidate any more, or the abort annotation is set")
+            return None
+        step.answer = Answer(request, True, f"the rollout of version {version} starts again at step 1", version)
+        _start(step, version, obs.stable_version, request)
+        return step.done(READY_POLL_SECONDS)
+    _refuse(step, request, _why_not(request.action, canary))
+    return None
+
+
+def _refuse(step: _Step, request: Request, why: str) -> None:
+    step.answer = Answer(request, False, why, step.canary.version)
+    step.emit("Warning", "RequestRefused", f"{request.describe()}: refused, {why}", request)
+
+
+def _why_not(action: str, canary: CanaryStatus) -> str:
+    state = canary.state
+    if action == "resume":
+        if state == "Aborted":
+            return "the rollout was aborted by the modelpilot.io/abort annotation: remove it to roll out again"
+        return f"the rollout is {state}: resume applies while it is Paused, or Aborted by request"
+    return f"the rollout is {state}: {action} applies while it is Progressing or Paused"
