@@ -22,7 +22,7 @@ def asked(action: str, by: str = "alice", reason: str = "looks good", id_: str =
 
 
 def the_emit(decision: object, reason: str) -> Emit:
-    found = [emit for emit in decision.events() if emit.reason == reason]  # type: ignore[attr-defined]
+    found: list[Emit] = [emit for emit in decision.events() if emit.reason == reason]  # type: ignore[attr-defined]
     assert len(found) == 1, [emit.reason for emit in decision.events()]  # type: ignore[attr-defined]
     return found[0]
 

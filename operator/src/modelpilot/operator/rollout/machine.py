@@ -60,7 +60,7 @@ from modelpilot.operator.rollout.actions import (
 )
 from modelpilot.operator.rollout.clock import parse_stamp, stamp, stamp_down
 from modelpilot.operator.rollout.queries import violations
-from modelpilot.operator.rollout.requests import ROLLOUT_ACTIONS, Answer, Request
+from modelpilot.operator.rollout.requests import ROLLOUT_ACTIONS, Answer, Request, refusal
 from modelpilot.operator.spec import ModelDeploymentSpec, Rollout, parse_duration
 from modelpilot.operator.status import AnalysisResult, CanaryStatus
 
@@ -445,61 +445,43 @@ def _held_abort(canary: CanaryStatus) -> bool:
 
 
 def _answer(rollout: Rollout, step: _Step, request: Request) -> Decision | None:
-    """Apply a person's request when it applies in the current state: the decision that does it. Else the
-    refusal is recorded (`step.answer`, a RequestRefused Event) and None lets the usual decision follow."""
-    canary, now = step.canary, step.obs.now
-    state, version = canary.state, step.version
-    said = f"{request.requester}" + (f": {request.reason}" if request.reason else "")
-    if request.action in ("promote", "abort", "pause") and state in TRAFFIC_STATES:
-        if request.action == "pause" and canary.held_by:
-            _refuse(step, request, f"the rollout of version {version} is already paused by {canary.held_by}")
-            return None
-        step.answer = Answer(request, True, f"{request.action} applied to the rollout of version {version}", version)
-        if request.action == "promote":
-            step.act(EnsureCanary(version, canary.weight))
-            _begin_promotion(step, f"promoted by {said}; the remaining steps are skipped")
-            step.emit("Normal", "PromotionStarted", f"promoting version {version} at once: {canary.reason}", request)
-            return step.done(0.0)
-        if request.action == "abort":
-            _stop(step, "Aborted")
-            canary = step.canary
-            canary.held_by, canary.reason = request.requester, f"aborted by {said}"
-            step.emit("Warning", "RolloutAborted", f"rollout of version {version} {canary.reason}", request)
-            step.finish_rollout()
-            return step.done(None)
+    """Apply a person's request when it applies in the current state (`requests.refusal`): the decision that
+    does it. Else the refusal is recorded (`step.answer`, a RequestRefused Event) and None lets the usual
+    decision follow."""
+    canary, obs = step.canary, step.obs
+    version = step.version
+    why = refusal(request.action, canary)
+    gone = obs.candidate_version != version or obs.stable_version is None or obs.abort_requested
+    if why is None and request.action == "resume" and canary.state == "Aborted" and gone:
+        why = f"version {version} is not the candidate any more, or the abort annotation is set"
+    if why is not None:
+        step.answer = Answer(request, False, why, step.canary.version)
+        step.emit("Warning", "RequestRefused", f"{request.describe()}: refused, {why}", request)
+        return None
+    said = request.requester + (f": {request.reason}" if request.reason else "")
+    step.answer = Answer(request, True, f"{request.action} applied to the rollout of version {version}", version)
+    if request.action == "promote":
+        step.act(EnsureCanary(version, canary.weight))
+        _begin_promotion(step, f"promoted by {said}; the remaining steps are skipped")
+        step.emit("Normal", "PromotionStarted", f"promoting version {version} at once: {canary.reason}", request)
+        return step.done(0.0)
+    if request.action == "abort":
+        _stop(step, "Aborted")
+        canary.held_by, canary.reason = request.requester, f"aborted by {said}"
+        step.emit("Warning", "RolloutAborted", f"rollout of version {version} {canary.reason}", request)
+        step.finish_rollout()
+        return step.done(None)
+    if request.action == "pause":
         canary.state, canary.held_by, canary.reason = "Paused", request.requester, f"paused by {said}"
         step.act(EnsureCanary(version, canary.weight))
         step.emit("Normal", "RolloutPaused", f"rollout paused at {canary.weight}%: {canary.reason}", request)
         return step.done(rollout.interval_seconds)
-    if request.action == "resume" and state == "Paused":
-        canary.state, canary.held_by, canary.inconclusive = "Progressing", None, 0
-        canary.step_started_at = stamp(now)
-        canary.reason = f"resumed by {said}; step {canary.step + 1} held anew"
-        step.answer = Answer(request, True, f"the rollout of version {version} resumed", version)
-        step.act(EnsureCanary(version, canary.weight))
-        step.emit("Normal", "RolloutResumed", f"rollout resumed at {canary.weight}%: {canary.reason}", request)
-        return step.hold(rollout.interval_seconds)
-    if request.action == "resume" and _held_abort(canary):
-        obs = step.obs
-        if obs.candidate_version != version or obs.stable_version is None or obs.abort_requested:
-            _refuse(step, request, f"version {version} is not the candidate any more, or the abort annotation is set")
-            return None
-        step.answer = Answer(request, True, f"the rollout of version {version} starts again at step 1", version)
-        _start(step, version, obs.stable_version, request)
+    if canary.state == "Aborted":
+        _start(step, version, obs.stable_version or "unknown", request)
         return step.done(READY_POLL_SECONDS)
-    _refuse(step, request, _why_not(request.action, canary))
-    return None
-
-
-def _refuse(step: _Step, request: Request, why: str) -> None:
-    step.answer = Answer(request, False, why, step.canary.version)
-    step.emit("Warning", "RequestRefused", f"{request.describe()}: refused, {why}", request)
-
-
-def _why_not(action: str, canary: CanaryStatus) -> str:
-    state = canary.state
-    if action == "resume":
-        if state == "Aborted":
-            return "the rollout was aborted by the modelpilot.io/abort annotation: remove it to roll out again"
-        return f"the rollout is {state}: resume applies while it is Paused, or Aborted by request"
-    return f"the rollout is {state}: {action} applies while it is Progressing or Paused"
+    canary.state, canary.held_by, canary.inconclusive = "Progressing", None, 0
+    canary.step_started_at = stamp(obs.now)
+    canary.reason = f"resumed by {said}; step {canary.step + 1} held anew"
+    step.act(EnsureCanary(version, canary.weight))
+    step.emit("Normal", "RolloutResumed", f"rollout resumed at {canary.weight}%: {canary.reason}", request)
+    return step.hold(rollout.interval_seconds)

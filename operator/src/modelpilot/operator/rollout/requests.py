@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from modelpilot.operator.status import RequestStatus
+from modelpilot.operator.status import CanaryStatus, RequestStatus
 
 REQUEST_ANNOTATION = "modelpilot.io/request"
 REQUEST_ID_ANNOTATION = "modelpilot.io/request-id"
@@ -76,6 +76,28 @@ class Answer:
             version=self.version,
             recorded=not self.applied or self.version is None,
         )
+
+
+def refusal(action: str, canary: CanaryStatus | None) -> str | None:
+    """Why a rollout action does not apply to the rollout in `canary`'s state; None when it does.
+
+    promote, abort and pause apply while the rollout carries traffic (Progressing or Paused; pause not
+    twice); resume applies while it is Paused, or Aborted by a request (an annotation abort ends when the
+    annotation goes)."""
+    state = canary.state if canary is not None else "Idle"
+    if action not in ROLLOUT_ACTIONS:
+        return f"unknown action {action!r}: one of {', '.join(REQUEST_ACTIONS)}"
+    if action == "resume":
+        if state == "Paused" or (state == "Aborted" and canary is not None and canary.held_by):
+            return None
+        if state == "Aborted":
+            return "the rollout was aborted by the modelpilot.io/abort annotation: remove it to roll out again"
+        return f"the rollout is {state}: resume applies while it is Paused, or Aborted by request"
+    if state not in ("Progressing", "Paused"):
+        return f"the rollout is {state}: {action} applies while it is Progressing or Paused"
+    if action == "pause" and canary is not None and canary.held_by:
+        return f"the rollout of version {canary.version} is already paused by {canary.held_by}"
+    return None
 
 
 def read_request(annotations: dict[str, str]) -> Request | None:
