@@ -11,9 +11,15 @@ skipped when the version carries it already, so it reaches the registry once.
 from __future__ import annotations
 
 from modelpilot.operator.handlers.journal import Journal
-from modelpilot.operator.handlers.training import RETRAIN_ANNOTATION
 from modelpilot.operator.registry import Registry
-from modelpilot.operator.rollout.requests import REQUEST_ACTIONS, ROLLOUT_ACTIONS, Answer, Request, registry_tag
+from modelpilot.operator.rollout.requests import (
+    REQUEST_ACTIONS,
+    RETRAIN_ANNOTATION,
+    ROLLOUT_ACTIONS,
+    Answer,
+    Request,
+    registry_tag,
+)
 from modelpilot.operator.spec import ModelDeploymentSpec
 from modelpilot.operator.status import now_iso
 

@@ -19,6 +19,8 @@ REQUEST_ANNOTATION = "modelpilot.io/request"
 REQUEST_ID_ANNOTATION = "modelpilot.io/request-id"
 REQUESTED_BY_ANNOTATION = "modelpilot.io/requested-by"
 REQUEST_REASON_ANNOTATION = "modelpilot.io/request-reason"
+# The training's own annotation (a new value starts a Job); a retrain request sets it to the request id.
+RETRAIN_ANNOTATION = "modelpilot.io/retrain"
 REQUEST_ANNOTATIONS = (REQUEST_ANNOTATION, REQUEST_ID_ANNOTATION, REQUESTED_BY_ANNOTATION, REQUEST_REASON_ANNOTATION)
 
 RequestAction = Literal["promote", "abort", "pause", "resume", "retrain"]
