@@ -6,14 +6,26 @@ admission policy does not let anyone forge."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes.client.exceptions import ApiException
 
 from modelpilot.operator.rollout.requests import REQUEST_ANNOTATIONS
-from tests.cluster.kubectl.conftest import ALICE, BOB, CAROL, Plugin, api_as, patch_annotations, plugin_on_path
+from tests.cluster.kubectl.conftest import (
+    ALICE,
+    BOB,
+    CAROL,
+    PLUGIN,
+    Plugin,
+    api_as,
+    patch_annotations,
+    plugin_on_path,
+)
 from tests.cluster.operator.conftest import RegisteredModel, model_deployment
 from tests.support.cluster import Cluster
 from tests.support.namespace_objects import Resources
@@ -225,8 +237,8 @@ def test_no_one_may_sign_a_request_with_another_name_or_act_without_rights(
     )
 
 
-def test_the_plugin_runs_as_kubectl_modelpilot_from_path(
-    cluster: Cluster, resources: Resources, model: RegisteredModel, tmp_path: Any
+def test_the_plugin_runs_as_kubectl_modelpilot_from_path_and_shows_the_resource(
+    cluster: Cluster, resources: Resources, model: RegisteredModel, people: list[str], tmp_path: Any
 ) -> None:
     version = model.add_version()
     model.set_alias("champion", version)
@@ -251,3 +263,26 @@ def test_the_plugin_runs_as_kubectl_modelpilot_from_path(
     header, row = result.stdout.splitlines()[:2]
     assert header.split() == ["NAME", "MODEL", "STABLE", "CANARY", "WEIGHT", "STEP", "PHASE", "AGE"]
     assert row.split()[:2] == [NAME, model.name]
+
+    # Machine-readable output is the object itself.
+    as_yaml = Plugin(cluster.kubeconfig, resources.namespace).run(ALICE, "get", NAME, "-o", "yaml")
+    assert (as_yaml.code, yaml.safe_load(as_yaml.out)["spec"]["model"]["name"]) == (0, model.name)
+
+    # --watch redraws the screen until interrupted.
+    where = ["--kubeconfig", str(cluster.kubeconfig), "-n", resources.namespace]
+    watching = subprocess.Popen(
+        [*PLUGIN, "status", NAME, "--watch", "--interval", "0.5", *where],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(6)
+    finally:
+        watching.send_signal(signal.SIGINT)
+        out, _ = watching.communicate(timeout=30)
+    assert watching.returncode == 130
+    assert out.count(f"Name:         {NAME}") >= 2
+
+    # logs names what is missing rather than printing nothing.
+    logs = Plugin(cluster.kubeconfig, resources.namespace).run(ALICE, "logs", NAME, "--track", "canary")
+    assert (logs.code, logs.err.strip()) == (3, f"error: {NAME} has no canary pods in namespace {resources.namespace}")
