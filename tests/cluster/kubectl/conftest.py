@@ -162,3 +162,19 @@ def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[subpr
 @pytest.fixture
 def resources(cluster: Cluster, namespace: str, modelpilot_crd: dict[str, Any]) -> Resources:
     return Resources(cluster, namespace)
+
+
+def require_own_crd(cluster: Cluster) -> None:
+    """Fail with the reason when the shared cluster's CRD is no longer this checkout's: another checkout's
+    test session applied its own, and the API server now prunes the status fields that one lacks."""
+    live = client.ApiextensionsV1Api(cluster.api_client).read_custom_resource_definition(
+        build_crd()["metadata"]["name"]
+    )
+    live_status = live.spec.versions[0].schema.open_apiv3_schema.properties["status"]
+    history = live_status.properties["history"].items.properties
+    if "requestedBy" not in history or "heldBy" not in live_status.properties["canary"].properties:
+        pytest.fail(
+            "the cluster's ModelDeployment CRD was replaced during this test by one without "
+            "status.history[].requestedBy or status.canary.heldBy, so the API server prunes them: "
+            "another checkout's test session applied its own; run again"
+        )

@@ -25,6 +25,7 @@ from tests.cluster.kubectl.conftest import (
     api_as,
     patch_annotations,
     plugin_on_path,
+    require_own_crd,
 )
 from tests.cluster.operator.conftest import RegisteredModel, model_deployment
 from tests.support.cluster import Cluster
@@ -62,8 +63,11 @@ def request_tags(model: RegisteredModel, version: str) -> dict[str, str]:
     return {key: value for key, value in tags.items() if key.startswith("modelpilot.io/request.")}
 
 
-def audited(resources: Resources, model: RegisteredModel, answer: dict[str, Any], event: str, reason: str) -> None:
+def audited(
+    cluster: Cluster, resources: Resources, model: RegisteredModel, answer: dict[str, Any], event: str, reason: str
+) -> None:
     """The request of `answer` is in all three places: history, an Event, the version's tags."""
+    require_own_crd(cluster)
     who, why, version = answer["requestedBy"], answer["reason"], answer["version"]
     obj = resources.wait_mdep(
         NAME,
@@ -99,6 +103,7 @@ def start_rollout(resources: Resources, model: RegisteredModel) -> tuple[str, st
 
 
 def test_pause_resume_and_abort_apply_in_their_states_and_each_act_is_audited_in_three_places(
+    cluster: Cluster,
     resources: Resources,
     model: RegisteredModel,
     people: list[str],
@@ -113,7 +118,7 @@ def test_pause_resume_and_abort_apply_in_their_states_and_each_act_is_audited_in
     paused = resources.wait_mdep(NAME, in_state("Paused"), "paused")
     assert canary(paused)["heldBy"] == ALICE
     assert canary(paused)["weight"] == 20
-    audited(resources, model, answer, "RolloutPaused", "freeze for the quarterly report")
+    audited(cluster, resources, model, answer, "RolloutPaused", "freeze for the quarterly report")
 
     # pause again: does not apply; refused by the plugin before anything is written.
     again = plugin.run(BOB, "pause", NAME, "--reason", "twice")
@@ -125,14 +130,14 @@ def test_pause_resume_and_abort_apply_in_their_states_and_each_act_is_audited_in
     answer = act(plugin, BOB, "resume", "report is out")
     resumed = resources.wait_mdep(NAME, in_state("Progressing"), "resumed")
     assert "heldBy" not in canary(resumed)
-    audited(resources, model, answer, "RolloutResumed", "report is out")
+    audited(cluster, resources, model, answer, "RolloutResumed", "report is out")
 
     # abort while Progressing: the canary goes, the registry's pointers stay.
     answer = act(plugin, BOB, "abort", "p99 looks off")
     aborted = resources.wait_mdep(NAME, in_state("Aborted"), "aborted")
     assert canary(aborted)["heldBy"] == BOB
     assert (model.alias("champion"), model.alias("challenger")) == (first, second)
-    audited(resources, model, answer, "RolloutAborted", "p99 looks off")
+    audited(cluster, resources, model, answer, "RolloutAborted", "p99 looks off")
     # ... and it stays aborted: the version is not rolled out again by itself.
     resources.wait_gone("apps/v1", "Deployment", f"{NAME}-canary", timeout=60)
     assert canary(resources.mdep(NAME))["state"] == "Aborted"
@@ -140,14 +145,14 @@ def test_pause_resume_and_abort_apply_in_their_states_and_each_act_is_audited_in
     # resume while Aborted (by request): the rollout starts again at the first step.
     answer = act(plugin, ALICE, "resume", "false alarm")
     resources.wait_mdep(NAME, in_state("Progressing", weighted=True), "rolled out again")
-    audited(resources, model, answer, "RolloutStarted", "false alarm")
+    audited(cluster, resources, model, answer, "RolloutStarted", "false alarm")
 
     # abort while Paused.
     act(plugin, ALICE, "pause", "hold")
     resources.wait_mdep(NAME, in_state("Paused"), "paused again")
     answer = act(plugin, BOB, "abort", "abort while paused")
     resources.wait_mdep(NAME, in_state("Aborted"), "aborted while paused")
-    audited(resources, model, answer, "RolloutAborted", "abort while paused")
+    audited(cluster, resources, model, answer, "RolloutAborted", "abort while paused")
 
     # The history command and the status screen show who asked and why.
     history = plugin.run(ALICE, "history", NAME)
@@ -160,6 +165,7 @@ def test_pause_resume_and_abort_apply_in_their_states_and_each_act_is_audited_in
 
 
 def test_promote_applies_while_paused_or_progressing_skips_the_remaining_steps_and_is_audited(
+    cluster: Cluster,
     resources: Resources,
     model: RegisteredModel,
     people: list[str],
@@ -175,7 +181,7 @@ def test_promote_applies_while_paused_or_progressing_skips_the_remaining_steps_a
     answer = act(plugin, ALICE, "promote", "business sign-off")
     resources.wait_mdep(NAME, in_state("Succeeded"), "promoted", timeout=90)
     assert (model.alias("champion"), model.alias("challenger")) == (second, None)
-    audited(resources, model, answer, "PromotionStarted", "business sign-off")
+    audited(cluster, resources, model, answer, "PromotionStarted", "business sign-off")
 
     # promote does not apply once the rollout is over.
     late = plugin.run(ALICE, "promote", NAME)
@@ -190,7 +196,7 @@ def test_promote_applies_while_paused_or_progressing_skips_the_remaining_steps_a
     answer = act(plugin, BOB, "promote", "hotfix")
     resources.wait_mdep(NAME, in_state("Succeeded"), "version 3 promoted", timeout=90)
     assert model.alias("champion") == third
-    audited(resources, model, answer, "PromotionStarted", "hotfix")
+    audited(cluster, resources, model, answer, "PromotionStarted", "hotfix")
     history = resources.mdep(NAME)["status"]["history"]
     steps = [entry for entry in history if entry["event"] == "StepStarted" and entry["version"] == third]
     assert len(steps) == 1, "the steps after the first were skipped"
