@@ -19,7 +19,7 @@ from kubernetes import client
 from modelpilot.operator.crd import build_crd
 from modelpilot.operator.spec import GROUP, PLURAL, VERSION
 from tests.cluster.operator.conftest import RegisteredModel, registered_model
-from tests.support.cluster import REPO_ROOT, Cluster, apply_manifest, new_api_client
+from tests.support.cluster import REPO_ROOT, Cluster, apply_manifest, get_object, new_api_client
 from tests.support.mlflow_server import MlflowServer
 from tests.support.namespace_objects import Resources
 from tests.support.operator_process import operator_process
@@ -167,12 +167,11 @@ def resources(cluster: Cluster, namespace: str, modelpilot_crd: dict[str, Any]) 
 def require_own_crd(cluster: Cluster) -> None:
     """Fail with the reason when the shared cluster's CRD is no longer this checkout's: another checkout's
     test session applied its own, and the API server now prunes the status fields that one lacks."""
-    live = client.ApiextensionsV1Api(cluster.api_client).read_custom_resource_definition(
-        build_crd()["metadata"]["name"]
-    )
-    live_status = live.spec.versions[0].schema.open_apiv3_schema.properties["status"]
-    history = live_status.properties["history"].items.properties
-    if "requestedBy" not in history or "heldBy" not in live_status.properties["canary"].properties:
+    name = build_crd()["metadata"]["name"]
+    live = get_object(cluster.api_client, "apiextensions.k8s.io/v1", "CustomResourceDefinition", name, None) or {}
+    status = live["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    history = status["history"]["items"]["properties"]
+    if "requestedBy" not in history or "heldBy" not in status["canary"]["properties"]:
         pytest.fail(
             "the cluster's ModelDeployment CRD was replaced during this test by one without "
             "status.history[].requestedBy or status.canary.heldBy, so the API server prunes them: "
