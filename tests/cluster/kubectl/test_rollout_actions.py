@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
+import threading
 from typing import Any
 
 import pytest
@@ -28,7 +28,7 @@ from tests.cluster.kubectl.conftest import (
     require_own_crd,
 )
 from tests.cluster.operator.conftest import RegisteredModel, model_deployment
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, wait_until
 from tests.support.namespace_objects import Resources
 
 NAME = "fraud"
@@ -277,17 +277,19 @@ def test_the_plugin_runs_as_kubectl_modelpilot_from_path_and_shows_the_resource(
     # --watch redraws the screen until interrupted.
     where = ["--kubeconfig", str(cluster.kubeconfig), "-n", resources.namespace]
     watching = subprocess.Popen(
-        [*PLUGIN, "status", NAME, "--watch", "--interval", "0.5", *where],
-        stdout=subprocess.PIPE,
-        text=True,
+        [*PLUGIN, "status", NAME, "--watch", "--interval", "0.5", *where], stdout=subprocess.PIPE, text=True
     )
+    screens: list[str] = []
+    reader = threading.Thread(target=lambda: screens.extend(iter(watching.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
     try:
-        time.sleep(6)
+        wait_until(
+            lambda: sum(f"Name:         {NAME}" in line for line in screens) >= 2, timeout=90, description="2 screens"
+        )
     finally:
         watching.send_signal(signal.SIGINT)
-        out, _ = watching.communicate(timeout=30)
+        watching.wait(timeout=30)
     assert watching.returncode == 130
-    assert out.count(f"Name:         {NAME}") >= 2
 
     # logs names what is missing rather than printing nothing.
     logs = Plugin(cluster.kubeconfig, resources.namespace).run(ALICE, "logs", NAME, "--track", "canary")
