@@ -48,9 +48,11 @@ class Plugin:
     kubeconfig: Path
     namespace: str
 
-    def run(self, user: str, *args: str, timeout: float = 120) -> Outcome:
+    def run(self, user: str | None, *args: str, timeout: float = 120) -> Outcome:
+        """Run the plugin as `user` (None: the kubeconfig's own admin)."""
+        who = ["--as", user] if user else []
         result = subprocess.run(
-            [*PLUGIN, *args, "--kubeconfig", str(self.kubeconfig), "-n", self.namespace, "--as", user],
+            [*PLUGIN, *args, "--kubeconfig", str(self.kubeconfig), "-n", self.namespace, *who],
             capture_output=True,
             text=True,
             timeout=timeout,
