@@ -104,6 +104,13 @@ class CanaryStatus(TrackStatus):
     )
     replaces: str | None = Field(default=None, description="The stable version a promotion replaces.")
     reason: str | None = Field(default=None, description="Why the rollout is in its state.")
+    held_by: str | None = Field(
+        default=None,
+        description=(
+            "Who paused or aborted the rollout by request (kubectl modelpilot pause/abort); a held rollout "
+            "waits for a resume request."
+        ),
+    )
     last_analysis: AnalysisResult | None = Field(default=None, description="The latest analysis.")
     analyses: list[AnalysisResult] = Field(default_factory=list, description="Analyses of this rollout.")
 
@@ -150,6 +157,26 @@ class HistoryEntry(StatusModel):
     event: str = Field(description="CamelCase name of the transition, e.g. RolloutStarted.")
     version: str | None = Field(default=None, description="Model version concerned.")
     message: str = Field(default="", description="Details.")
+    requested_by: str | None = Field(
+        default=None, description="The Kubernetes user who asked for it, when a person's request caused it."
+    )
+    request_reason: str | None = Field(default=None, description="Why, as the person who asked for it said.")
+
+
+class RequestStatus(StatusModel):
+    """The last request made with the modelpilot.io/request annotations, and how it was answered."""
+
+    id: str = Field(description="The request's id (modelpilot.io/request-id).")
+    action: str = Field(description="promote, abort, pause, resume or retrain.")
+    requested_by: str | None = Field(default=None, description="The Kubernetes user who asked.")
+    reason: str = Field(default="", description="Why, as the user said.")
+    time: str = Field(default_factory=now_iso, description="When the operator answered it.")
+    outcome: Literal["Applied", "Refused"] = Field(description="Applied, or Refused (it did not apply).")
+    message: str = Field(default="", description="What was done, or why it did not apply.")
+    version: str | None = Field(default=None, description="The model version it concerned.")
+    recorded: bool = Field(
+        default=False, description="The request is in the registry's tags of `version` (or there is nothing to tag)."
+    )
 
 
 class ModelDeploymentStatus(StatusModel):
@@ -167,6 +194,9 @@ class ModelDeploymentStatus(StatusModel):
     drift: DriftStatus | None = Field(default=None, description="Drift of the served inputs (monitoring.drift).")
     conditions: list[Condition] = Field(default_factory=list, description="Current conditions.")
     history: list[HistoryEntry] = Field(default_factory=list, description="Recent transitions, newest last.")
+    last_request: RequestStatus | None = Field(
+        default=None, description="The last request (kubectl modelpilot promote, abort, …) and its answer."
+    )
 
 
 def set_condition(

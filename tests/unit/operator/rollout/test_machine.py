@@ -18,7 +18,8 @@ from modelpilot.operator.rollout import (
     decide,
 )
 from modelpilot.operator.rollout.clock import parse_stamp, stamp, stamp_down
-from modelpilot.operator.rollout.machine import CONFIRM_POLL_SECONDS, READY_POLL_SECONDS, is_active
+from modelpilot.operator.rollout.machine import CONFIRM_POLL_SECONDS, is_active
+from modelpilot.operator.rollout.step import READY_POLL_SECONDS
 from modelpilot.operator.status import CanaryStatus
 from tests.unit.operator.rollout.harness import (
     INTERVAL,

@@ -42,11 +42,21 @@ class Journal:
         """Post an Event only (the history entry is written by whoever decided it)."""
         self._emit(kind, reason, message)
 
-    def notify(self, kind: str, reason: str, message: str, version: str | None = None) -> None:
-        """Record a transition: an Event and a status history entry."""
-        self.status.history = append_history(
-            self.status.history, HistoryEntry(event=reason, version=version, message=message)
+    def notify(
+        self,
+        kind: str,
+        reason: str,
+        message: str,
+        version: str | None = None,
+        *,
+        requested_by: str | None = None,
+        request_reason: str | None = None,
+    ) -> None:
+        """Record a transition: an Event and a status history entry (with who asked and why, for a request)."""
+        entry = HistoryEntry(
+            event=reason, version=version, message=message, requested_by=requested_by, request_reason=request_reason
         )
+        self.status.history = append_history(self.status.history, entry)
         self._emit(kind, reason, message)
 
     def condition(self, type_: ConditionType, value: bool | None, reason: str, message: str = "") -> None:
@@ -66,10 +76,7 @@ class Journal:
         """Write the status when it differs from what was read (ignoring condition timestamps)."""
         if _comparable(self.previous) == _comparable(self.status):
             return
-        body = self.status.dump()
-        # A merge patch keeps keys it does not mention: clear the sections that went away explicitly.
-        for key in self.previous.dump().keys() - body.keys():
-            body[key] = None
+        body = _clearing(self.previous.dump(), self.status.dump())
         await self._write(body)
         self.previous = self.status.model_copy(deep=True)
 
@@ -128,6 +135,18 @@ class Journal:
         self.condition("Degraded", True, "InvalidSpec", message)
         if reason != "InvalidSpec" or was_message != message:
             self.notify("Warning", "InvalidSpec", message)
+
+
+def _clearing(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """`after` as a merge patch over `before`: a merge patch keeps keys it does not mention, so each key that
+    went away — a section, or a field of one such as `canary.heldBy` — is set to null explicitly."""
+    body = dict(after)
+    for key, old in before.items():
+        if key not in body:
+            body[key] = None
+        elif isinstance(old, dict) and isinstance(body[key], dict):
+            body[key] = _clearing(old, body[key])
+    return body
 
 
 def _comparable(status: ModelDeploymentStatus) -> dict[str, Any]:

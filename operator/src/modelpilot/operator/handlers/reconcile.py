@@ -21,6 +21,7 @@ from modelpilot.operator.handlers.canary_header import read_canary_header
 from modelpilot.operator.handlers.drift import watch_drift
 from modelpilot.operator.handlers.journal import EmitEvent, Journal
 from modelpilot.operator.handlers.registry_outcome import promote
+from modelpilot.operator.handlers.requests import answer_request, record_request
 from modelpilot.operator.handlers.rollout import RolloutExecutor
 from modelpilot.operator.handlers.training import reconcile_training
 from modelpilot.operator.kubeapi import KubeError
@@ -28,6 +29,7 @@ from modelpilot.operator.observe import TrackObservation
 from modelpilot.operator.owned import DerivedObjectRefusedError, OwnedObjects
 from modelpilot.operator.registry import Credentials, ModelNotFoundError, Registry, RegistryError, ResolvedVersions
 from modelpilot.operator.rollout import ABORT_ANNOTATION, PromoteInRegistry, is_active
+from modelpilot.operator.rollout.requests import pending_request
 from modelpilot.operator.runtime import Runtime
 from modelpilot.operator.spec import GROUP, VERSION, InvalidSpecError, ModelDeploymentSpec, parse_spec
 
@@ -79,6 +81,7 @@ class Reconciliation:
             return await runtime.kube.patch_status(self.owner.namespace, self.owner.name, body)
 
         self.journal = Journal(obj.get("status"), int(meta.get("generation", 0)), emit, write_status)
+        self.request = pending_request(self.annotations, self.journal.status.last_request)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -137,6 +140,7 @@ class Reconciliation:
         if resolved.stable is None and resolved.candidate is not None:
             resolved = await self._promote_first_version(spec, registry, resolved.candidate)
         if resolved.stable is None:
+            await self._settle_request(spec, registry, None)
             return await self._nothing_to_serve(spec)
 
         poll = self.runtime.poll_seconds(spec)
@@ -156,14 +160,22 @@ class Reconciliation:
                 router_proxies=self.runtime.settings.router_proxies,
                 canary_header_value=header_value,
                 autoscaler=self.runtime.settings.autoscaler,
+                request=self.request,
             )
             requeue = await executor.drive(resolved)
+            await self._settle_request(spec, registry, resolved.stable)
             await journal.write()
             return Outcome(min(requeue, poll))
 
         observation = await self._serve_stable_only(spec, objects, resolved.stable)
+        await self._settle_request(spec, registry, resolved.stable)
         await journal.write()
         return Outcome(poll if observation.ready else min(NOT_READY_REQUEUE_SECONDS, poll))
+
+    async def _settle_request(self, spec: ModelDeploymentSpec, registry: Registry, stable: str | None) -> None:
+        """Answer a request the rollout did not, and keep an applied one in the registry's tags."""
+        answer_request(self.request, spec, self.journal, self.annotations, stable)
+        await record_request(registry, spec.model.name, self.journal)
 
     # -- registry -------------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from modelpilot.operator.rollout.actions import (
 )
 from modelpilot.operator.rollout.clock import parse_stamp
 from modelpilot.operator.rollout.machine import TRAFFIC_STATES, decide, is_active
+from modelpilot.operator.rollout.requests import ROLLOUT_ACTIONS, Request
 from modelpilot.operator.spec import Analysis, ModelDeploymentSpec
 from modelpilot.operator.status import AnalysisResult, CanaryStatus, append_history
 
@@ -98,6 +99,7 @@ class RolloutExecutor:
     router_proxies: str = ""  # the operator's setting, for the serving pods behind a gateway or ingress
     canary_header_value: str | None = None  # spec.traffic.header's value from its Secret; None: no header rule
     autoscaler: Autoscaler = "hpa"  # the operator's autoscaler backend
+    request: Request | None = None  # a person's request not answered yet (kubectl modelpilot promote, …)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     applied: TrafficPlan | None = None  # the last plan applied in this run
     resolved: ResolvedVersions = field(default_factory=lambda: ResolvedVersions(None, None))
@@ -169,10 +171,18 @@ class RolloutExecutor:
             canary_ready=canary_ready,
             abort_requested=self.abort_requested,
             analysis=analysis,
+            request=self._unanswered_request(),
             router_weight=router_weight,
             # Only the replica router sizes the stable track for a step.
             stable_sized=stable_ready or self.spec.traffic.router != "replicas",
         )
+
+    def _unanswered_request(self) -> Request | None:
+        """The rollout request for the machine, until a decision has answered it."""
+        request, answered = self.request, self.journal.status.last_request
+        if request is None or request.action not in ROLLOUT_ACTIONS:
+            return None
+        return None if answered is not None and answered.id == request.id else request
 
     # -- act ------------------------------------------------------------------------------------
 
@@ -183,6 +193,8 @@ class RolloutExecutor:
             # What the executor measured stays until it measures again.
             canary.effective_weight, canary.weight_message = before.effective_weight, before.weight_message
         self.journal.status.canary = canary
+        if decision.answer is not None:
+            self.journal.status.last_request = decision.answer.to_status(decision.time)
         for entry in decision.history():
             self.journal.status.history = append_history(self.journal.status.history, entry)
 

@@ -23,10 +23,10 @@ from modelpilot.operator.builders.common import DEPLOYMENT_LABEL, Owner, label_v
 from modelpilot.operator.builders.training import SCHEDULE_TRIGGER, build_training_cronjob, build_training_job
 from modelpilot.operator.owned import OwnedObjects
 from modelpilot.operator.rollout.clock import parse_stamp
+from modelpilot.operator.rollout.requests import RETRAIN_ANNOTATION
 from modelpilot.operator.spec import ModelDeploymentSpec, parse_duration
 from modelpilot.operator.status import ModelDeploymentStatus, TrainingStatus, now_iso, set_condition
 
-RETRAIN_ANNOTATION = "modelpilot.io/retrain"
 DRIFT_TRIGGER = "drift"
 TRAINING_COMPONENT_SELECTOR = "app.kubernetes.io/component=training"
 

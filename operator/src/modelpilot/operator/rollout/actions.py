@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from modelpilot.operator.rollout.requests import Answer, Request
 from modelpilot.operator.status import AnalysisResult, CanaryStatus, HistoryEntry
 
 ABORT_ANNOTATION = "modelpilot.io/abort"
@@ -35,6 +36,8 @@ class Observation:
       None when it cannot be read (replica router). A hold only counts while the router carries it.
     - stable_sized: the stable track has every pod it was last sized for Ready. Only the replica router
       grows the stable track for a step (its pods set the ratio), so for the others this is always true.
+    - request: a person's rollout request (promote, abort, pause, resume) not answered yet; the decision
+      answers it (`Decision.answer`), and the executor passes it to one decision only.
     """
 
     now: datetime
@@ -47,6 +50,7 @@ class Observation:
     analysis: AnalysisResult | None = None
     router_weight: int | None = None
     stable_sized: bool = True
+    request: Request | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,8 @@ class Emit:
     reason: str
     message: str
     version: str | None = None
+    requested_by: str | None = None  # a person's request caused it: who asked, and why
+    request_reason: str | None = None
 
 
 Action = (
@@ -151,6 +157,7 @@ class Decision:
     - duration_seconds: how long the rollout ran, when this decision ends one.
     - due: when `requeue_after` is a hold, the moment it ends (an analysis falls due); an executor may
       start its next call a little earlier, gather its observations, and decide again at `due`.
+    - answer: how `Observation.request` was answered; record it (`status.lastRequest`) with the status.
     """
 
     canary: CanaryStatus
@@ -159,6 +166,7 @@ class Decision:
     time: str
     duration_seconds: float | None = field(default=None)
     due: datetime | None = field(default=None)
+    answer: Answer | None = field(default=None)
 
     def events(self) -> tuple[Emit, ...]:
         """The Events to post, in order."""
@@ -167,7 +175,14 @@ class Decision:
     def history(self) -> list[HistoryEntry]:
         """One status history entry per Event (append each with `status.append_history`)."""
         return [
-            HistoryEntry(time=self.time, event=emit.reason, version=emit.version, message=emit.message)
+            HistoryEntry(
+                time=self.time,
+                event=emit.reason,
+                version=emit.version,
+                message=emit.message,
+                requested_by=emit.requested_by,
+                request_reason=emit.request_reason,
+            )
             for emit in self.events()
         ]
 

@@ -30,6 +30,12 @@ States (`CanaryStatus.state`):
 - RollingBack: weight 0 and remove the canary at once; from the next call on, `RejectInRegistry` until
   the candidate pointer no longer names the version ⇒ RolledBack. The stable pointer is untouched.
 
+- A person's request (`Observation.request`: promote, abort, pause, resume; `requested`) is answered
+  first, in the same decision: promote records the intent to promote at once (the remaining steps are
+  skipped); abort ends the traffic and holds the version (`heldBy`) until resume; pause holds the weight
+  with no analysis until resume; resume goes back to Progressing (the step held anew) or rolls a held
+  aborted version out again. A request that does not apply is refused and the usual decision follows.
+
 Crash safety: all state is in `status.canary`. A registry write is only asked for when the status the
 machine was given already records the intent, and never once the registry shows it done, so an
 operator killed anywhere resumes without skipping an analysis or writing the registry twice. The
@@ -41,14 +47,10 @@ never shorter than `interval`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 from modelpilot.operator.rollout.actions import (
-    Action,
     Decision,
-    Emit,
     EnsureCanary,
     Observation,
     PromoteInRegistry,
@@ -58,12 +60,14 @@ from modelpilot.operator.rollout.actions import (
     RunAnalysis,
     SetWeight,
 )
-from modelpilot.operator.rollout.clock import parse_stamp, stamp, stamp_down
+from modelpilot.operator.rollout.clock import parse_stamp, stamp
 from modelpilot.operator.rollout.queries import violations
+from modelpilot.operator.rollout.requested import answer_request, held_abort
+from modelpilot.operator.rollout.requests import ROLLOUT_ACTIONS
+from modelpilot.operator.rollout.step import READY_POLL_SECONDS, Step, begin_promotion, start_rollout, stop_traffic
 from modelpilot.operator.spec import ModelDeploymentSpec, Rollout, parse_duration
 from modelpilot.operator.status import AnalysisResult, CanaryStatus
 
-READY_POLL_SECONDS = 2.0
 CONFIRM_POLL_SECONDS = 1.0
 ANALYSES_KEPT = 30
 
@@ -81,9 +85,13 @@ def decide(spec: ModelDeploymentSpec, canary: CanaryStatus | None, obs: Observat
     if obs.now.tzinfo is None:
         raise ValueError("Observation.now must be timezone-aware")
     current = canary or CanaryStatus()
-    step = _Step(current.model_copy(deep=True), obs)
+    step = Step(current.model_copy(deep=True), obs)
     if spec.rollout is None:
         return _without_rollout(step)
+    if obs.request is not None and obs.request.action in ROLLOUT_ACTIONS:
+        answered = answer_request(spec.rollout, step, obs.request)
+        if answered is not None:
+            return answered
     if current.state in TRAFFIC_STATES:
         return _progress(spec.rollout, step)
     if current.state == "Promoting":
@@ -93,48 +101,16 @@ def decide(spec: ModelDeploymentSpec, canary: CanaryStatus | None, obs: Observat
     return _at_rest(step)
 
 
-@dataclass
-class _Step:
-    """The decision being built: the status changes, then the actions, in order."""
-
-    canary: CanaryStatus
-    obs: Observation
-    actions: list[Action] = field(default_factory=list)
-    duration: float | None = None
-
-    @property
-    def version(self) -> str:
-        return self.canary.version or ""
-
-    def act(self, *actions: Action) -> None:
-        self.actions.extend(actions)
-
-    def emit(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
-        self.actions.append(Emit(type_, reason, message, self.canary.version))
-
-    def finish_rollout(self) -> None:
-        started = parse_stamp(self.canary.started_at)
-        self.duration = max((self.obs.now - started).total_seconds(), 0.0) if started else None
-
-    def done(self, requeue_after: float | None, due: datetime | None = None) -> Decision:
-        requeue = None if requeue_after is None else max(requeue_after, 0.0)
-        return Decision(self.canary, tuple(self.actions), requeue, stamp_down(self.obs.now), self.duration, due)
-
-    def hold(self, seconds: float) -> Decision:
-        """Done, and call again when the hold that starts now ends (an analysis falls due)."""
-        return self.done(seconds, due=self.obs.now + timedelta(seconds=seconds))
-
-
-def _without_rollout(step: _Step) -> Decision:
+def _without_rollout(step: Step) -> Decision:
     if step.canary.state in ACTIVE_STATES:
-        _stop(step, "Idle")
+        stop_traffic(step, "Idle")
         step.emit("Normal", "RolloutCancelled", f"rollout of version {step.version} stopped: spec.rollout was removed")
     elif step.obs.canary_version_deployed is not None:
         step.act(RemoveCanary())
     return step.done(None)
 
 
-def _at_rest(step: _Step) -> Decision:
+def _at_rest(step: Step) -> Decision:
     obs = step.obs
     if step.canary.weight:
         step.canary.weight = 0
@@ -144,37 +120,25 @@ def _at_rest(step: _Step) -> Decision:
     candidate = obs.candidate_version
     if candidate is None or obs.stable_version is None or candidate == obs.stable_version or obs.abort_requested:
         return step.done(None)
-    _start(step, candidate, obs.stable_version)
+    if held_abort(step.canary) and candidate == step.canary.version:
+        # Aborted by request: this version waits for a resume request; a new candidate starts its own rollout.
+        return step.done(None)
+    start_rollout(step, candidate, obs.stable_version)
     return step.done(READY_POLL_SECONDS)
 
 
-def _start(step: _Step, candidate: str, stable: str) -> None:
-    now = stamp(step.obs.now)
-    step.canary = CanaryStatus(
-        version=candidate,
-        state="Progressing",
-        weight=0,
-        step=0,
-        started_at=now,
-        step_started_at=now,
-        reason=f"waiting for the canary of version {candidate} to be Ready",
-    )
-    step.act(EnsureCanary(candidate, 0))
-    step.emit("Normal", "RolloutStarted", f"rolling out version {candidate} as a canary (stable is {stable})")
-
-
-def _progress(rollout: Rollout, step: _Step) -> Decision:
+def _progress(rollout: Rollout, step: Step) -> Decision:
     obs, canary = step.obs, step.canary
     version = step.version
     if obs.abort_requested:
-        _stop(step, "Aborted")
+        stop_traffic(step, "Aborted")
         step.canary.reason = "aborted by the modelpilot.io/abort annotation"
         step.emit("Warning", "RolloutAborted", f"rollout of version {version} aborted; all traffic on stable")
         step.finish_rollout()
         return step.done(None)
     if obs.candidate_version is None or obs.candidate_version == obs.stable_version:
         why = "no candidate any more" if obs.candidate_version is None else "it is now the stable version"
-        _stop(step, "Idle")
+        stop_traffic(step, "Idle")
         step.canary.reason = why
         step.emit("Normal", "RolloutCancelled", f"rollout of version {version} stopped: {why}")
         step.finish_rollout()
@@ -183,7 +147,7 @@ def _progress(rollout: Rollout, step: _Step) -> Decision:
         step.act(SetWeight(0))
         step.emit("Normal", "RolloutSuperseded", f"version {obs.candidate_version} replaces version {version}")
         step.finish_rollout()
-        _start(step, obs.candidate_version, obs.stable_version or "unknown")
+        start_rollout(step, obs.candidate_version, obs.stable_version or "unknown")
         return step.done(READY_POLL_SECONDS)
 
     index = min(canary.step, len(rollout.steps) - 1)
@@ -205,6 +169,11 @@ def _progress(rollout: Rollout, step: _Step) -> Decision:
         step.emit("Normal", "StepStarted", f"canary Ready: step {index + 1}/{len(rollout.steps)}, weight {target}%")
         return step.hold(rollout.interval_seconds)
 
+    if canary.state == "Paused" and canary.held_by:
+        # Paused by request: the weight is held and nothing is analysed until a resume request.
+        step.act(EnsureCanary(version, target))
+        return step.done(rollout.interval_seconds)
+
     if obs.router_weight is not None and obs.router_weight != target:
         # The step was recorded but its weight never reached the router (the operator stopped in between):
         # the hold starts now, so the step is analysed on traffic at its own weight.
@@ -212,7 +181,7 @@ def _progress(rollout: Rollout, step: _Step) -> Decision:
         step.act(EnsureCanary(version, target))
         return step.hold(rollout.interval_seconds)
 
-    hold_start = _hold_start(canary)
+    hold_start = _holdstart_rollout(canary)
     due = hold_start + timedelta(seconds=rollout.interval_seconds)
     if obs.now < due:
         step.act(EnsureCanary(version, target))
@@ -224,11 +193,11 @@ def _progress(rollout: Rollout, step: _Step) -> Decision:
     return _judge(rollout, step, result)
 
 
-def _canary_ready(step: _Step) -> bool:
+def _canary_ready(step: Step) -> bool:
     return step.obs.canary_ready and step.obs.canary_version_deployed == step.version
 
 
-def _wait_for_canary(rollout: Rollout, step: _Step) -> Decision:
+def _wait_for_canary(rollout: Rollout, step: Step) -> Decision:
     canary, now = step.canary, step.obs.now
     if canary.weight > 0:
         # It carried traffic and is not Ready any more: no traffic until it is, and the step starts over.
@@ -247,7 +216,7 @@ def _wait_for_canary(rollout: Rollout, step: _Step) -> Decision:
     return step.done(min(READY_POLL_SECONDS, timeout - waited))
 
 
-def _hold_start(canary: CanaryStatus) -> datetime:
+def _holdstart_rollout(canary: CanaryStatus) -> datetime:
     """When the current hold began: the step's start, or the step's latest analysis if later."""
     start = parse_stamp(canary.step_started_at) or datetime.min.replace(tzinfo=UTC)
     last = canary.last_analysis
@@ -270,7 +239,7 @@ def _fresh_analysis(canary: CanaryStatus, result: AnalysisResult | None, hold_st
     return result
 
 
-def _judge(rollout: Rollout, step: _Step, result: AnalysisResult) -> Decision:
+def _judge(rollout: Rollout, step: Step, result: AnalysisResult) -> Decision:
     canary = step.canary
     canary.last_analysis = result
     canary.analyses = [*canary.analyses, result][-ANALYSES_KEPT:]
@@ -303,12 +272,8 @@ def _judge(rollout: Rollout, step: _Step, result: AnalysisResult) -> Decision:
         step.emit("Normal", "RolloutResumed", f"rollout resumed at {canary.weight}%: {result.reason}")
         return step.hold(rollout.interval_seconds)
     if canary.step + 1 >= len(steps):
-        canary.state = "Promoting"
-        canary.registry_written = False
-        canary.outcome_at = stamp(step.obs.now)
-        canary.replaces = step.obs.stable_version
-        canary.reason = "every step passed; promoting"
         step.act(hold)
+        begin_promotion(step, "every step passed; promoting")
         step.emit("Normal", "PromotionStarted", f"every step passed; promoting version {step.version}")
         return step.done(0.0)
     canary.step += 1
@@ -324,7 +289,7 @@ def _judge(rollout: Rollout, step: _Step, result: AnalysisResult) -> Decision:
     return step.hold(rollout.interval_seconds)
 
 
-def _begin_rollback(step: _Step, reason: str) -> Decision:
+def _begin_rollback(step: Step, reason: str) -> Decision:
     step.canary.state = "RollingBack"
     step.canary.weight = 0
     step.canary.registry_written = False
@@ -335,7 +300,7 @@ def _begin_rollback(step: _Step, reason: str) -> Decision:
     return step.done(0.0)
 
 
-def _promote(step: _Step) -> Decision:
+def _promote(step: Step) -> Decision:
     obs, canary, version = step.obs, step.canary, step.version
     full = 100
     if not canary.registry_written:
@@ -349,7 +314,7 @@ def _promote(step: _Step) -> Decision:
         step.emit("Normal", "RegistryPromoted", f"registry's stable pointer now names version {version}")
         return step.done(READY_POLL_SECONDS)
     if obs.stable_version != version:
-        _stop(step, "Idle")
+        stop_traffic(step, "Idle")
         canary.reason = f"stable pointer moved to version {obs.stable_version} during the promotion"
         step.emit("Warning", "RolloutCancelled", f"promotion of version {version} stopped: {canary.reason}")
         step.finish_rollout()
@@ -359,14 +324,14 @@ def _promote(step: _Step) -> Decision:
         step.act(RollStable(version))
         return step.done(READY_POLL_SECONDS)
     step.act(RollStable(version))
-    _stop(step, "Succeeded")
+    stop_traffic(step, "Succeeded")
     canary.reason = f"version {version} serves on the stable track"
     step.finish_rollout()
     step.emit("Normal", "Promoted", f"version {version} promoted after {step.duration or 0:.0f}s")
     return step.done(None)
 
 
-def _keep_canary(step: _Step, weight: int) -> None:
+def _keep_canary(step: Step, weight: int) -> None:
     """Keep serving from the canary while the stable track catches up; never from an unready one."""
     ready = _canary_ready(step)
     step.canary.weight = weight if ready else 0
@@ -376,7 +341,7 @@ def _keep_canary(step: _Step, weight: int) -> None:
         step.act(SetWeight(0))
 
 
-def _roll_back(rollout: Rollout, step: _Step) -> Decision:
+def _roll_back(rollout: Rollout, step: Step) -> Decision:
     obs, canary, version = step.obs, step.canary, step.version
     step.act(SetWeight(0), RemoveCanary())
     if obs.candidate_version == version and not canary.registry_written:
@@ -400,10 +365,3 @@ def _rejection_evidence(rollout: Rollout, canary: CanaryStatus) -> tuple[str, fl
             return broken[0].metric, broken[0].value
         return "analysis", None
     return "canary_ready", parse_duration(rollout.canary_ready_timeout)
-
-
-def _stop(step: _Step, state: str) -> None:
-    """End the rollout's traffic: weight 0 first, then the canary goes."""
-    step.canary.state = state
-    step.canary.weight = 0
-    step.act(SetWeight(0), RemoveCanary())
