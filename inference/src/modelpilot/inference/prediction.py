@@ -86,23 +86,6 @@ def mlflow_predictions(values: Any, records: bool = False) -> Any:
     return values
 
 
-_V2_DATATYPES = {"f": "FP", "i": "INT", "u": "UINT"}
-
-
-def v2_output(values: Any, name: str = "output") -> dict[str, Any]:
-    """One Open Inference Protocol output tensor, flattened row-major."""
-    array = values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values)
-    if array.dtype.kind == "b":
-        datatype = "BOOL"
-    elif array.dtype.kind in _V2_DATATYPES:
-        datatype = f"{_V2_DATATYPES[array.dtype.kind]}{array.dtype.itemsize * 8}"
-    else:
-        datatype = "BYTES"
-        array = array.astype(str)
-    data = array.reshape(-1) if datatype != "BYTES" else array.reshape(-1).tolist()
-    return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
-
-
 def csv_header(values: Any) -> list[str]:
     """Column names for CSV output of this kind of prediction."""
     if hasattr(values, "columns"):
