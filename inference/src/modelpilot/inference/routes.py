@@ -109,8 +109,9 @@ async def v1_predict(plane: DataPlane, call: PredictionCall) -> bytes:
         "track": plane.settings.track,
         "predictions": mlflow_predictions(prediction.values),
     }
-    if prediction.classes is not None:
-        document["classes"] = prediction.classes
+    classes = prediction.labels()
+    if classes is not None:
+        document["classes"] = classes
     if decoded.want_gates:
         document["gates"] = prediction.gates
     return json_bytes(document)
