@@ -122,6 +122,7 @@ def server_commands(name: str, uri: str, port: int, state_dict: Path) -> tuple[l
             "MODELPILOT_HOST": "127.0.0.1",
             "MODELPILOT_PORT": str(port),
             "MODELPILOT_METRICS_PORT": str(free_port()),  # the default 9090 may be taken on this machine
+            "MODELPILOT_GRPC_PORT": str(free_port()),  # served as by default, on a port that is free
         }
         return [*pin, str(BIN / "modelpilot-serve")], env, "/readyz"
     if name == "mlflow":

@@ -1,4 +1,4 @@
-"""The Open Inference Protocol as a stock client speaks it: tritonclient against running `modelpilot-serve` processes.
+"""The Open Inference Protocol as stock clients speak it: tritonclient (HTTP and gRPC) against running servers.
 
 Each server loads its model from the real MLflow registry of the test session, as a pod does. Every call the
 client makes is checked, and every prediction is compared with what MLflow's own scoring path (the pyfunc
@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
@@ -37,9 +38,14 @@ class Served:
         self.name = name
         self.address = f"127.0.0.1:{port}"
         self.url = f"http://{self.address}"
+        self.grpc_address = f"127.0.0.1:{free_port()}"
+        self.metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
 
     def client(self) -> Any:
         return triton_http.InferenceServerClient(self.address, connection_timeout=30, network_timeout=30)
+
+    def grpc_client(self) -> Any:
+        return triton_grpc.InferenceServerClient(self.grpc_address)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +65,8 @@ def servers(
                 "MODELPILOT_MODEL_URI": f"models:/{name}/1",
                 "MODELPILOT_HOST": "127.0.0.1",
                 "MODELPILOT_PORT": served.address.rsplit(":", 1)[1],
-                "MODELPILOT_METRICS_PORT": "0",
+                "MODELPILOT_METRICS_PORT": served.metrics_url.rsplit(":", 1)[1].split("/")[0],
+                "MODELPILOT_GRPC_PORT": served.grpc_address.rsplit(":", 1)[1],
                 "MODELPILOT_ACCESS_LOG": "false",
                 "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
                 # The pickled test models name their classes in tests.api.inference.models.
@@ -256,3 +263,79 @@ def test_malformed_binary_bodies_get_a_clear_4xx_from_the_running_server(servers
     with pytest.raises(InferenceServerException) as refused:
         served.client().infer(served.name, [wrong])
     assert refused.value.status() == "422"
+
+
+def test_grpc_server_and_model_calls(servers: dict[str, Served]) -> None:
+    served = servers["moe_pt2"]
+    client = served.grpc_client()
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready(served.name)
+    assert client.is_model_ready(served.name, "1")
+    assert not client.is_model_ready(served.name, "9")
+    assert not client.is_model_ready("other")
+    server = client.get_server_metadata(as_json=True)
+    assert server["name"] == "modelpilot"
+    assert "binary_tensor_data" in server["extensions"]
+    metadata = client.get_model_metadata(served.name, as_json=True)
+    assert metadata["versions"] == ["1"]
+    assert metadata["inputs"] == [{"name": "input", "datatype": "FP32", "shape": ["-1", "20"]}]
+    assert metadata["outputs"] == [{"name": "output", "datatype": "FP32", "shape": ["-1", "2"]}]
+    with pytest.raises(InferenceServerException) as missing:
+        client.get_model_metadata("other")
+    assert missing.value.status() == "StatusCode.NOT_FOUND"
+
+
+def test_grpc_infer_matches_mlflow_scoring(servers: dict[str, Served], mlflow: MlflowServer) -> None:
+    served = servers["moe_pt2"]
+    client = served.grpc_client()
+    tensor = triton_grpc.InferInput("input", list(ROWS.shape), "FP32")
+    tensor.set_data_from_numpy(ROWS)
+    result = client.infer(served.name, [tensor], request_id="g-1", model_version="1")
+    assert result.get_response().id == "g-1"
+    expected = mlflow_scores(mlflow, served.name, ROWS)
+    np.testing.assert_allclose(result.as_numpy("output"), expected, rtol=1e-5, atol=1e-6)
+    outputs = [triton_grpc.InferRequestedOutput("output")]
+    again = client.infer(served.name, [tensor], outputs=outputs)
+    np.testing.assert_allclose(again.as_numpy("output"), expected, rtol=1e-5, atol=1e-6)
+    gated = servers["moe_pickle"]
+    outputs = [triton_grpc.InferRequestedOutput("output"), triton_grpc.InferRequestedOutput("gates")]
+    both = gated.grpc_client().infer(gated.name, [tensor], outputs=outputs)
+    assert both.as_numpy("gates").shape == (7, 4)
+    wrong = triton_grpc.InferInput("input", [7, 10], "FP32")
+    wrong.set_data_from_numpy(ROWS[:, :10].copy())
+    with pytest.raises(InferenceServerException) as refused:
+        client.infer(served.name, [wrong])
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "invalid_input" in str(refused.value.message())
+
+
+def test_grpc_bytes_columns_match_mlflow_scoring(servers: dict[str, Served], mlflow: MlflowServer) -> None:
+    import pandas as pd
+
+    served = servers["rules_pyfunc"]
+    frame = pd.DataFrame({"amount": [500.0, 5.0], "items": [1, 1], "country": ["FR", "FR"], "vip": [False, False]})
+    inputs = []
+    for name, datatype, array in (
+        ("amount", "FP64", frame["amount"].to_numpy()),
+        ("items", "INT64", frame["items"].to_numpy(dtype=np.int64)),
+        ("country", "BYTES", np.array([c.encode() for c in frame["country"]], dtype=np.object_)),
+        ("vip", "BOOL", frame["vip"].to_numpy()),
+    ):
+        tensor = triton_grpc.InferInput(name, [len(frame)], datatype)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    result = served.grpc_client().infer(served.name, inputs)
+    got = [v.decode() for v in result.as_numpy("output").tolist()]
+    assert got == mlflow_scores(mlflow, served.name, frame).tolist() == ["review", "ok"]
+
+
+def test_grpc_calls_share_the_request_metrics(servers: dict[str, Served]) -> None:
+    served = servers["moe_pt2"]
+    tensor = triton_grpc.InferInput("input", list(ROWS.shape), "FP32")
+    tensor.set_data_from_numpy(ROWS)
+    served.grpc_client().infer(served.name, [tensor])
+    route, ok = 'route="/inference.GRPCInferenceService/ModelInfer"', 'code="200"'
+    text = httpx.get(served.metrics_url, timeout=10).text
+    samples = [line for line in text.splitlines() if line.startswith("modelpilot_http_requests_total{")]
+    assert any(route in line and ok in line and float(line.split()[-1]) >= 1 for line in samples), samples

@@ -205,8 +205,16 @@ def decode_v2_infer(body: bytes, validator: Validator, header_length: str | None
     payload = parse_json(header)
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
         raise InvalidInputError("inputs", "expected a non-empty list of input tensors")
+    return decode_v2_payload(payload, _v2_input_values(payload["inputs"], binary), validator)
+
+
+def decode_v2_payload(payload: dict[str, Any], values: list[Any], validator: Validator) -> DecodedRequest:
+    """An OIP request whose inputs' values are known (`data`, or arrays from binary data): the features.
+
+    `payload` has the request's `inputs` (name, shape, datatype), `parameters`, `outputs` and `id`, as the
+    REST body has them and as the gRPC service rebuilds them from its message.
+    """
     tensors = payload["inputs"]
-    values = _v2_input_values(tensors, binary)
     parameters = payload.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise InvalidInputError("parameters", "expected an object")

@@ -258,6 +258,10 @@ class ServingEdge:
             return "anonymous"
         peer = scope["client"][0] if scope.get("client") else "unknown"
         address = self.addresses.address(peer, forwarded) if self.addresses.trusted else peer
+        return self.admit_client(address, authorization, api_key)
+
+    def admit_client(self, address: str, authorization: str | None, api_key: str | None) -> str:
+        """Credentials and rate limits of a client at `address`; its name (the gRPC service admits calls here too)."""
         if self.authenticator.enabled:
             if self.auth_failures is not None:
                 self.auth_failures.check_left(address)

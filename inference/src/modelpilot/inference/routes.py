@@ -45,7 +45,12 @@ def _package_version() -> str:
 
 
 _JSON = "application/json"
-SERVER_METADATA = {"name": "modelpilot", "version": _package_version(), "extensions": ["binary_tensor_data"]}
+GRPC_INFER_ROUTE = "/inference.GRPCInferenceService/ModelInfer"  # its route label in the request metrics
+SERVER_METADATA: dict[str, Any] = {
+    "name": "modelpilot",
+    "version": _package_version(),
+    "extensions": ["binary_tensor_data"],
+}
 
 
 def _plane(request: Request) -> DataPlane:
@@ -231,6 +236,11 @@ async def v2_model_metadata(request: Request) -> Response:
     plane = _plane(request)
     plane.check_name(request.path_params["name"])
     _check_version(plane, request.path_params.get("version"))
+    return _json(model_metadata(plane))
+
+
+def model_metadata(plane: DataPlane) -> dict[str, Any]:
+    """The OIP model metadata document (REST and gRPC); 503 while the model is not loaded."""
     loaded = plane.model.loaded
     if loaded is None:
         raise ModelNotReadyError(plane.model.reason, state=plane.model.state)
@@ -248,15 +258,13 @@ async def v2_model_metadata(request: Request) -> Response:
             {"name": c.name, "datatype": "BYTES" if c.kind in {"str", "any"} else datatype_of(c.dtype), "shape": [-1]}
             for c in schema.columns
         ]
-    return _json(
-        {
-            "name": plane.model.name,
-            "versions": [plane.model.version],
-            "platform": "mlflow",
-            "inputs": inputs,
-            "outputs": plane.model.outputs,
-        }
-    )
+    return {
+        "name": plane.model.name,
+        "versions": [plane.model.version],
+        "platform": "mlflow",
+        "inputs": inputs,
+        "outputs": plane.model.outputs,
+    }
 
 
 async def v2_server_metadata(request: Request) -> Response:
