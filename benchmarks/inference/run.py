@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 
 from benchmarks.processes import cpu_seconds, process_tree, rss_bytes
-from tests.api.inference.models import make_moe, sample_rows
+from tests.api.inference.models import N_FEATURES, sample_rows
 from tests.support.mlflow_server import MLFLOW_ENV, mlflow_server
 from tests.support.processes import free_port, stop
 
@@ -59,6 +59,7 @@ class ServerResult:
 
     name: str
     cold_start_s: float = 0.0
+    rss_ready_mb: float = 0.0
     rss_mb: float = 0.0
     runs: dict[tuple[int, int], list[Cell]] = field(default_factory=dict)
 
@@ -82,25 +83,37 @@ def _median(runs: list[Cell]) -> Cell:
     )
 
 
-def register_model(tracking_uri: str) -> str:
-    """Log the MoE (pt2, tensor signature) and register it; returns its models:/ URI."""
+def register_model(tracking_uri: str, workdir: Path) -> tuple[str, Path]:
+    """Log the product's MoE (pt2, tensor signature), register it, save its state dict for the floor.
+
+    Returns the models:/ URI and the state dict's path.
+    """
     import mlflow
     import mlflow.pytorch
+    import torch
 
+    from modelpilot.training.model import MixtureOfExperts
+
+    torch.manual_seed(0)
+    model = MixtureOfExperts(N_FEATURES)
+    model.fit_normalisation(torch.from_numpy(sample_rows(512, seed=3)))
+    model.eval()
+    state_dict = workdir / "state_dict.pt"
+    torch.save(model.state_dict(), state_dict)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("benchmark")
     with mlflow.start_run():
         mlflow.pytorch.log_model(
-            make_moe(),
+            model,
             name="moe",
             input_example=sample_rows(4),
             registered_model_name=MODEL_NAME,
             pip_requirements=["torch"],
         )
-    return f"models:/{MODEL_NAME}/1"
+    return f"models:/{MODEL_NAME}/1", state_dict
 
 
-def server_commands(name: str, uri: str, port: int) -> tuple[list[str], dict[str, str], str]:
+def server_commands(name: str, uri: str, port: int, state_dict: Path) -> tuple[list[str], dict[str, str], str]:
     """(argv, extra env, readiness path) of each contender."""
     pin = ["taskset", "-c", SERVER_CPU]
     if name == "modelpilot":
@@ -109,21 +122,23 @@ def server_commands(name: str, uri: str, port: int) -> tuple[list[str], dict[str
             "MODELPILOT_HOST": "127.0.0.1",
             "MODELPILOT_PORT": str(port),
             "MODELPILOT_METRICS_PORT": str(free_port()),  # the default 9090 may be taken on this machine
+            "MODELPILOT_GRPC_PORT": str(free_port()),  # served as by default, on a port that is free
         }
         return [*pin, str(BIN / "modelpilot-serve")], env, "/readyz"
     if name == "mlflow":
         argv = [str(BIN / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1"]
         return [*pin, *argv, "-p", str(port), "-w", "1"], {}, "/ping"
-    return [*pin, sys.executable, str(HERE / "floor.py")], {"FLOOR_MODEL_URI": uri, "FLOOR_PORT": str(port)}, "/ping"
+    floor_env = {"FLOOR_STATE_DICT": str(state_dict), "FLOOR_PORT": str(port)}
+    return [*pin, sys.executable, str(HERE / "floor.py")], floor_env, "/ping"
 
 
 @contextmanager
 def started(
-    name: str, uri: str, log: Path, env: dict[str, str]
+    name: str, uri: str, state_dict: Path, log: Path, env: dict[str, str]
 ) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
     """Start a server, yield (url, process, seconds from spawn to ready), stop it."""
     port = free_port()
-    argv, extra, ready_path = server_commands(name, uri, port)
+    argv, extra, ready_path = server_commands(name, uri, port, state_dict)
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         begin = time.perf_counter()
@@ -178,7 +193,7 @@ def predictions(url: str, body: bytes) -> np.ndarray[Any, Any]:
 def bodies(workdir: Path) -> dict[int, Path]:
     """dataframe_split bodies of 1 and 256 rows."""
     files = {}
-    columns = [f"f{i}" for i in range(20)]
+    columns = [f"f{i}" for i in range(N_FEATURES)]
     for rows in ROW_COUNTS:
         path = workdir / f"body-{rows}.json"
         path.write_bytes(
@@ -204,12 +219,15 @@ def main() -> None:
     results = {name: ServerResult(name) for name in names}
     reference: dict[int, np.ndarray[Any, Any]] = {}
     with mlflow_server(workdir / "mlflow") as registry, ExitStack() as servers:
-        uri = register_model(registry.url)
+        uri, state_dict = register_model(registry.url, workdir)
         env["MLFLOW_TRACKING_URI"] = registry.url
         running: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
         for name in names:
-            url, process, cold_start = servers.enter_context(started(name, uri, workdir / f"{name}.log", env))
+            url, process, cold_start = servers.enter_context(
+                started(name, uri, state_dict, workdir / f"{name}.log", env)
+            )
             results[name].cold_start_s = cold_start
+            results[name].rss_ready_mb = rss_bytes(process_tree(process.pid)) / 2**20
             running[name] = (url, process)
             print(f"ready: {name} (cold start {cold_start:.1f} s)", file=sys.stderr)
             for rows, path in files.items():
@@ -244,8 +262,8 @@ def report(results: list[ServerResult], duration: int, rounds: int) -> str:
                 f"| {result.name} | {rows} | {connections} | {cell.rps:,.0f} | {cell.p50_ms:.2f} | {cell.p99_ms:.2f} | "
                 f"{cell.p999_ms:.2f} | {cell.cpu_per_1k:.3f} | {cell.failures} |"
             )
-    lines += ["", "| server | cold start s | RSS MiB |", "|---|---:|---:|"]
-    lines += [f"| {r.name} | {r.cold_start_s:.2f} | {r.rss_mb:.0f} |" for r in results]
+    lines += ["", "| server | cold start s | RSS at ready MiB | RSS max MiB |", "|---|---:|---:|---:|"]
+    lines += [f"| {r.name} | {r.cold_start_s:.2f} | {r.rss_ready_mb:.0f} | {r.rss_mb:.0f} |" for r in results]
     by_name = {r.name: r for r in results}
     ours = by_name.get("modelpilot")
     if ours is not None:
@@ -267,6 +285,8 @@ def report(results: list[ServerResult], duration: int, rounds: int) -> str:
             lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(ratios) + " |")
         if "mlflow" in by_name:
             lines.append(f"\nCold start vs mlflow: {ours.cold_start_s / by_name['mlflow'].cold_start_s:.2f}x")
+        if "floor" in by_name:
+            lines.append(f"RSS at ready vs floor: {ours.rss_ready_mb - by_name['floor'].rss_ready_mb:+.0f} MiB")
     return "\n".join(lines)
 
 

@@ -50,6 +50,7 @@ def served(mlflow: MlflowServer, logged: LoggedModels, tmp_path_factory: pytest.
         "MODELPILOT_HOST": "127.0.0.1",
         "MODELPILOT_PORT": str(port),
         "MODELPILOT_METRICS_PORT": str(metrics_port),
+        "MODELPILOT_GRPC_PORT": str(free_port()),
         "MODELPILOT_HEADER_TIMEOUT_SECONDS": str(HEAD_TIMEOUT),
         "MODELPILOT_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
         "MODELPILOT_KEEP_ALIVE_SECONDS": str(KEEP_ALIVE),

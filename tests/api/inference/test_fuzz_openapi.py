@@ -84,6 +84,7 @@ def fuzzed_server(
         "MODELPILOT_HOST": "127.0.0.1",
         "MODELPILOT_PORT": str(port),
         "MODELPILOT_METRICS_PORT": str(free_port()),
+        "MODELPILOT_GRPC_PORT": str(free_port()),
         "MODELPILOT_ACCESS_LOG": "false",
         # The pyfunc test model's class lives in tests/; the server unpickles it from there.
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),

@@ -28,6 +28,7 @@ def test_served_process_answers_then_finishes_in_flight_requests_on_sigterm(
         "MODELPILOT_HOST": "127.0.0.1",
         "MODELPILOT_PORT": str(port),
         "MODELPILOT_METRICS_PORT": str(free_port()),
+        "MODELPILOT_GRPC_PORT": str(free_port()),
         "MODELPILOT_FAULT_LATENCY_MS": "1500",
     }
     serve = str(Path(sys.executable).parent / "modelpilot-serve")

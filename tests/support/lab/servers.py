@@ -140,6 +140,7 @@ class ServerSupervisor:
             **LAB_SERVER_ENV,
             "MODELPILOT_PORT": str(port),
             "MODELPILOT_METRICS_PORT": str(metrics_port),
+            "MODELPILOT_GRPC_PORT": str(free_port()),
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             **self.faults.get(view.version, {}),
         }

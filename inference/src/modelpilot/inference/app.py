@@ -20,7 +20,7 @@ from modelpilot.inference.metrics import ServingMetrics
 from modelpilot.inference.model import ServedModel
 from modelpilot.inference.ratelimit import RateLimiter
 from modelpilot.inference.responses import json_bytes, serving_error_handler
-from modelpilot.inference.routes import PREDICTION_ROUTES, ROUTES, STREAMING_ROUTES
+from modelpilot.inference.routes import GRPC_INFER_ROUTE, PREDICTION_ROUTES, ROUTES, STREAMING_ROUTES
 from modelpilot.inference.settings import Settings
 
 
@@ -39,7 +39,7 @@ def create_app(
     """
     settings = settings or Settings()
     model = model or ServedModel(settings)
-    traffic_routes = tuple(route for route, _ in [*PREDICTION_ROUTES, *STREAMING_ROUTES])
+    traffic_routes = (*(route for route, _ in [*PREDICTION_ROUTES, *STREAMING_ROUTES]), GRPC_INFER_ROUTE)
     metrics = ServingMetrics(model.name, model.version, settings.track, traffic_routes=traffic_routes)
     plane = DataPlane(settings, model, metrics)
     access_log = AccessLog(access_stream) if settings.access_log else None

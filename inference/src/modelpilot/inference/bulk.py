@@ -133,13 +133,14 @@ def _feed_and_finish(reader: CsvTableReader, data: bytes) -> list[Features]:
 
 def _header(prediction: Prediction) -> list[str]:
     header = csv_header(prediction.values)
-    return [*header, "class"] if prediction.classes is not None and len(header) > 1 else header
+    return [*header, "class"] if prediction.labels() is not None and len(header) > 1 else header
 
 
 def _cells(prediction: Prediction) -> list[list[Any]]:
     rows = csv_rows(prediction.values)
-    if prediction.classes is not None and rows and len(rows[0]) > 1:
-        return [[*row, label] for row, label in zip(rows, prediction.classes.tolist(), strict=True)]
+    classes = prediction.labels()
+    if classes is not None and rows and len(rows[0]) > 1:
+        return [[*row, label] for row, label in zip(rows, classes.tolist(), strict=True)]
     return rows
 
 

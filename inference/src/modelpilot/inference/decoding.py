@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from modelpilot.inference.collector import collector_paused
 from modelpilot.inference.csv_tables import read_csv_table
 from modelpilot.inference.errors import InvalidInputError, MalformedBodyError, UnsupportedMediaTypeError
+from modelpilot.inference.oip import BinaryReader, binary_tensor, split_body
 from modelpilot.inference.runners import concat_features
 from modelpilot.inference.validation import Features, Validator
 
@@ -27,6 +29,9 @@ class DecodedRequest:
     params: dict[str, Any] | None = None
     want_gates: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # Open Inference Protocol: the outputs asked for (None: the default ones) and the default encoding.
+    outputs: list[RequestedOutput] | None = None
+    binary_output: bool = False
 
 
 def parse_json(body: bytes) -> Any:
@@ -174,25 +179,50 @@ def decode_v1_predict(body: bytes, validator: Validator) -> DecodedRequest:
     return DecodedRequest(features, want_gates=want_gates)
 
 
-def decode_v2_infer(body: bytes, validator: Validator) -> DecodedRequest:
-    """Open Inference Protocol v2: `{"inputs": [{name, shape, datatype, data}], "id"?, "parameters"?}`."""
-    payload = parse_json(body)
+V2_OUTPUTS = ("output", "gates")
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    """An output an Open Inference Protocol request asks for, and whether it wants it in binary."""
+
+    name: str
+    binary: bool
+
+
+def decode_v2_binary(body: bytes, header_length: str | None, validator: Validator) -> DecodedRequest:
+    """`decode_v2_infer` with the request's `Inference-Header-Content-Length` (None: all JSON)."""
+    return decode_v2_infer(body, validator, header_length)
+
+
+def decode_v2_infer(body: bytes, validator: Validator, header_length: str | None = None) -> DecodedRequest:
+    """Open Inference Protocol v2: `{"inputs": [{name, shape, datatype, data}], "id"?, "parameters"?, "outputs"?}`.
+
+    With `header_length` the body is a JSON header of that many bytes followed by the binary data of the
+    inputs whose `parameters.binary_data_size` claims it (see `oip`).
+    """
+    header, binary = split_body(body, header_length)
+    payload = parse_json(header)
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
         raise InvalidInputError("inputs", "expected a non-empty list of input tensors")
+    return decode_v2_payload(payload, _v2_input_values(payload["inputs"], binary), validator)
+
+
+def decode_v2_payload(payload: dict[str, Any], values: list[Any], validator: Validator) -> DecodedRequest:
+    """An OIP request whose inputs' values are known (`data`, or arrays from binary data): the features.
+
+    `payload` has the request's `inputs` (name, shape, datatype), `parameters`, `outputs` and `id`, as the
+    REST body has them and as the gRPC service rebuilds them from its message.
+    """
     tensors = payload["inputs"]
-    for index, tensor in enumerate(tensors):
-        if not isinstance(tensor, dict):
-            raise InvalidInputError(f"inputs[{index}]", "expected an object with name, shape, datatype, data")
-        missing = [key for key in ("name", "shape", "datatype", "data") if key not in tensor]
-        if missing:
-            raise InvalidInputError(f"inputs[{index}].{missing[0]}", "required")
-        shape = tensor["shape"]
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-            raise InvalidInputError(f"inputs[{index}].shape", "expected a list of integers")
     parameters = payload.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise InvalidInputError("parameters", "expected an object")
-    want_gates = bool(parameters.get("return_gates", False))
+    binary_output = parameters.get("binary_data_output", False)
+    if not isinstance(binary_output, bool):
+        raise InvalidInputError("parameters.binary_data_output", "expected true or false")
+    outputs = _requested_outputs(payload.get("outputs"), binary_output)
+    want_gates = bool(parameters.get("return_gates", False)) or any(o.name == "gates" for o in outputs or ())
     extra = {"id": payload["id"]} if isinstance(payload.get("id"), str) else {}
     if validator.schema.is_tensor:
         if len(tensors) != 1:
@@ -200,8 +230,50 @@ def decode_v2_infer(body: bytes, validator: Validator) -> DecodedRequest:
         tensor = tensors[0]
         _check_v2_datatype(tensor, numeric=True, where="inputs[0].datatype")
         label = tensor["name"] if isinstance(tensor["name"], str) else "?"
-        features = validator.from_tensor(tensor["data"], tensor["shape"], f"inputs[0] ({label[:64]})")
-        return DecodedRequest(features, want_gates=want_gates, extra=extra)
+        features = validator.from_tensor(values[0], tensor["shape"], f"inputs[0] ({label[:64]})")
+        return DecodedRequest(
+            features, want_gates=want_gates, extra=extra, outputs=outputs, binary_output=binary_output
+        )
+    return DecodedRequest(
+        validator.from_columns(_v2_columns(tensors, values, validator), "inputs"),
+        want_gates=want_gates,
+        extra=extra,
+        outputs=outputs,
+        binary_output=binary_output,
+    )
+
+
+def _v2_input_values(tensors: list[Any], binary: memoryview) -> list[Any]:
+    """Each input's values: its JSON `data`, or its share of the binary part of the body as an array."""
+    reader = BinaryReader(binary)
+    values: list[Any] = []
+    for index, tensor in enumerate(tensors):
+        where = f"inputs[{index}]"
+        if not isinstance(tensor, dict):
+            raise InvalidInputError(where, "expected an object with name, shape, datatype, data")
+        size = _binary_data_size(tensor, where)
+        missing = [key for key in ("name", "shape", "datatype") if key not in tensor]
+        if size is None and "data" not in tensor:
+            missing.append("data")
+        if missing:
+            raise InvalidInputError(f"{where}.{missing[0]}", "required")
+        shape = tensor["shape"]
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            raise InvalidInputError(f"{where}.shape", "expected a list of integers")
+        if size is None:
+            values.append(tensor["data"])
+            continue
+        if "data" in tensor:
+            raise InvalidInputError(f"{where}.data", "given together with parameters.binary_data_size; send one")
+        if any(d < 0 for d in shape):
+            raise InvalidInputError(f"{where}.shape", f"shape {shape} has a negative dimension")
+        values.append(binary_tensor(reader.take(size, where), tensor["datatype"], shape, where))
+    reader.finish()
+    return values
+
+
+def _v2_columns(tensors: list[Any], values: list[Any], validator: Validator) -> dict[str, Any]:
+    """One input per column: `{name: [values…]}` for the validator."""
     columns: dict[str, Any] = {}
     kinds = {c.name: c.kind for c in validator.schema.columns}
     for index, tensor in enumerate(tensors):
@@ -212,7 +284,9 @@ def decode_v2_infer(body: bytes, validator: Validator) -> DecodedRequest:
             raise InvalidInputError(name, "input given twice")
         if name in kinds:
             _check_v2_datatype(tensor, numeric=kinds[name] not in {"str", "any"}, where=f"inputs[{index}].datatype")
-        shape, data = tensor["shape"], tensor["data"]
+        shape, data = tensor["shape"], values[index]
+        if isinstance(data, np.ndarray):
+            data = data.reshape(-1).tolist() if len(shape) == 2 and shape[1] == 1 else data.tolist()
         if len(shape) == 2 and shape[1] == 1 and isinstance(data, list) and data and isinstance(data[0], list):
             data = [row[0] if isinstance(row, list) and len(row) == 1 else row for row in data]
         if len(shape) not in {1, 2} or (len(shape) == 2 and shape[1] != 1):
@@ -220,7 +294,45 @@ def decode_v2_infer(body: bytes, validator: Validator) -> DecodedRequest:
         if isinstance(data, list) and len(data) != shape[0]:
             raise InvalidInputError(name, f"{len(data)} values, shape says {shape[0]}")
         columns[name] = data
-    return DecodedRequest(validator.from_columns(columns, "inputs"), want_gates=want_gates, extra=extra)
+    return columns
+
+
+def _binary_data_size(tensor: dict[str, Any], where: str) -> Any:
+    """The input's `parameters.binary_data_size`, or None when its data is in the JSON."""
+    parameters = tensor.get("parameters")
+    if parameters is None:
+        return None
+    if not isinstance(parameters, dict):
+        raise InvalidInputError(f"{where}.parameters", "expected an object")
+    return parameters.get("binary_data_size")
+
+
+def _requested_outputs(outputs: Any, binary_output: bool) -> list[RequestedOutput] | None:
+    """The `outputs` of a request (None: the default ones), each in binary or JSON."""
+    if outputs is None:
+        return None
+    if not isinstance(outputs, list):
+        raise InvalidInputError("outputs", "expected a list of requested outputs")
+    requested: list[RequestedOutput] = []
+    for index, output in enumerate(outputs):
+        where = f"outputs[{index}]"
+        if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+            raise InvalidInputError(where, "expected an object with a name")
+        name = output["name"]
+        if name not in V2_OUTPUTS:
+            raise InvalidInputError(f"{where}.name", f"unknown output {name[:64]!r}; outputs are {list(V2_OUTPUTS)}")
+        if any(r.name == name for r in requested):
+            raise InvalidInputError(f"{where}.name", f"output {name!r} asked for twice")
+        parameters = output.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise InvalidInputError(f"{where}.parameters", "expected an object")
+        binary = parameters.get("binary_data", binary_output)
+        if not isinstance(binary, bool):
+            raise InvalidInputError(f"{where}.parameters.binary_data", "expected true or false")
+        if parameters.get("classification", 0) not in (0, None):
+            raise InvalidInputError(f"{where}.parameters.classification", "the classification extension is not served")
+        requested.append(RequestedOutput(name, binary))
+    return requested
 
 
 def _check_v2_datatype(tensor: dict[str, Any], *, numeric: bool, where: str) -> None:

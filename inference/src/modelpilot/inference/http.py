@@ -41,8 +41,9 @@ log = logging.getLogger("modelpilot.inference")
 # Probes never need credentials and are never rate limited (/metrics has a listener of its own).
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 _JSON = [(b"content-type", b"application/json")]
-# request id, Content-Length, Content-Type, Authorization, X-API-Key, forwarded-for header
-_RequestHead = tuple[str, int | None, str, str | None, str | None, str | None]
+# request id, Content-Length, Content-Type, Authorization, X-API-Key, forwarded-for header,
+# Inference-Header-Content-Length
+_RequestHead = tuple[str, int | None, str, str | None, str | None, str | None, str | None]
 
 
 class _EdgeRoutes:
@@ -184,8 +185,14 @@ class ServingEdge:
             first, rest = await handler(self.plane, StreamingCall(request, params))
             await self._stream(first, rest, receive, send, state, rid)
             return
-        body = await handler(self.plane, PredictionCall(self._body_reader(receive, limit, state), content_type, params))
-        headers = [*_JSON, (b"content-length", str(len(body)).encode()), rid]
+        call = PredictionCall(self._body_reader(receive, limit, state), content_type, params, head[6])
+        answer = await handler(self.plane, call)
+        if type(answer) is bytes:
+            body = answer
+            headers = [*_JSON, (b"content-length", str(len(body)).encode()), rid]
+        else:
+            body = answer.body
+            headers = [*answer.headers, (b"content-length", str(len(body)).encode()), rid]
         state["status"], state["started"] = 200, True
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -244,13 +251,17 @@ class ServingEdge:
         per address: an address that spent its budget of failures gets 429 before its credentials are
         even looked at, so guessing keys costs time.
         """
-        _, content_length, _, authorization, api_key, forwarded = head
+        _, content_length, _, authorization, api_key, forwarded, _ = head
         if content_length is not None and content_length > limit:
             raise PayloadTooLargeError(f"body of {content_length} bytes is over the {limit}-byte limit", limit=limit)
         if path in OPEN_PATHS:
             return "anonymous"
         peer = scope["client"][0] if scope.get("client") else "unknown"
         address = self.addresses.address(peer, forwarded) if self.addresses.trusted else peer
+        return self.admit_client(address, authorization, api_key)
+
+    def admit_client(self, address: str, authorization: str | None, api_key: str | None) -> str:
+        """Credentials and rate limits of a client at `address`; its name (the gRPC service admits calls here too)."""
         if self.authenticator.enabled:
             if self.auth_failures is not None:
                 self.auth_failures.check_left(address)
@@ -272,6 +283,7 @@ class ServingEdge:
         content_type = ""
         authorization = None
         api_key = None
+        header_length = None
         hops: list[str] = []
         for name, value in headers:
             if name == b"content-length":
@@ -289,11 +301,13 @@ class ServingEdge:
                 api_key = value.decode("latin-1")
             elif name == self.forwarded_header:
                 hops.append(value.decode("latin-1"))
+            elif name == b"inference-header-content-length":
+                header_length = value.decode("latin-1")
         if request_id is None:
             self._counter += 1
             request_id = f"{self._id_prefix}-{self._counter:x}"
         forwarded = ",".join(hops) if hops else None  # repeated headers are one list, in order
-        return request_id, content_length, content_type, authorization, api_key, forwarded
+        return request_id, content_length, content_type, authorization, api_key, forwarded, header_length
 
     def _body_reader(self, receive: Receive, limit: int, state: dict[str, Any]) -> Callable[[], Awaitable[bytes]]:
         async def read() -> bytes:

@@ -251,7 +251,14 @@ def _build_runner(local: Path, metadata: MLmodel, schema: InputSchema, settings:
             module.eval()
         if device != "cpu":
             module = module.to(device)
-        return TorchRunner(module, device=device, serialization=serialization, column_output=not schema.is_tensor)
+        samples = [warmup_features(schema), *(_random_rows(schema, rows) for rows in (3, 5))]
+        return TorchRunner(
+            module,
+            device=device,
+            serialization=serialization,
+            column_output=not schema.is_tensor,
+            samples=[s for s in samples if isinstance(s, np.ndarray)],
+        )
     if "python_function" not in flavors:
         raise ValueError(f"the model has flavors {sorted(flavors)} and none this server can run")
     _mlflow(settings)
@@ -341,6 +348,16 @@ class _CollectorPause:
 
 
 _COLLECTOR = _CollectorPause()
+
+
+def _random_rows(schema: InputSchema, rows: int) -> np.ndarray[Any, Any]:
+    """Rows of a numeric schema with varied values (fixed seed), for checking a faster forward against the module."""
+    shape = (rows, *schema.row_shape) if schema.is_tensor else (rows, schema.width)
+    dtype = np.dtype(schema.tensor_dtype if schema.is_tensor else np.float32)
+    values = np.random.default_rng(rows).normal(scale=3.0, size=shape)
+    if dtype.kind == "b":
+        return values > 0
+    return np.abs(values).astype(dtype) if dtype.kind == "u" else values.astype(dtype)
 
 
 def warmup_features(schema: InputSchema, rows: int = 2) -> Features:

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from modelpilot.inference.prediction import Prediction, bounded_label
+from modelpilot.inference.prediction import Prediction, bounded_label, class_labels
 from modelpilot.inference.reference import FeatureReference
 from modelpilot.inference.validation import Features
 
@@ -167,6 +167,7 @@ class ServingMetrics:
         # Forward passes not yet folded into the feature moments and class counts (see `observe_batch`).
         self._pending_features: list[Features] = []
         self._pending_classes: list[np.ndarray[Any, Any]] = []
+        self._pending_outputs: list[Any] = []  # model outputs whose classes are not computed yet
         self._pending_rows = 0
         self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._class_children: dict[str, Any] = {}
@@ -204,7 +205,9 @@ class ServingMetrics:
         """
         self._batch_child.observe(prediction.rows)
         self._pending_features.append(features)
-        if prediction.classes is not None:
+        if not prediction.labelled:
+            self._pending_outputs.append(prediction.values)
+        elif prediction.classes is not None:
             self._pending_classes.append(prediction.classes)
         self._pending_rows += prediction.rows
         if self._pending_rows >= FOLD_ROWS:
@@ -212,9 +215,10 @@ class ServingMetrics:
 
     def fold(self) -> None:
         """Fold pending forward passes into the feature moments and the per-class counters."""
-        features, classes = self._pending_features, self._pending_classes
-        self._pending_features, self._pending_classes, self._pending_rows = [], [], 0
+        features, classes, outputs = self._pending_features, self._pending_classes, self._pending_outputs
+        self._pending_features, self._pending_classes, self._pending_outputs, self._pending_rows = [], [], [], 0
         self.features.observe(features)
+        classes += _labels_of(outputs)
         if classes:
             self._count_classes(classes[0] if len(classes) == 1 else np.concatenate(classes))
 
@@ -243,3 +247,14 @@ class ServingMetrics:
     def set_ready(self, ready: bool) -> None:
         """Export readiness as a gauge too."""
         self.ready.labels(*self.identity).set(1 if ready else 0)
+
+
+def _labels_of(outputs: list[Any]) -> list[np.ndarray[Any, Any]]:
+    """The classes of several passes' outputs: one argmax over all of them when they are arrays of one layout."""
+    if not outputs:
+        return []
+    arrays = [o for o in outputs if isinstance(o, np.ndarray) and o.ndim >= 1]
+    if len(arrays) == len(outputs) and len({(a.shape[1:], a.dtype) for a in arrays}) == 1:
+        outputs = [arrays[0] if len(arrays) == 1 else np.concatenate(arrays)]
+    labels = [class_labels(output) for output in outputs]
+    return [label for label in labels if label is not None]

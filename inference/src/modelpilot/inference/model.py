@@ -9,6 +9,7 @@ from typing import Any
 
 from modelpilot.inference.errors import ModelNotReadyError
 from modelpilot.inference.loading import LoadedModel, load_model, parse_registry_uri, warmup_features
+from modelpilot.inference.oip import output_metadata
 from modelpilot.inference.prediction import Prediction
 from modelpilot.inference.settings import Settings
 from modelpilot.inference.validation import Features, Validator
@@ -27,6 +28,7 @@ class ServedModel:
         self.reason = "the model is loading"
         self.loaded: LoadedModel | None = None
         self.validator: Validator | None = None
+        self.outputs: list[dict[str, Any]] = []
         self.name = settings.model_name or _name_in_uri(settings.model_uri)
         self.version = settings.model_version
 
@@ -48,7 +50,7 @@ class ServedModel:
                 )
                 warmup = warmup_features(loaded.schema)
                 try:
-                    loaded.runner.run(warmup, want_gates=loaded.runner.gates_supported, params=None)
+                    answer = loaded.runner.run(warmup, want_gates=loaded.runner.gates_supported, params=None)
                 except Exception as error:
                     raise RuntimeError(
                         f"warm-up prediction on 2 rows failed: {error}. A pt2 model exported from a one-row "
@@ -59,6 +61,10 @@ class ServedModel:
                 log.error("model failed to load", extra={"fields": {"reason": self.reason}})
                 raise
             self.loaded, self.validator = loaded, validator
+            # What the Open Inference Protocol's model metadata lists: the outputs as the warm-up returned them.
+            self.outputs = [output_metadata(answer.values, "output")]
+            if answer.gates is not None:
+                self.outputs.append(output_metadata(answer.gates, "gates"))
             self.name = self.settings.model_name or loaded.source.name
             self.version = self.settings.model_version or loaded.source.version
             self.state, self.reason = "ready", "model loaded and warmed up"

@@ -66,6 +66,10 @@ def openapi_document(plane: DataPlane) -> dict[str, Any]:
             "get": _get("model metadata", [_path("name", name), _path("version", version)], 404, 503)
         },
         "/v2/models/{name}/ready": {"get": _get("model readiness", [_path("name", name)], 404, 503)},
+        "/v2/models/{name}/versions/{version}/ready": {
+            "get": _get("model version readiness", [_path("name", name), _path("version", version)], 404, 503)
+        },
+        "/v2": {"get": _get("Open Inference Protocol server metadata (name, version, extensions)", [])},
         "/v2/health/live": {"get": _get("liveness", [])},
         "/v2/health/ready": {"get": _get("readiness", [], 503)},
         "/healthz": {"get": _get("liveness", [])},
@@ -246,7 +250,21 @@ def _v2_infer(schema: InputSchema | None, parameters: list[dict[str, Any]]) -> d
         "properties": {
             "id": {"type": "string"},
             "inputs": {"type": "array", "items": tensor, "minItems": 1, "maxItems": 8},
-            "parameters": {"type": "object", "properties": {"return_gates": {"type": "boolean"}}},
+            "parameters": {
+                "type": "object",
+                "properties": {"return_gates": {"type": "boolean"}, "binary_data_output": {"type": "boolean"}},
+            },
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"enum": ["output", "gates"]},
+                        "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}},
+                    },
+                },
+            },
         },
     }
     answer = {
@@ -259,9 +277,18 @@ def _v2_infer(schema: InputSchema | None, parameters: list[dict[str, Any]]) -> d
             "outputs": {"type": "array"},
         },
     }
+    binary_header = {
+        "name": "Inference-Header-Content-Length",
+        "in": "header",
+        "required": False,
+        "description": "binary tensor data: the body is a JSON header of this many bytes, then the raw bytes of "
+        "the inputs whose parameters.binary_data_size claims them; answered in the same layout when outputs are "
+        "asked for in binary (application/octet-stream)",
+        "schema": {"type": "integer", "minimum": 0},
+    }
     return _operation(
         "Open Inference Protocol v2",
-        parameters,
+        [*parameters, binary_header],
         {_JSON: {"schema": body}},
         answer,
         "400",

@@ -12,12 +12,24 @@ _MAX_CLASS_LABELS = 32
 
 @dataclass
 class Prediction:
-    """Row-aligned outputs of one forward pass: raw `values`, per-row `classes`, optional `gates`."""
+    """Row-aligned outputs of one forward pass: raw `values`, per-row `classes`, optional `gates`.
+
+    With `labelled` false the classes are not computed yet: `labels()` derives them from the values when
+    an answer needs them, and the metrics derive them for many passes at once (see `ServingMetrics.fold`),
+    so a request whose answer has no classes never pays for them.
+    """
 
     values: Any
     rows: int
     classes: np.ndarray[Any, Any] | None = None
     gates: np.ndarray[Any, Any] | None = None
+    labelled: bool = True
+
+    def labels(self) -> np.ndarray[Any, Any] | None:
+        """The per-row classes, computed from the values the first time when not given."""
+        if not self.labelled:
+            self.classes, self.labelled = class_labels(self.values), True
+        return self.classes
 
     def take(self, start: int, stop: int) -> Prediction:
         """Rows `start:stop`; raises `NotRowAlignedError` when the output has no row axis."""
@@ -26,6 +38,7 @@ class Prediction:
             rows=stop - start,
             classes=None if self.classes is None else self.classes[start:stop],
             gates=None if self.gates is None else self.gates[start:stop],
+            labelled=self.labelled,
         )
 
 
@@ -84,23 +97,6 @@ def mlflow_predictions(values: Any, records: bool = False) -> Any:
     if isinstance(values, dict):
         return {str(k): mlflow_predictions(v) for k, v in values.items()}
     return values
-
-
-_V2_DATATYPES = {"f": "FP", "i": "INT", "u": "UINT"}
-
-
-def v2_output(values: Any, name: str = "output") -> dict[str, Any]:
-    """One Open Inference Protocol output tensor, flattened row-major."""
-    array = values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values)
-    if array.dtype.kind == "b":
-        datatype = "BOOL"
-    elif array.dtype.kind in _V2_DATATYPES:
-        datatype = f"{_V2_DATATYPES[array.dtype.kind]}{array.dtype.itemsize * 8}"
-    else:
-        datatype = "BYTES"
-        array = array.astype(str)
-    data = array.reshape(-1) if datatype != "BYTES" else array.reshape(-1).tolist()
-    return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
 
 
 def csv_header(values: Any) -> list[str]:

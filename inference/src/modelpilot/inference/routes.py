@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any, TypeAlias
 
 from starlette.datastructures import UploadFile
@@ -15,7 +16,14 @@ from starlette.responses import Response
 from modelpilot.inference.bulk import BatchUpload
 from modelpilot.inference.csv_tables import PIECE_BYTES
 from modelpilot.inference.dataplane import DataPlane
-from modelpilot.inference.decoding import DecodedRequest, decode_invocations, decode_v1_predict, decode_v2_infer, is_csv
+from modelpilot.inference.decoding import (
+    DecodedRequest,
+    RequestedOutput,
+    decode_invocations,
+    decode_v1_predict,
+    decode_v2_binary,
+    is_csv,
+)
 from modelpilot.inference.errors import (
     InvalidInputError,
     MalformedBodyError,
@@ -23,11 +31,26 @@ from modelpilot.inference.errors import (
     UnknownModelError,
     UnsupportedMediaTypeError,
 )
+from modelpilot.inference.oip import OutputTensor, datatype_of, output_tensor
 from modelpilot.inference.openapi import openapi_document
-from modelpilot.inference.prediction import mlflow_predictions, v2_output
+from modelpilot.inference.prediction import mlflow_predictions
 from modelpilot.inference.responses import json_bytes
 
+
+def _package_version() -> str:
+    try:
+        return metadata.version("modelpilot-inference")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
 _JSON = "application/json"
+GRPC_INFER_ROUTE = "/inference.GRPCInferenceService/ModelInfer"  # its route label in the request metrics
+SERVER_METADATA: dict[str, Any] = {
+    "name": "modelpilot",
+    "version": _package_version(),
+    "extensions": ["binary_tensor_data"],
+}
 
 
 def _plane(request: Request) -> DataPlane:
@@ -51,6 +74,15 @@ class PredictionCall:
     read_body: Callable[[], Awaitable[bytes]]
     content_type: str
     path_params: dict[str, str]
+    header_length: str | None = None  # Inference-Header-Content-Length (OIP binary tensor data)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A 200 answer that is not plain JSON: its body and its headers (Content-Length aside)."""
+
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
 
 
 async def _decode(plane: DataPlane, call: PredictionCall, decode: Any, *args: Any) -> DecodedRequest:
@@ -82,8 +114,9 @@ async def v1_predict(plane: DataPlane, call: PredictionCall) -> bytes:
         "track": plane.settings.track,
         "predictions": mlflow_predictions(prediction.values),
     }
-    if prediction.classes is not None:
-        document["classes"] = prediction.classes
+    classes = prediction.labels()
+    if classes is not None:
+        document["classes"] = classes
     if decoded.want_gates:
         document["gates"] = prediction.gates
     return json_bytes(document)
@@ -97,25 +130,40 @@ async def invocations(plane: DataPlane, call: PredictionCall) -> bytes:
     return json_bytes({"predictions": mlflow_predictions(prediction.values, records=records)})
 
 
-async def v2_infer(plane: DataPlane, call: PredictionCall) -> bytes:
-    """POST /v2/models/{name}[/versions/{version}]/infer: Open Inference Protocol v2."""
+async def v2_infer(plane: DataPlane, call: PredictionCall) -> bytes | Answer:
+    """POST /v2/models/{name}[/versions/{version}]/infer: Open Inference Protocol v2, JSON or binary tensors."""
     plane.check_name(call.path_params["name"])
     _check_version(plane, call.path_params.get("version"))
-    decoded = await _decode(plane, call, decode_v2_infer)
+    decoded = await _decode(plane, call, decode_v2_binary, call.header_length)
     prediction = await plane.predict(decoded)
-    outputs = [v2_output(prediction.values, "output")]
-    if decoded.want_gates and prediction.gates is not None:
-        outputs.append(v2_output(prediction.gates, "gates"))
+    requested = decoded.outputs
+    if requested is None:
+        requested = [RequestedOutput("output", decoded.binary_output)]
+        if decoded.want_gates:
+            requested.append(RequestedOutput("gates", decoded.binary_output))
+    tensors: list[OutputTensor] = []
+    for output in requested:
+        values = prediction.values if output.name == "output" else prediction.gates
+        if values is not None:
+            tensors.append(output_tensor(values, output.name, binary=output.binary))
     document: dict[str, Any] = {
         "model_name": plane.model.name,
         "model_version": plane.model.version,
-        "outputs": outputs,
+        "outputs": [tensor.header for tensor in tensors],
     }
     document.update(decoded.extra)
-    return json_bytes(document)
+    head = json_bytes(document)
+    raw = [tensor.raw for tensor in tensors if tensor.raw is not None]
+    if not raw:
+        return head
+    headers = [
+        (b"content-type", b"application/octet-stream"),
+        (b"inference-header-content-length", str(len(head)).encode()),
+    ]
+    return Answer(b"".join([head, *raw]), headers)
 
 
-PredictionRoute: TypeAlias = Callable[[DataPlane, PredictionCall], Awaitable[bytes]]
+PredictionRoute: TypeAlias = Callable[[DataPlane, PredictionCall], Awaitable[bytes | Answer]]
 
 PREDICTION_ROUTES: list[tuple[str, PredictionRoute]] = [
     ("/invocations", invocations),
@@ -188,6 +236,11 @@ async def v2_model_metadata(request: Request) -> Response:
     plane = _plane(request)
     plane.check_name(request.path_params["name"])
     _check_version(plane, request.path_params.get("version"))
+    return _json(model_metadata(plane))
+
+
+def model_metadata(plane: DataPlane) -> dict[str, Any]:
+    """The OIP model metadata document (REST and gRPC); 503 while the model is not loaded."""
     loaded = plane.model.loaded
     if loaded is None:
         raise ModelNotReadyError(plane.model.reason, state=plane.model.state)
@@ -196,40 +249,34 @@ async def v2_model_metadata(request: Request) -> Response:
         inputs = [
             {
                 "name": schema.tensor_name or "input",
-                "datatype": _v2_type(schema.tensor_dtype),
+                "datatype": datatype_of(schema.tensor_dtype),
                 "shape": [-1, *schema.row_shape],
             }
         ]
     else:
         inputs = [
-            {"name": c.name, "datatype": "BYTES" if c.kind in {"str", "any"} else _v2_type(c.dtype), "shape": [-1]}
+            {"name": c.name, "datatype": "BYTES" if c.kind in {"str", "any"} else datatype_of(c.dtype), "shape": [-1]}
             for c in schema.columns
         ]
-    return _json(
-        {
-            "name": plane.model.name,
-            "versions": [plane.model.version],
-            "platform": "mlflow",
-            "inputs": inputs,
-            "outputs": [{"name": "output"}],
-        }
-    )
+    return {
+        "name": plane.model.name,
+        "versions": [plane.model.version],
+        "platform": "mlflow",
+        "inputs": inputs,
+        "outputs": plane.model.outputs,
+    }
 
 
-def _v2_type(dtype: Any) -> str:
-    import numpy as np
-
-    kind = np.dtype(dtype)
-    if kind.kind == "b":
-        return "BOOL"
-    prefix = {"f": "FP", "i": "INT", "u": "UINT"}.get(kind.kind, "BYTES")
-    return prefix if prefix == "BYTES" else f"{prefix}{kind.itemsize * 8}"
+async def v2_server_metadata(request: Request) -> Response:
+    """GET /v2: Open Inference Protocol server metadata."""
+    return _json(SERVER_METADATA)
 
 
 async def v2_model_ready(request: Request) -> Response:
-    """GET /v2/models/{name}/ready."""
+    """GET /v2/models/{name}[/versions/{version}]/ready."""
     plane = _plane(request)
     plane.check_name(request.path_params["name"])
+    _check_version(plane, request.path_params.get("version"))
     ready, _ = plane.readiness()
     return _json({"name": plane.model.name, "ready": ready}, 200 if ready else 503)
 
@@ -264,11 +311,13 @@ async def openapi_json(request: Request) -> Response:
 # Every other route goes through the app's router (the prediction routes above never reach it).
 ROUTES: list[tuple[str, Any, list[str]]] = [
     ("/v1/models/{name}", v1_model, ["GET"]),
+    ("/v2", v2_server_metadata, ["GET"]),
     ("/v2/health/live", v2_live, ["GET"]),
     ("/v2/health/ready", v2_ready, ["GET"]),
     ("/v2/models/{name}", v2_model_metadata, ["GET"]),
     ("/v2/models/{name}/versions/{version}", v2_model_metadata, ["GET"]),
     ("/v2/models/{name}/ready", v2_model_ready, ["GET"]),
+    ("/v2/models/{name}/versions/{version}/ready", v2_model_ready, ["GET"]),
     ("/healthz", healthz, ["GET"]),
     ("/openapi.json", openapi_json, ["GET"]),
     ("/readyz", readyz, ["GET"]),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
-from modelpilot.inference.prediction import Prediction, class_labels
+from modelpilot.inference.flatgraph import flat_forward, same_results
+from modelpilot.inference.prediction import Prediction
 from modelpilot.inference.validation import Features, row_count
 
 
@@ -33,7 +35,16 @@ class TorchRunner:
     as_matrix = True
     records_output = False
 
-    def __init__(self, module: Any, *, device: str, serialization: str, column_output: bool = False) -> None:
+    def __init__(
+        self,
+        module: Any,
+        *,
+        device: str,
+        serialization: str,
+        column_output: bool = False,
+        samples: Sequence[np.ndarray[Any, Any]] = (),
+    ) -> None:
+        """`samples`: inputs on which a flattened graph (see `flatgraph`) must answer exactly as the module."""
         import torch
 
         self._torch = torch
@@ -42,9 +53,15 @@ class TorchRunner:
         self.serialization = serialization
         self.gates_supported = callable(getattr(module, "gates", None))
         self._forward = graph_forward(module) or module
+        flat = "graph"
+        if samples and self.device.type == "cpu":
+            candidate = flat_forward(module)
+            tensors = [torch.from_numpy(sample) for sample in samples]
+            if candidate is not None and same_results(candidate, self._forward, tensors):
+                self._forward, flat = candidate, "flat graph"
         # MLflow answers column-based torch models with records keyed by output position.
         self.records_output = column_output
-        self.description = f"pytorch ({serialization}) on {device}"
+        self.description = f"pytorch ({serialization}) on {device}" + (", flat graph" if flat == "flat graph" else "")
 
     def run(self, features: Features, *, want_gates: bool, params: dict[str, Any] | None) -> Prediction:
         """Forward (and gates when asked) under inference_mode."""
@@ -60,7 +77,7 @@ class TorchRunner:
             gates = self.module.gates(batch) if want_gates and self.gates_supported else None
             values = output.cpu().numpy()
             gate_values = None if gates is None else gates.cpu().numpy()
-        return Prediction(values=values, rows=len(values), classes=class_labels(values), gates=gate_values)
+        return Prediction(values=values, rows=len(values), gates=gate_values, labelled=False)
 
 
 class PyfuncRunner:
@@ -85,7 +102,7 @@ class PyfuncRunner:
         else:
             data = features
         values = self.model.predict(data, params=params) if params else self.model.predict(data)
-        return Prediction(values=values, rows=rows, classes=class_labels(values))
+        return Prediction(values=values, rows=rows, labelled=False)
 
 
 def graph_forward(module: Any) -> Any:

@@ -213,10 +213,14 @@ class ServingServer(uvicorn.Server):
     /metrics keeps answering until the prediction listener has finished its requests.
     """
 
-    def __init__(self, config: uvicorn.Config, app: Any, metrics: uvicorn.Config | None) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: Any, metrics: uvicorn.Config | None, settings: Settings | None = None
+    ) -> None:
         super().__init__(config)
         self._app = app
         self._metrics = uvicorn.Server(metrics) if metrics is not None else None
+        self._settings = settings
+        self._grpc: Any = None
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         self._app.state.plane.draining = True
@@ -230,18 +234,25 @@ class ServingServer(uvicorn.Server):
             config.load()
             self._metrics.lifespan = config.lifespan_class(config)
             await self._metrics.startup()
+        settings = self._settings
+        if settings is not None and settings.grpc_port and self.started and not self.should_exit:
+            from modelpilot.inference.grpc_service import start_grpc
+
+            self._grpc = await start_grpc(self._app, settings.host, settings.grpc_port, settings.max_body_bytes)
 
     async def shutdown(self, sockets: Any = None) -> None:
+        if self._grpc is not None:  # in-flight calls finish within the same grace as HTTP requests
+            await self._grpc.stop(self._settings.graceful_shutdown_seconds if self._settings else None)
         await super().shutdown(sockets)
         if self._metrics is not None and self._metrics.started:
             await self._metrics.shutdown()
 
 
 def serve(settings: Settings, app: Any) -> None:
-    """Run the prediction listener (and the metrics one unless its port is 0) until SIGTERM."""
+    """Run the prediction listener (and the metrics and gRPC ones unless their port is 0) until SIGTERM."""
     metrics = (
         server_config(settings, app.metrics_app, port=settings.metrics_port, lifespan="off")
         if settings.metrics_port
         else None
     )
-    ServingServer(server_config(settings, app, port=settings.port), app, metrics).run()
+    ServingServer(server_config(settings, app, port=settings.port), app, metrics, settings).run()

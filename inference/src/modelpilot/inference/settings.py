@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = 8080
     metrics_port: int = Field(9090, ge=0, le=65535, description="Port of /metrics, apart from predictions; 0: none.")
+    grpc_port: int = Field(
+        8081,
+        ge=0,
+        le=65535,
+        description="Port of the Open Inference Protocol's gRPC service (modelpilot-serve); 0: none.",
+    )
     graceful_shutdown_seconds: float = Field(30.0, ge=0, description="Time in-flight requests get after SIGTERM.")
     max_concurrency: int = Field(
         256, ge=0, description="Open connections or requests in progress beyond which requests get 503; 0: none."

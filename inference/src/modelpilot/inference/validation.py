@@ -142,17 +142,20 @@ class Validator:
     def from_tensor(
         self, data: Any, shape: Sequence[int] | None = None, where: str = "inputs", *, numbers_only: bool = False
     ) -> Features:
-        """Nested lists `[N, …]`, or a flat list with its `shape` (Open Inference Protocol)."""
+        """Nested lists `[N, …]`, or a flat list or an array with its `shape` (Open Inference Protocol)."""
         if not self.schema.is_tensor and not self.as_matrix:
             raise InvalidInputError(where, "this model takes named columns; send records or columns")
         if shape is not None:
             dims = self._check_shape(shape, where)
-            if not isinstance(data, list):
+            if isinstance(data, np.ndarray):  # binary tensor data, already of its datatype and shape
+                array = data
+            elif not isinstance(data, list):
                 raise InvalidInputError(where, f"expected a list of values, got {_type_name(data)}")
-            try:
-                array = np.array(data)
-            except (ValueError, TypeError):
-                raise InvalidInputError(where, "data is not a regular array") from None
+            else:
+                try:
+                    array = np.array(data)
+                except (ValueError, TypeError):
+                    raise InvalidInputError(where, "data is not a regular array") from None
             # Python integers: a product of client-given dimensions must not wrap around as int64 does.
             if array.size != math.prod(dims):
                 raise InvalidInputError(where, f"{array.size} values do not fill shape {list(shape)}")

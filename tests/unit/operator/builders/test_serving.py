@@ -198,10 +198,13 @@ def test_prometheus_scrapes_the_metrics_port_which_the_service_does_not_carry() 
     assert _container(objects)["ports"] == [
         {"name": "http", "containerPort": 9100, "protocol": "TCP"},
         {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
     ]
     assert _env(objects)["MODELPILOT_METRICS_PORT"] == "9090"  # the pod's port and the server's agree
-    assert _by_kind(objects)["Service"]["spec"]["ports"] == [
-        {"name": "http", "port": 9100, "targetPort": "http", "protocol": "TCP"}
+    assert _env(objects)["MODELPILOT_GRPC_PORT"] == "8081"
+    assert _by_kind(objects)["Service"]["spec"]["ports"] == [  # Open Inference Protocol gRPC beside HTTP
+        {"name": "http", "port": 9100, "targetPort": "http", "protocol": "TCP"},
+        {"name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"},
     ]
 
 
@@ -238,7 +241,7 @@ def test_network_policy_admits_predictions_from_anywhere_metrics_from_pods_and_l
     policy = _by_kind(build_track(OWNER, spec_of(raw), track_plan()))["NetworkPolicy"]["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert policy["ingress"] == [
-        {"ports": [{"protocol": "TCP", "port": 8080}]},
+        {"ports": [{"protocol": "TCP", "port": 8080}, {"protocol": "TCP", "port": 8081}]},
         {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 9090}]},
     ]
     egress_ports = {(port["protocol"], port["port"]) for rule in policy["egress"] for port in rule["ports"]}

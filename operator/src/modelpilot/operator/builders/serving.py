@@ -38,6 +38,8 @@ CONTAINER_NAME = "server"
 PORT_NAME = "http"
 # GET /metrics is on a port of its own: Prometheus scrapes it, the Service and the router never carry it.
 METRICS_PORT_NAME = "metrics"
+# The Open Inference Protocol's gRPC service of the server (MODELPILOT_GRPC_PORT), beside HTTP on the Service.
+GRPC_PORT, GRPC_PORT_NAME = 8081, "grpc"
 READINESS_PATH = "/readyz"
 LIVENESS_PATH = "/healthz"
 METRICS_PATH = "/metrics"
@@ -162,6 +164,7 @@ def _env(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[
         ("MODELPILOT_TRACK", plan.track),
         ("MODELPILOT_PORT", str(spec.serving.port)),
         ("MODELPILOT_METRICS_PORT", str(METRICS_PORT)),
+        ("MODELPILOT_GRPC_PORT", str(GRPC_PORT)),
         ("MODELPILOT_SPOOL_DIR", SPOOL_DIR),
         ("MLFLOW_TRACKING_URI", spec.registry.tracking_uri),
         pickle_env(spec.serving.allow_pickle_deserialization),
@@ -242,6 +245,7 @@ def _container(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict
         "ports": [
             {"name": PORT_NAME, "containerPort": serving.port, "protocol": "TCP"},
             {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"},
+            {"name": GRPC_PORT_NAME, "containerPort": GRPC_PORT, "protocol": "TCP"},
         ],
         "env": _env(owner, spec, plan),
     }
@@ -332,7 +336,16 @@ def _service(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> dict[s
         "spec": {
             "type": "ClusterIP",
             "selector": selector(owner.name, plan.track),
-            "ports": [{"name": PORT_NAME, "port": spec.serving.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
+            "ports": [
+                {"name": PORT_NAME, "port": spec.serving.port, "targetPort": PORT_NAME, "protocol": "TCP"},
+                {
+                    "name": GRPC_PORT_NAME,
+                    "port": GRPC_PORT,
+                    "targetPort": GRPC_PORT_NAME,
+                    "protocol": "TCP",
+                    "appProtocol": "kubernetes.io/h2c",
+                },
+            ],
         },
     }
 
@@ -375,7 +388,7 @@ def _network_policy(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) ->
             "podSelector": {"matchLabels": selector(owner.name, plan.track)},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [
-                {"ports": [{"protocol": "TCP", "port": spec.serving.port}]},
+                {"ports": [{"protocol": "TCP", "port": spec.serving.port}, {"protocol": "TCP", "port": GRPC_PORT}]},
                 {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": METRICS_PORT}]},
             ],
             "egress": [
