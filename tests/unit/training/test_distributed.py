@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modelpilot.training.distributed import SINGLE, Workers, backend_for, workers_from_env
-from modelpilot.training.launch import exit_code_of
+from modelpilot.training.launch import exit_code_of, with_store_host
 
 
 def test_without_torchrun_variables_the_run_is_a_single_leader() -> None:
@@ -49,3 +49,14 @@ def test_a_rank_killed_by_a_signal_exits_128_plus_the_signal() -> None:
 def test_a_failure_without_a_code_is_still_a_failure() -> None:
     assert exit_code_of({}) == 1
     assert exit_code_of({0: 0}) == 1
+
+
+def test_the_pod_of_index_0_hosts_the_rendezvous_store_and_the_others_join_it() -> None:
+    assert with_store_host("join_timeout=900", "0") == "join_timeout=900,is_host=true"
+    assert with_store_host("join_timeout=900", "3") == "join_timeout=900,is_host=false"
+    assert with_store_host("", "1") == "is_host=false"
+
+
+def test_outside_an_indexed_job_or_when_set_torchrun_decides_who_hosts() -> None:
+    assert with_store_host("join_timeout=900", None) == "join_timeout=900"
+    assert with_store_host("is_host=false", "0") == "is_host=false"
