@@ -78,14 +78,14 @@ def _pods_by_index(objects: Resources, job: str) -> dict[int, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def one_worker(objects: Resources) -> dict[str, Any]:
     """The reference: the same training with one worker, to its end."""
-    objects.apply(_mdep("one-rank", MODEL_ONE, workers=1, extra_args=UNREACHABLE_FLOOR))
+    objects.apply_with_this_crd(_mdep("one-rank", MODEL_ONE, workers=1, extra_args=UNREACHABLE_FLOOR))
     return objects.wait_mdep("one-rank", _finished, "one-worker training finished", timeout=900, interval=2)
 
 
 @pytest.fixture(scope="module")
 def two_workers(objects: Resources, one_worker: dict[str, Any]) -> dict[str, Any]:
     """The same training with two workers, started once the reference has finished (this machine has 2 cores)."""
-    objects.apply(_mdep("two-ranks", MODEL_TWO, workers=2))
+    objects.apply_with_this_crd(_mdep("two-ranks", MODEL_TWO, workers=2))
     return objects.wait_mdep("two-ranks", _finished, "two-worker training finished", timeout=900, interval=2)
 
 
@@ -139,7 +139,7 @@ def test_a_worker_killed_mid_run_restarts_the_whole_run_which_registers_once(
 ) -> None:
     manifest = _mdep("two-ranks", MODEL_TWO, workers=2)
     manifest["metadata"]["annotations"] = {"modelpilot.io/retrain": "kill-a-worker"}
-    objects.apply(manifest)
+    objects.apply_with_this_crd(manifest)
     started = objects.wait_mdep(
         "two-ranks",
         lambda obj: (status_of(obj).get("training") or {}).get("request") == "kill-a-worker",

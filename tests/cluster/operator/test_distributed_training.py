@@ -32,19 +32,6 @@ def _unregistered(mlflow: MlflowServer) -> RegisteredModel:
     return RegisteredModel(name=f"new-{uuid.uuid4().hex[:8]}", client=None, tracking_uri=mlflow.url)  # type: ignore[arg-type]
 
 
-def _apply(resources: Resources, manifest: dict[str, Any]) -> None:
-    # The cluster is shared by checkouts whose CRDs differ: this tree's CRD goes in again right before the
-    # ModelDeployment that uses its fields, in case another session's CRD replaced it since the session began.
-    from modelpilot.operator.crd import build_crd
-    from tests.support.cluster import apply_manifest, wait_for_condition
-
-    crd = build_crd()
-    apply_manifest(resources.api, crd)
-    wait_for_condition(resources.api, "apiextensions.k8s.io/v1", "CustomResourceDefinition", crd["metadata"]["name"],
-                       condition="Established", timeout=60)  # fmt: skip
-    resources.apply(manifest)
-
-
 def _training_result(result: str) -> Any:
     return lambda obj: ((obj.get("status") or {}).get("training") or {}).get("result") == result
 
@@ -59,7 +46,7 @@ def test_two_workers_run_as_an_indexed_job_with_named_pods_behind_a_headless_ser
         "backoffLimit": 0,
         "podAnnotations": {"modelpilot.io/kwok-duration": "4s"},
     }
-    _apply(resources, model_deployment("ranks", _unregistered(mlflow), training=training))
+    resources.apply_with_this_crd(model_deployment("ranks", _unregistered(mlflow), training=training))
     running = resources.wait_mdep("ranks", _training_result("Running"), "training run started")
     job_name = running["status"]["training"]["job"]
     job = resources.get("batch/v1", "Job", job_name)
@@ -99,7 +86,7 @@ def test_a_trainjob_is_accepted_by_trainers_crd_and_its_end_is_read_back_like_a_
         "workers": 2,
         "engine": "kubeflow",
     }
-    _apply(resources, model_deployment("kubeflow", _unregistered(mlflow), training=training))
+    resources.apply_with_this_crd(model_deployment("kubeflow", _unregistered(mlflow), training=training))
     running = resources.wait_mdep("kubeflow", _training_result("Running"), "TrainJob created")
     name = running["status"]["training"]["job"]
     assert condition(running, "TrainingSucceeded")["reason"] == "JobRunning"
@@ -131,7 +118,7 @@ def test_a_failed_trainjob_is_reported_as_a_failed_training_with_its_message(
     namespace: str,
 ) -> None:
     training = {"image": "ghcr.io/modelpilot/train:test", "workers": 2, "engine": "kubeflow"}
-    _apply(resources, model_deployment("kubeflow-fails", _unregistered(mlflow), training=training))
+    resources.apply_with_this_crd(model_deployment("kubeflow-fails", _unregistered(mlflow), training=training))
     running = resources.wait_mdep("kubeflow-fails", _training_result("Running"), "TrainJob created")
     name = running["status"]["training"]["job"]
     set_trainjob_condition(api_client, namespace, name, "Failed", "JobsFailed", "node-0 exceeded its backoff limit")
