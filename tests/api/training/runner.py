@@ -59,8 +59,24 @@ class TrainRunner:
 
     def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600.0) -> TrainRun:
         """Run modelpilot-train with `args` and extra `env`; what it left behind."""
+        return self._run([self._entrypoint(), *args], env, timeout)
+
+    def distributed(
+        self, workers: int, *args: str, env: dict[str, str] | None = None, timeout: float = 900.0
+    ) -> TrainRun:
+        """Run modelpilot-train as `workers` ranks on this machine (gloo over loopback), through the launcher
+        the training Job uses; what they left behind."""
+        launcher = [sys.executable, "-m", "modelpilot.training.launch", "--standalone"]
+        command = [*launcher, f"--nproc-per-node={workers}", "--no-python", self._entrypoint(), *args]
+        return self._run(command, env, timeout)
+
+    @staticmethod
+    def _entrypoint() -> str:
         executable = shutil.which("modelpilot-train", path=str(Path(sys.executable).parent))
         assert executable, "the modelpilot-train console script is not installed in this environment"
+        return executable
+
+    def _run(self, command: list[str], env: dict[str, str] | None, timeout: float) -> TrainRun:
         self.runs += 1
         result_file = self.folder / f"result-{self.runs}.json"
         environment = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
@@ -71,6 +87,6 @@ class TrainRunner:
         )
         environment.update(env or {})
         completed = subprocess.run(
-            [executable, *args], env=environment, capture_output=True, text=True, timeout=timeout, check=False
+            command, env=environment, capture_output=True, text=True, timeout=timeout, check=False
         )
         return TrainRun(completed.returncode, completed.stdout, completed.stderr, result_file)

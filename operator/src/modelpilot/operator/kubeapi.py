@@ -51,6 +51,7 @@ KINDS = {
         Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
         Kind("batch/v1", "Job", "jobs"),
         Kind("batch/v1", "CronJob", "cronjobs"),
+        Kind("trainer.kubeflow.org/v1alpha1", "TrainJob", "trainjobs"),
         Kind(f"{GROUP}/{VERSION}", "ModelDeployment", PLURAL),
     ]
 }

@@ -184,3 +184,29 @@ def test_drift_without_retrain_on_drift_only_reports() -> None:
     raw["training"]["retrainOnDrift"] = False
     status = ModelDeploymentStatus(drift=DriftStatus(state="Drifted", since="2026-03-01T11:00:00Z"))
     assert wanted_trigger(parse_spec(raw), status, {}, has_any_version=True, now=NOW) is None
+
+
+def _ranked_pod(index: int, message: str) -> dict[str, Any]:
+    pod = _pod(message)
+    pod["metadata"] = {"annotations": {"batch.kubernetes.io/job-completion-index": str(index)}}
+    return pod
+
+
+def test_the_report_of_a_run_with_several_workers_is_rank_0s_whatever_the_pod_order() -> None:
+    leader = {"run_id": "abc", "version": "7", "gate": "passed"}
+    stale = {"error": "RegistryUnreachable", "reason": "a stale follower message"}
+    pods = [_ranked_pod(1, json.dumps(stale)), _ranked_pod(0, json.dumps(leader))]
+    assert job_state(_job("Complete"), pods).report == leader
+
+
+def test_a_trainjob_reads_like_a_job_from_its_conditions() -> None:
+    trainjob = {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": "fraud-train-1"},
+        "status": {
+            "conditions": [{"type": "Failed", "status": "True", "reason": "JobsFailed", "message": "node-0 failed"}]
+        },
+    }
+    state = job_state(trainjob, [])
+    assert (state.result, state.message) == ("Failed", "node-0 failed")

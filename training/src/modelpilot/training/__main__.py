@@ -5,6 +5,9 @@ MODELPILOT_RESULT_FILE, by default Kubernetes' /dev/termination-log inside a pod
 0 gate passed, 3 gate failed, 4 unusable data, 5 MLflow unreachable, 6 training diverged,
 2 bad settings, 1 anything else. On an error the result file gets `{"error", "reason"}` and stderr
 one line saying what went wrong.
+
+Started by torchrun with several ranks, rank 0 does all of the above; the other ranks train with it, write
+no result and exit with rank 0's exit code once it has one.
 """
 
 from __future__ import annotations
@@ -16,8 +19,13 @@ import sys
 from collections.abc import Sequence
 from enum import IntEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from modelpilot.training.distributed import Workers
+    from modelpilot.training.settings import TrainSettings
 
 
 class ExitCode(IntEnum):
@@ -78,6 +86,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(ExitCode.BAD_SETTINGS, "BadSettings", f"invalid settings: {problems}", result_file)
 
     # Heavy imports (torch, mlflow) after the settings, so --help and bad flags answer at once.
+    from modelpilot.training.distributed import LeaderFailedError, leader_exit_code, leave, workers_from_env
+
+    workers = workers_from_env()
+    # Only the leader reports: a follower's result would race the leader's in a shared result file.
+    result_file = settings.result_file if workers.is_leader else None
+    try:
+        try:
+            code = run_and_report(settings, workers, result_file)
+        except LeaderFailedError:
+            return leader_exit_code(workers, int(ExitCode.ERROR))
+        # Outcomes every rank reached together end with the leader's exit code on every rank. A follower that
+        # failed alone (its data) just exits: the others' next collective then fails, so they stop too.
+        if workers.is_leader or code in (ExitCode.GATE_PASSED, ExitCode.TRAINING_DIVERGED):
+            return leader_exit_code(workers, code)
+        return code
+    finally:
+        leave()
+
+
+def run_and_report(settings: TrainSettings, workers: Workers, result_file: str | None) -> int:
+    """Run the pipeline as `workers` says; report its outcome (the leader's) and return the exit code."""
     from mlflow.exceptions import MlflowException
 
     from modelpilot.training.fit import TrainingDivergedError
@@ -85,9 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from modelpilot.training.registry import RegistryUnreachableError
     from modelpilot.training.sources import DataError
 
-    result_file = settings.result_file
     try:
-        outcome = run(settings)
+        outcome = run(settings, workers)
     except DataError as error:
         return fail(ExitCode.DATA_ERROR, "DataError", str(error), result_file)
     except RegistryUnreachableError as error:
@@ -97,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MlflowException as error:
         return fail(ExitCode.ERROR, "RegistryError", f"MLflow request failed: {error.message}", result_file)
 
+    if outcome is None:  # a follower: the leader reports
+        return int(ExitCode.GATE_PASSED)
     result = outcome.as_result()
     print(json.dumps(result), flush=True)
     write_result(result, result_file)

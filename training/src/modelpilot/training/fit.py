@@ -1,7 +1,9 @@
 """Splitting, training with early stopping and class weights, and prediction.
 
 CUDA with automatic mixed precision when a GPU is there; otherwise CPU with deterministic
-algorithms, so the same seed gives the same model.
+algorithms, so the same seed gives the same model. With several ranks (torchrun), each trains on its
+DistributedSampler shard of every epoch, DistributedDataParallel averages the gradients, and the
+early-stopping decision is rank 0's, so all ranks stop at the same epoch with the same weights.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import pandas as pd
 import torch
 from numpy.typing import NDArray
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler, TensorDataset
 
 from modelpilot.training.data import FEATURES, LABEL
+from modelpilot.training.distributed import SINGLE, Workers, from_leader, join, sum_across
 from modelpilot.training.metrics import roc_auc
 from modelpilot.training.model import MixtureOfExperts
 
@@ -154,8 +159,27 @@ def predict_proba(model: nn.Module, features: NDArray[np.float32], batch_size: i
 class EpochRunner:
     """The optimisation state of one training run on one device, one epoch at a time."""
 
-    def __init__(self, model: MixtureOfExperts, splits: Splits, config: TrainConfig, device: torch.device) -> None:
-        self.model = model.to(device)
+    def __init__(
+        self,
+        model: MixtureOfExperts,
+        splits: Splits,
+        config: TrainConfig,
+        device: torch.device,
+        workers: Workers = SINGLE,
+    ) -> None:
+        self.module = model.to(device)
+        self.workers = workers
+        # DDP averages the gradients over the ranks after each backward pass and starts every rank from
+        # rank 0's weights; the normalisation buffers are fixed before training, so they are not re-sent.
+        self.model: nn.Module = (
+            DistributedDataParallel(
+                model,
+                device_ids=[workers.local_rank] if device.type == "cuda" else None,
+                forward_sync_buffers=False,
+            )
+            if workers.distributed
+            else model
+        )
         self.config = config
         self.device = device
         self.use_amp = device.type == "cuda"
@@ -170,6 +194,16 @@ class EpochRunner:
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.shuffle = torch.Generator().manual_seed(config.seed)
+        # Each rank takes its shard of a permutation all ranks agree on (seed + epoch); the global batch stays
+        # `batch_size` rows, split over the ranks.
+        self.sampler: DistributedSampler[tuple[torch.Tensor, ...]] | None = (
+            DistributedSampler(
+                TensorDataset(self.train_y), num_replicas=workers.world_size, rank=workers.rank, seed=config.seed
+            )
+            if workers.distributed
+            else None
+        )
+        self.batch_size = max(1, math.ceil(config.batch_size / workers.world_size))
 
     def autocast(self) -> torch.autocast:
         """Mixed precision on CUDA, a no-op elsewhere."""
@@ -178,33 +212,46 @@ class EpochRunner:
     def train_epoch(self, epoch: int) -> float:
         """One pass over the shuffled training rows; the mean training loss."""
         self.model.train()
-        order = torch.randperm(len(self.train_y), generator=self.shuffle).to(self.device)
-        total_loss = 0.0
-        for start in range(0, len(order), self.config.batch_size):
-            batch = order[start : start + self.config.batch_size]
+        order = self._order(epoch)
+        total_loss, total_rows = 0.0, 0
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
             self.optimizer.zero_grad(set_to_none=True)
             with self.autocast():
                 loss = self.loss_fn(self.model(self.train_x[batch]), self.train_y[batch])
-            if not torch.isfinite(loss):
+            # Every rank learns of a non-finite loss on any rank before the next collective, so all stop.
+            weighted, rows, diverged = sum_across(
+                self.workers, [loss.item() * len(batch), float(len(batch)), float(not torch.isfinite(loss))]
+            )
+            if diverged or not math.isfinite(weighted):
                 raise TrainingDivergedError(
-                    f"loss became {loss.item()} in epoch {epoch}; lower the learning rate "
+                    f"loss became {weighted / rows} in epoch {epoch}; lower the learning rate "
                     f"(now {self.config.learning_rate}) or check the data for extreme values"
                 )
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            total_loss += loss.item() * len(batch)
-        return total_loss / len(order)
+            total_loss, total_rows = total_loss + weighted, total_rows + int(rows)
+        return total_loss / total_rows
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        """This rank's training rows of the epoch, shuffled."""
+        if self.sampler is None:
+            return torch.randperm(len(self.train_y), generator=self.shuffle).to(self.device)
+        self.sampler.set_epoch(epoch)
+        return torch.tensor(list(self.sampler), dtype=torch.int64, device=self.device)
 
     def validate(self, epoch: int) -> tuple[float, float]:
-        """Validation loss and AUC of the current weights."""
-        self.model.eval()
+        """Validation loss and AUC of the current weights (rank 0's on every rank)."""
+        self.module.eval()
         with torch.no_grad(), self.autocast():
-            logits = self.model(self.validation_x).float()
+            logits = self.module(self.validation_x).float()
             loss = self.loss_fn(logits, self.validation_y).item()
+        auc = roc_auc(self.validation_labels, torch.softmax(logits, dim=-1)[:, 1].cpu().numpy())
+        loss, auc = from_leader(self.workers, [loss, auc])
         if not math.isfinite(loss):
             raise TrainingDivergedError(f"validation loss became {loss} in epoch {epoch}")
-        return loss, roc_auc(self.validation_labels, torch.softmax(logits, dim=-1)[:, 1].cpu().numpy())
+        return loss, auc
 
 
 def fit(
@@ -212,14 +259,17 @@ def fit(
     config: TrainConfig,
     device_name: str = "auto",
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    workers: Workers = SINGLE,
 ) -> FitResult:
     """Train a MixtureOfExperts on `splits.train`, stop early on validation loss, return the best epoch's model.
 
     `on_epoch` sees each epoch's record as soon as it is done. Raises TrainingDivergedError as soon as a
-    loss is not finite.
+    loss is not finite. With several `workers` every rank calls this with the same splits and config and
+    gets the same model back.
     """
     started = time.monotonic()
     device = choose_device(device_name)
+    join(workers, device)
     seed_everything(config.seed, device, config.cpu_threads)
     model = MixtureOfExperts(
         n_features=splits.train.features.shape[1],
@@ -228,7 +278,7 @@ def fit(
         dropout=config.dropout,
     )
     model.fit_normalisation(torch.from_numpy(splits.train.features))
-    runner = EpochRunner(model, splits, config, device)
+    runner = EpochRunner(model, splits, config, device, workers)
     result = FitResult(model=model, device=device.type, mixed_precision=runner.use_amp)
     best_loss, best_state, epochs_without_gain = math.inf, copy.deepcopy(model.state_dict()), 0
     for epoch in range(1, config.epochs + 1):

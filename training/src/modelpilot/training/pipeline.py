@@ -3,6 +3,10 @@
 The order keeps the registry clean: nothing is registered until training has succeeded and the gate
 has been decided, and the version is created with its gate tags already on it. Only then is the
 candidate alias (or stage) moved, and only when the gate passed.
+
+With several ranks (torchrun) every rank loads the same data and trains (the main model and the
+stability retrains) together; only the leader, rank 0, talks to MLflow, judges and registers, so a run
+of any size registers at most one version.
 """
 
 from __future__ import annotations
@@ -19,7 +23,16 @@ from mlflow import MlflowClient
 
 from modelpilot.training import logging_mlflow
 from modelpilot.training.data import FEATURES, SEGMENT_FEATURE
-from modelpilot.training.fit import EpochRecord, Splits, TrainingDivergedError, fit, predict_proba, split_frame
+from modelpilot.training.distributed import SINGLE, Workers, join, leader_setup, wait_for_leader
+from modelpilot.training.fit import (
+    EpochRecord,
+    Splits,
+    TrainingDivergedError,
+    choose_device,
+    fit,
+    predict_proba,
+    split_frame,
+)
 from modelpilot.training.gate import Check, GateDecision, Holdout, decide
 from modelpilot.training.metrics import evaluate, roc_auc
 from modelpilot.training.registry import (
@@ -35,7 +48,7 @@ from modelpilot.training.registry import (
     wait_for_tracking_server,
 )
 from modelpilot.training.settings import TrainSettings
-from modelpilot.training.sources import load_dataset
+from modelpilot.training.sources import Dataset, load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +83,13 @@ def registry_target(settings: TrainSettings) -> RegistryTarget:
     )
 
 
-def stability_aucs(settings: TrainSettings, splits: Splits, first_auc: float) -> list[float]:
+def stability_aucs(settings: TrainSettings, splits: Splits, first_auc: float, workers: Workers = SINGLE) -> list[float]:
     """Test AUCs of the same configuration trained with `stability_seeds` further seeds (a diverged seed is NaN)."""
     aucs = [first_auc]
     for offset in range(1, settings.stability_seeds + 1):
         seed = settings.seed + offset * 1000
         try:
-            model = fit(splits, settings.train_config(seed=seed), settings.device).model
+            model = fit(splits, settings.train_config(seed=seed), settings.device, workers=workers).model
             aucs.append(roc_auc(splits.test.labels, predict_proba(model, splits.test.features)[:, 1]))
         except TrainingDivergedError:
             aucs.append(float("nan"))
@@ -106,26 +119,50 @@ def judge(
     return decision, champion_version
 
 
-def run(settings: TrainSettings) -> RunOutcome:
-    """Train, log, register and gate; raises DataError, TrainingDivergedError or RegistryUnreachableError."""
-    tracking_uri = mlflow.get_tracking_uri()
-    wait_for_tracking_server(tracking_uri, settings.mlflow_retries, settings.retry_backoff_seconds)
+def load_splits(settings: TrainSettings) -> tuple[Dataset, Splits]:
+    """The data and its split, the same on every rank."""
     dataset = load_dataset(settings.data_uri, settings.rows, settings.data_seed, settings.drift)
     splits = split_frame(dataset.frame, settings.validation_fraction, settings.test_fraction, settings.data_seed)
     log.info("data %s (digest %s): %d train, %d validation, %d test rows", dataset.source, dataset.digest,
              len(splits.train), len(splits.validation), len(splits.test))  # fmt: skip
+    return dataset, splits
+
+
+def train_as_follower(settings: TrainSettings, splits: Splits, workers: Workers) -> None:
+    """A rank other than 0: its part of the main training and of the stability retrains, nothing else."""
+    fit(splits, settings.train_config(), settings.device, workers=workers)
+    for offset in range(1, settings.stability_seeds + 1):
+        try:
+            fit(splits, settings.train_config(seed=settings.seed + offset * 1000), settings.device, workers=workers)
+        except TrainingDivergedError:
+            continue  # every rank saw it; the leader records the seed as diverged
+
+
+def run(settings: TrainSettings, workers: Workers = SINGLE) -> RunOutcome | None:
+    """Train, log, register and gate; raises DataError, TrainingDivergedError or RegistryUnreachableError.
+
+    The leader returns the outcome; other ranks train with it and return None."""
+    join(workers, choose_device(settings.device))
+    if not workers.is_leader:
+        wait_for_leader(workers)
+        train_as_follower(settings, load_splits(settings)[1], workers)
+        return None
+    with leader_setup(workers):
+        wait_for_tracking_server(mlflow.get_tracking_uri(), settings.mlflow_retries, settings.retry_backoff_seconds)
+        dataset, splits = load_splits(settings)
     target = registry_target(settings)
 
     mlflow.set_experiment(settings.experiment_name)
     with mlflow.start_run(run_name=f"train-{settings.model_name}") as active:
         run_id = active.info.run_id
         logging_mlflow.log_setup(settings, dataset, splits)
+        mlflow.log_param("workers", workers.world_size)
 
         def on_epoch(record: EpochRecord) -> None:
             logging_mlflow.log_epoch(run_id, record)
 
         try:
-            result = fit(splits, settings.train_config(), settings.device, on_epoch=on_epoch)
+            result = fit(splits, settings.train_config(), settings.device, on_epoch=on_epoch, workers=workers)
         except TrainingDivergedError as error:
             mlflow.set_tag(f"{TAG_PREFIX}error", str(error))
             raise
@@ -133,7 +170,7 @@ def run(settings: TrainSettings) -> RunOutcome:
         evaluation = evaluate(splits.test.labels, candidate)
         log.info("trained in %.1fs on %s, best epoch %d, test_auc=%.4f", result.seconds, result.device,
                  result.best_epoch, evaluation.auc)  # fmt: skip
-        seed_aucs = stability_aucs(settings, splits, evaluation.auc)
+        seed_aucs = stability_aucs(settings, splits, evaluation.auc, workers)
         decision, champion_version = judge(settings, target, splits, candidate, seed_aucs)
         log.info("quality gate %s: %s", "passed" if decision.passed else "failed", decision.reason)
 

@@ -1,10 +1,19 @@
-"""Training Jobs and the scheduled-training CronJob of a ModelDeployment."""
+"""Training Jobs and the scheduled-training CronJob of a ModelDeployment.
+
+One worker: a Job with one pod that runs the entrypoint. Several (`training.workers`): an Indexed Job with one
+pod per worker, all running the entrypoint under torchrun, which meets its peers by c10d rendezvous at the
+pod of index 0 through a headless Service (`build_rendezvous_service`).
+"""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from modelpilot.operator.builders.common import (
+    COMPONENT_LABEL,
+    DEPLOYMENT_LABEL,
+    GPU_RESOURCE,
     Owner,
     container_resources,
     container_security_context,
@@ -31,6 +40,13 @@ PERMANENT_FAILURE_EXIT_CODE = 3
 CRONJOB_HISTORY_LIMIT = 3
 # A schedule missed by more than this (operator or control plane down) is skipped, not run late.
 CRONJOB_STARTING_DEADLINE_SECONDS = 3600
+# torchrun in the training image, through the launcher that keeps the entrypoint's exit code.
+LAUNCHER = ["python", "-m", "modelpilot.training.launch"]
+RENDEZVOUS_PORT = 29400
+# How long a worker waits for its peers (the pod of index 0 hosts the rendezvous and may start later).
+RENDEZVOUS_CONF = "join_timeout=900,read_timeout=600"
+JOB_NAME_ENV = "MODELPILOT_JOB_NAME"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 def _training(spec: ModelDeploymentSpec) -> Training:
@@ -58,6 +74,41 @@ def _registry_pointers(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
     ]
 
 
+def procs_per_worker(training: Training) -> int:
+    """Training processes in each pod: one per GPU of the pod, else one."""
+    amount = training.resources.limits.get(GPU_RESOURCE) or training.resources.requests.get(GPU_RESOURCE)
+    return max(1, int(str(amount))) if amount is not None else 1
+
+
+def rendezvous_service_name(owner: Owner) -> str:
+    """The headless Service that gives each training pod of the owner a DNS name (`<job>-<index>.<service>`)."""
+    digest = hashlib.sha256(owner.uid.encode()).hexdigest()[:6]
+    name = f"{owner.name[:40].rstrip('-.')}-ranks-{digest}"
+    # A Service's name must start with a letter; an object's name may start with a digit.
+    return name if name[0].isalpha() else f"r-{name}"
+
+
+def torchrun_args(training: Training, service: str) -> list[str]:
+    """torchrun's arguments for `training.workers` pods; the Job's name comes from the pod's own label."""
+    return [
+        f"--nnodes={training.workers}",
+        f"--nproc-per-node={procs_per_worker(training)}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=$({JOB_NAME_ENV})-0.{service}:{RENDEZVOUS_PORT}",
+        f"--rdzv-id=$({JOB_NAME_ENV})",
+        f"--rdzv-conf={RENDEZVOUS_CONF}",
+        # A failed worker fails its pod; the Job's backoffLimit then restarts every pod together.
+        "--max-restarts=0",
+        "--no-python",
+        ENTRYPOINT,
+    ]
+
+
+def training_env(spec: ModelDeploymentSpec, training: Training) -> list[dict[str, str]]:
+    """The entrypoint's environment: model, data, registry and its pointers, then the spec's own variables."""
+    return _env(spec, training)
+
+
 def _env(spec: ModelDeploymentSpec, training: Training) -> list[dict[str, str]]:
     fixed = [("MODELPILOT_MODEL_NAME", spec.model.name)]
     if training.data.uri:
@@ -71,21 +122,31 @@ def _env(spec: ModelDeploymentSpec, training: Training) -> list[dict[str, str]]:
     return env_list(fixed, overridable, training.env)
 
 
-def _pod_labels(owner: Owner, spec: ModelDeploymentSpec, trigger: str) -> dict[str, str]:
+def training_labels(owner: Owner, spec: ModelDeploymentSpec, trigger: str) -> dict[str, str]:
+    """Labels of a training run and its pods: the training component and why the run started."""
     return {**labels(owner, spec, component=TRAINING_COMPONENT), TRIGGER_LABEL: label_value(trigger)}
 
 
-def _container(spec: ModelDeploymentSpec, training: Training) -> dict[str, Any]:
-    container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
-        "image": training.image,
+_pod_labels = training_labels
+
+
+def _container(owner: Owner, spec: ModelDeploymentSpec, training: Training) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": CONTAINER_NAME, "image": training.image}
+    env: list[dict[str, Any]] = list(_env(spec, training))
+    if training.workers == 1:
         # The command is set, not left to the image, so any image with the entrypoint on PATH works,
         # whatever its ENTRYPOINT is; the spec's args follow it.
-        "command": [ENTRYPOINT],
-    }
-    if training.args:
-        container["args"] = list(training.args)
-    container["env"] = _env(spec, training)
+        container["command"] = [ENTRYPOINT]
+        if training.args:
+            container["args"] = list(training.args)
+    else:
+        container["command"] = list(LAUNCHER)
+        container["args"] = [*torchrun_args(training, rendezvous_service_name(owner)), *training.args]
+        container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT, "protocol": "TCP"}]
+        env.append(
+            {"name": JOB_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}}}
+        )
+    container["env"] = env
     if spec.registry.credentials_secret:
         container["envFrom"] = [{"secretRef": {"name": spec.registry.credentials_secret}}]
     resources = container_resources(training.resources)
@@ -111,10 +172,13 @@ def _pod_template(owner: Owner, spec: ModelDeploymentSpec, trigger: str) -> dict
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": pod_security_context(),
-        "containers": [_container(spec, training)],
+        "containers": [_container(owner, spec, training)],
         "volumes": [tmp_volume()],
         **scheduling(training.node_selector, training.tolerations, training.affinity, training.resources),
     }
+    if training.workers > 1:
+        # An Indexed Job names each pod's host `<job>-<index>`; the subdomain makes that a DNS name.
+        pod_spec["subdomain"] = rendezvous_service_name(owner)
     metadata: dict[str, Any] = {"labels": _pod_labels(owner, spec, trigger)}
     if training.pod_annotations:
         metadata["annotations"] = dict(training.pod_annotations)
@@ -123,7 +187,13 @@ def _pod_template(owner: Owner, spec: ModelDeploymentSpec, trigger: str) -> dict
 
 def _job_spec(owner: Owner, spec: ModelDeploymentSpec, trigger: str) -> dict[str, Any]:
     training = _training(spec)
+    workers: dict[str, Any] = {}
+    if training.workers > 1:
+        # All pods run at once and each knows its rank from its index; they succeed or fail together (every
+        # worker exits with rank 0's code), and a failed pod fails the others through their collectives.
+        workers = {"completionMode": "Indexed", "completions": training.workers, "parallelism": training.workers}
     return {
+        **workers,
         "backoffLimit": training.backoff_limit,
         "activeDeadlineSeconds": training.active_deadline_seconds,
         "ttlSecondsAfterFinished": training.ttl_seconds_after_finished,
@@ -152,6 +222,24 @@ def build_training_job(owner: Owner, spec: ModelDeploymentSpec, *, job_name: str
         "kind": "Job",
         "metadata": metadata(owner, job_name, _pod_labels(owner, spec, trigger)),
         "spec": _job_spec(owner, spec, trigger),
+    }
+
+
+def build_rendezvous_service(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
+    """The headless Service of the training pods: DNS names for the pods of an Indexed training Job, published
+    before the pods are ready, since the workers meet before any of them could be."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(owner, rendezvous_service_name(owner), labels(owner, spec, component=TRAINING_COMPONENT)),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {DEPLOYMENT_LABEL: label_value(owner.name), COMPONENT_LABEL: TRAINING_COMPONENT},
+            "ports": [
+                {"name": "rendezvous", "port": RENDEZVOUS_PORT, "targetPort": RENDEZVOUS_PORT, "protocol": "TCP"}
+            ],
+        },
     }
 
 

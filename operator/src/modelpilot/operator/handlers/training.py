@@ -7,6 +7,10 @@ A schedule becomes a CronJob; the Jobs it starts (and those made from it with `k
 followed. Job names derive from the trigger, so an operator that crashes after creating a Job and
 before recording it applies the same Job again instead of starting a second one. The owner's training
 Jobs are listed once per reconciliation; pods are read only for a Job that has just finished.
+
+With `training.engine: kubeflow` a run is a Kubeflow Trainer TrainJob instead of a Job; it is followed the
+same way (its Complete and Failed conditions, rank 0's termination message) and reported with the same
+status, conditions and Events.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from typing import Any
 
 from modelpilot.operator import metrics
 from modelpilot.operator.builders.common import DEPLOYMENT_LABEL, Owner, label_value
-from modelpilot.operator.builders.training import SCHEDULE_TRIGGER, build_training_cronjob, build_training_job
+from modelpilot.operator.builders.training import SCHEDULE_TRIGGER, build_training_cronjob
+from modelpilot.operator.builders.trainjob import build_training_run, training_pod_selector, training_run_kind
+from modelpilot.operator.kubeapi import KubeError
 from modelpilot.operator.owned import OwnedObjects
 from modelpilot.operator.rollout.clock import parse_stamp
 from modelpilot.operator.rollout.requests import RETRAIN_ANNOTATION
@@ -79,8 +85,17 @@ def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
     return JobState(name, "Running", "training Job running", report)
 
 
+COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+
+
+def _rank_order(pod: dict[str, Any]) -> int:
+    index = ((pod.get("metadata") or {}).get("annotations") or {}).get(COMPLETION_INDEX_ANNOTATION, "0")
+    return int(index) if str(index).isdigit() else 0
+
+
 def _termination_report(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
-    for pod in pods:
+    # Rank 0 (the pod of index 0) reports; other ranks leave no JSON, but a stale pod of theirs might.
+    for pod in sorted(pods, key=_rank_order):
         for container in (pod.get("status") or {}).get("containerStatuses") or []:
             message = ((container.get("state") or {}).get("terminated") or {}).get("message")
             if not message:
@@ -177,6 +192,10 @@ async def reconcile_training(
     training = status.training or TrainingStatus()
     selector = f"{DEPLOYMENT_LABEL}={label_value(owner.name)},{TRAINING_COMPONENT_SELECTOR}"
     jobs = await objects.list_of("batch/v1", "Job", selector)
+    runs = await _list_runs(objects, spec, selector, jobs)
+    if runs is None:
+        _report_missing_engine(status, training, notify)
+        return
 
     scheduled = scheduled_job(jobs, cronjob_name(owner), training)
     if scheduled is not None:
@@ -197,7 +216,7 @@ async def reconcile_training(
         notify("Normal", "TrainingStarted", f"Job {name} started ({SCHEDULE_TRIGGER})")
 
     if training.job and training.result == "Running":
-        state = await _read_job(objects, jobs, training.job)
+        state = await _read_job(objects, spec, runs, training.job)
         if state is None:
             training.result, training.message = "Failed", "training Job disappeared before it finished"
         else:
@@ -229,10 +248,10 @@ async def reconcile_training(
         status.training = training if status.training or training.job else status.training
         return
     kind, key = trigger
-    if any(job_state(job, []).result == "Running" for job in jobs):
+    if any(job_state(job, []).result == "Running" for job in [*jobs, *runs]):
         return
     name = job_name(owner, kind, key)
-    await objects.apply([build_training_job(owner, spec, job_name=name, trigger=kind)])
+    await objects.apply(build_training_run(owner, spec, job_name=name, trigger=kind))
     status.training = TrainingStatus(
         job=name,
         trigger=kind,
@@ -260,15 +279,46 @@ def _record_job(training: TrainingStatus, state: JobState) -> None:
             training.message = f"quality gate failed: {state.report.get('reason', '')}".strip()
 
 
-async def _read_job(objects: OwnedObjects, jobs: list[dict[str, Any]], name: str) -> JobState | None:
-    job = next((item for item in jobs if item["metadata"]["name"] == name), None)
+async def _read_job(
+    objects: OwnedObjects, spec: ModelDeploymentSpec, runs: list[dict[str, Any]], name: str
+) -> JobState | None:
+    job = next((item for item in runs if item["metadata"]["name"] == name), None)
     if job is None:
         return None
     state = job_state(job, [])
     if state.result == "Running":
         return state
-    # Finished: the entrypoint's report is in its pod's termination message.
-    return job_state(job, await objects.list_of("v1", "Pod", f"job-name={name}"))
+    # Finished: the entrypoint's report is in its (rank 0) pod's termination message.
+    return job_state(job, await objects.list_of("v1", "Pod", training_pod_selector(spec, name)))
+
+
+async def _list_runs(
+    objects: OwnedObjects, spec: ModelDeploymentSpec, selector: str, jobs: list[dict[str, Any]]
+) -> list[dict[str, Any]] | None:
+    """The owner's training runs of the spec's engine; None when the engine's API is not installed."""
+    api_version, kind = training_run_kind(spec)
+    if kind == "Job":
+        return jobs
+    try:
+        return await objects.list_of(api_version, kind, selector)
+    except KubeError as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def _report_missing_engine(status: ModelDeploymentStatus, training: TrainingStatus, notify: Notify) -> None:
+    message = (
+        "training.engine is kubeflow but the API server serves no TrainJob (trainer.kubeflow.org/v1alpha1):"
+        " install Kubeflow Trainer or set training.engine to job"
+    )
+    condition = next((c for c in status.conditions if c.type == "TrainingSucceeded"), None)
+    if condition is None or condition.reason != "EngineMissing":
+        notify("Warning", "TrainingEngineMissing", message)
+    status.conditions = set_condition(
+        status.conditions, "TrainingSucceeded", False, "EngineMissing", message, status.observed_generation
+    )
+    status.training = training if status.training or training.job else status.training
 
 
 async def _reconcile_schedule(objects: OwnedObjects, owner: Owner, spec: ModelDeploymentSpec) -> None:

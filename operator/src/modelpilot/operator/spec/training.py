@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, model_validator
 
-from modelpilot.operator.spec.base import Duration, SpecModel
+from modelpilot.operator.spec.base import Duration, SpecModel, cel_rules
 from modelpilot.operator.spec.serving import ALLOW_PICKLE_DESCRIPTION, EnvVar, Resources, Scheduling
 
 
@@ -20,8 +20,42 @@ class TrainingData(SpecModel):
     )
 
 
+MAX_WORKERS = 64
+_KUBEFLOW_SCHEDULE = "training.schedule needs training.engine job: a CronJob cannot start a TrainJob"
+_KUBEFLOW_POD_FIELDS = (
+    "training.engine kubeflow takes no affinity or podAnnotations: a TrainJob cannot set them on its pods;"
+    " set them in the training runtime"
+)
+
+
+class KubeflowTraining(SpecModel):
+    """Which Kubeflow Trainer runtime a TrainJob runs on."""
+
+    runtime: str = Field(
+        default="torch-distributed",
+        min_length=1,
+        max_length=253,
+        description="Name of the training runtime (Kubeflow Trainer's torch runtime by default).",
+    )
+    runtime_kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = Field(
+        default="ClusterTrainingRuntime",
+        description="ClusterTrainingRuntime (cluster-wide) or TrainingRuntime (in the ModelDeployment's namespace).",
+    )
+
+
 class Training(Scheduling):
     """GPU training Jobs that log to MLflow and register a version (candidate only if it beats the champion)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            ("!has(self.schedule) || !has(self.engine) || self.engine == 'job'", _KUBEFLOW_SCHEDULE),
+            (
+                "!has(self.engine) || self.engine == 'job'"
+                " || (!has(self.affinity) && (!has(self.podAnnotations) || size(self.podAnnotations) == 0))",
+                _KUBEFLOW_POD_FIELDS,
+            ),
+        )
+    )
 
     image: str = Field(min_length=1, max_length=1024, description="Image with the modelpilot-train entrypoint.")
     args: list[str] = Field(default_factory=list, max_length=64, description="Extra arguments to modelpilot-train.")
@@ -51,6 +85,27 @@ class Training(Scheduling):
     ttl_seconds_after_finished: int = Field(
         default=86400, ge=0, description="How long a finished Job is kept for its logs."
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_WORKERS,
+        description="Training pods of one run; more than one trains with torchrun and DistributedDataParallel.",
+    )
+    engine: Literal["job", "kubeflow"] = Field(
+        default="job",
+        description="job: an Indexed Job (and a headless Service); kubeflow: a Kubeflow Trainer TrainJob.",
+    )
+    kubeflow: KubeflowTraining = Field(
+        default_factory=KubeflowTraining, description="The TrainJob's runtime (engine kubeflow)."
+    )
+
+    @model_validator(mode="after")
+    def _engine_fits(self) -> Training:
+        if self.engine == "kubeflow" and self.schedule:
+            raise ValueError(_KUBEFLOW_SCHEDULE)
+        if self.engine == "kubeflow" and (self.affinity or self.pod_annotations):
+            raise ValueError(_KUBEFLOW_POD_FIELDS)
+        return self
 
 
 class Drift(SpecModel):
