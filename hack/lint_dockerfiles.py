@@ -170,13 +170,11 @@ def _check_run(path: str, instruction: Instruction, env: str) -> list[Finding]:
         for package in _packages(arguments):
             if not re.search(r"(==|@|\.whl$|^\.|^/)", package):
                 findings.append(Finding(path, instruction.line, "DF021", f"pip install of unpinned {package}"))
-        # What comes from an index is checked against known hashes: always for pip, and for a uv requirements
-        # file unless it names another index than the lock's (its files are not the locked ones).
-        from_index = not with_uv or (
-            re.search(r"(^|\s)(-r|--requirements?)\b", arguments) and "--index-url" not in arguments
-        )
-        if from_index and "--require-hashes" not in arguments:
-            findings.append(Finding(path, instruction.line, "DF022", "pip install without --require-hashes"))
+        # A requirements file is installed against its hashes, unless it names another index than the lock's
+        # (the CPU torch index: its files are not the locked ones). A single pinned tool is DF021's.
+        from_file = re.search(r"(^|\s)(-r|--requirements?)\b", arguments) is not None
+        if from_file and "--index-url" not in arguments and "--require-hashes" not in arguments:
+            findings.append(Finding(path, instruction.line, "DF022", "requirements installed without --require-hashes"))
     if re.search(r"\bsudo\b", command):
         findings.append(Finding(path, instruction.line, "DF030", "sudo in a RUN; the build runs as root already"))
     if re.search(r"\b(curl|wget)\b[^|]*\|\s*(ba)?sh\b", command):

@@ -106,7 +106,7 @@ def test_what_comes_from_an_index_is_checked_against_hashes(tmp_path: Path) -> N
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(
         "FROM python:3.11.14-slim-bookworm AS build\n"
-        "RUN pip install --no-cache-dir uv==0.13.9\n"
+        "RUN pip install --no-cache-dir -r /tmp/uv-requirements.txt\n"
         "RUN uv pip install --no-cache -r /tmp/requirements.txt\n"
         "RUN uv pip install --no-cache --index-url https://download.pytorch.org/whl/cpu -r /tmp/torch.txt\n"
         "RUN uv pip install --no-cache ./app\n"
@@ -116,6 +116,6 @@ def test_what_comes_from_an_index_is_checked_against_hashes(tmp_path: Path) -> N
     )
     result = lint(dockerfile)
     assert result.stdout.splitlines() == [
-        f"{dockerfile}:2: DF022 pip install without --require-hashes",
-        f"{dockerfile}:3: DF022 pip install without --require-hashes",
+        f"{dockerfile}:2: DF022 requirements installed without --require-hashes",
+        f"{dockerfile}:3: DF022 requirements installed without --require-hashes",
     ]
