@@ -53,7 +53,6 @@ def test_the_linter_catches_what_the_images_must_not_do(tmp_path: Path) -> None:
         "DF011",
         "DF020",
         "DF021",
-        "DF022",
         "DF040",
         "DF041",
         "DF051",
