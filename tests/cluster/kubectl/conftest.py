@@ -17,9 +17,10 @@ import yaml
 from kubernetes import client
 
 from modelpilot.operator.crd import build_crd
+from modelpilot.operator.rollout.requests import REQUEST_ANNOTATIONS
 from modelpilot.operator.spec import GROUP, PLURAL, VERSION
 from tests.cluster.operator.conftest import RegisteredModel, registered_model
-from tests.support.cluster import REPO_ROOT, Cluster, apply_manifest, get_object, new_api_client
+from tests.support.cluster import REPO_ROOT, Cluster, apply_manifest, get_object, new_api_client, wait_until
 from tests.support.mlflow_server import MlflowServer
 from tests.support.namespace_objects import Resources
 from tests.support.operator_process import operator_process
@@ -118,6 +119,7 @@ def request_policy(cluster: Cluster, namespace: str) -> Iterator[list[dict[str, 
         apply_manifest(cluster.api_client, manifest)
     # The CRD of this checkout, again: the session fixture's copy may have been replaced since.
     apply_manifest(cluster.api_client, build_crd())
+    _wait_until_enforced(cluster, namespace)
     yield manifests
     admission = client.AdmissionregistrationV1Api(cluster.api_client)
     for manifest in manifests:
@@ -179,3 +181,33 @@ def require_own_crd(cluster: Cluster) -> None:
             "status.history[].requestedBy or status.canary.heldBy, so the API server prunes them: "
             "another checkout's test session applied its own; run again"
         )
+
+
+def _wait_until_enforced(cluster: Cluster, namespace: str) -> None:
+    """A new admission policy takes effect once the API server's informers have it (seconds under load):
+    until a dry-run create signed with another name is refused by it, the tests would race it."""
+    custom = client.CustomObjectsApi(cluster.api_client)
+    probe = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {
+            "name": "policy-probe",
+            "annotations": dict.fromkeys(REQUEST_ANNOTATIONS, "x") | {"modelpilot.io/requested-by": "nobody-at-all"},
+        },
+        "spec": {
+            "model": {"name": "probe", "alias": "champion"},
+            "registry": {"trackingUri": "http://127.0.0.1:9"},
+            "serving": {"image": "ghcr.io/modelpilot/inference:test"},
+        },
+    }
+
+    def refused_by_the_policy() -> bool:
+        try:
+            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, probe, dry_run="All")
+        except client.ApiException as error:
+            if "ValidatingAdmissionPolicy" in str(error.body):
+                return True
+            raise
+        return False
+
+    wait_until(refused_by_the_policy, timeout=60, description="the request policy enforced", interval=0.5)
