@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from tests.support.cluster import Cluster, create_namespace, delete_namespace, start_cluster
+from tests.support.cluster import Cluster, create_namespace, delete_namespace, release_model_deployments, start_cluster
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,9 @@ def api_client(cluster: Cluster) -> client.ApiClient:
 
 @pytest.fixture
 def namespace(api_client: client.ApiClient) -> Iterator[str]:
-    """A fresh namespace for one test, deleted (in the background) afterwards."""
+    """A fresh namespace for one test, deleted (in the background) afterwards. A test's operator stops
+    before this teardown, so the ModelDeployments it leaves are released first."""
     name = create_namespace(api_client)
     yield name
+    release_model_deployments(api_client, name)
     delete_namespace(api_client, name)

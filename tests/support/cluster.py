@@ -225,6 +225,37 @@ def create_namespace(api_client: client.ApiClient, prefix: str = "test", *, simu
     return name
 
 
+def release_model_deployments(api_client: client.ApiClient, namespace: str) -> None:
+    """Drop the operator's finalizer from every ModelDeployment left in `namespace`: once a test's own
+    operator has stopped, nothing else would, and the namespace would stay Terminating for good."""
+    custom = client.CustomObjectsApi(api_client)
+    try:
+        left = cast(
+            dict[str, Any],
+            custom.list_namespaced_custom_object("modelpilot.io", "v1alpha1", namespace, "modeldeployments"),
+        )
+    except client.ApiException as error:
+        if error.status == 404:  # no CRD, or no namespace
+            return
+        raise
+    for item in left.get("items", []):
+        if not item["metadata"].get("finalizers"):
+            continue
+        try:
+            custom.patch_namespaced_custom_object(
+                "modelpilot.io",
+                "v1alpha1",
+                namespace,
+                "modeldeployments",
+                item["metadata"]["name"],
+                {"metadata": {"finalizers": None}},
+                _content_type="application/merge-patch+json",
+            )
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
+
+
 def delete_namespace(api_client: client.ApiClient, name: str) -> None:
     """Delete a namespace without waiting; the namespace controller removes its contents."""
     try:
