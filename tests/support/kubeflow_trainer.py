@@ -6,51 +6,20 @@ controller would, through the status subresource.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from typing import Any
 
-import yaml
 from kubernetes import client
 
-from tests.support.gateway_api import REPO_ROOT
+from tests.support.crds import install_crds
 
-FIELD_MANAGER = "modelpilot-tests"
 TRAINER_GROUP = "trainer.kubeflow.org"
 TRAINER_VERSION = "v1alpha1"
 
 
-def _crd_documents() -> list[dict[str, Any]]:
-    script = REPO_ROOT / "hack" / "kubeflow-trainer-crds"
-    output = subprocess.run([str(script)], check=True, capture_output=True, text=True, timeout=600).stdout
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return [doc for doc in yaml.load_all(output, Loader=loader) if doc]
-
-
-def _established(extensions: client.ApiextensionsV1Api, name: str) -> bool:
-    crd = extensions.read_custom_resource_definition(name)
-    conditions = (crd.status.conditions if crd.status else None) or []
-    return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-
 def install_kubeflow_trainer_crds(api_client: client.ApiClient, timeout: float = 60.0) -> list[str]:
     """Install (server-side apply) the Trainer CRDs and wait until they are Established; their names."""
-    extensions = client.ApiextensionsV1Api(api_client)
-    names = []
-    for crd in _crd_documents():
-        name = crd["metadata"]["name"]
-        names.append(name)
-        extensions.patch_custom_resource_definition(
-            name, crd, field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml"
-        )
-    deadline = time.monotonic() + timeout
-    pending = set(names)
-    while pending:
-        pending = {name for name in pending if not _established(extensions, name)}
-        if pending and time.monotonic() > deadline:
-            raise TimeoutError(f"CRDs not Established within {timeout}s: {sorted(pending)}")
-        time.sleep(0.2 if pending else 0)
-    return names
+    return install_crds(api_client, "kubeflow-trainer-crds", timeout)
 
 
 def set_trainjob_condition(
