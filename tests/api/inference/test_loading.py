@@ -173,7 +173,7 @@ def test_a_source_the_proxy_does_not_serve_loads_through_mlflow(
     assert (local / "data" / "model.pt2").is_file()
     loaded = load_model(settings)
     assert (loaded.source.name, loaded.source.version) == (local_sources, version)
-    assert loaded.runner.description == "pytorch (pt2) on cpu"
+    assert loaded.runner.description == "pytorch (pt2) on cpu, flat graph"
     reference = mlflow_pytorch.load_model(f"models:/{local_sources}/{version}")
     assert torch.equal(_forward(loaded.runner.module), _forward(reference))  # type: ignore[attr-defined]
 
@@ -199,7 +199,7 @@ def test_loading_a_pt2_model_does_not_import_mlflow(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     answer = json.loads(done.stdout.strip().splitlines()[-1])
-    assert answer == {"heavy": [], "runner": "pytorch (pt2) on cpu", "version": "1"}
+    assert answer == {"heavy": [], "runner": "pytorch (pt2) on cpu, flat graph", "version": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -291,4 +291,4 @@ def test_the_pt2_check_accepts_and_refuses_what_mlflows_does(pt2_model: Path, tm
 def test_a_local_model_directory_is_read_in_place(pt2_model: Path) -> None:
     loaded = load_model(Settings(model_uri=str(pt2_model), model_name="local-moe"))
     assert loaded.local_path == pt2_model.resolve()
-    assert (loaded.source.name, loaded.runner.description) == ("local-moe", "pytorch (pt2) on cpu")
+    assert (loaded.source.name, loaded.runner.description) == ("local-moe", "pytorch (pt2) on cpu, flat graph")
