@@ -12,7 +12,7 @@ from kubernetes import client
 from mlflow import MlflowClient
 
 from modelpilot.operator.spec import GROUP, PLURAL, VERSION
-from tests.support.cluster import wait_until
+from tests.support.cluster import release_model_deployments, wait_until
 
 BENCHMARK_TAINT = "modelpilot.io/benchmark"
 APPLY_FIELD_MANAGER = "kubectl"
@@ -158,20 +158,7 @@ def delete_model_deployments(api_client: client.ApiClient, namespace: str, timeo
         if not left:
             return 0, time.monotonic() - started
         time.sleep(2)
-    for obj in left:
-        try:
-            custom.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                obj["metadata"]["name"],
-                {"metadata": {"finalizers": None}},
-                _content_type="application/merge-patch+json",
-            )
-        except client.ApiException as error:
-            if error.status != 404:
-                raise
+    release_model_deployments(api_client, namespace)
     return len(left), time.monotonic() - started
 
 

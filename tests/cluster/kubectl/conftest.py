@@ -19,11 +19,10 @@ from kubernetes import client
 from modelpilot.operator.crd import build_crd
 from modelpilot.operator.rollout.requests import REQUEST_ANNOTATIONS
 from modelpilot.operator.spec import GROUP, PLURAL, VERSION
-from tests.cluster.operator.conftest import RegisteredModel, registered_model
+
+# The operator tests' fixtures, shared: a registered model, the operator process, the namespace's resources.
+from tests.cluster.operator.conftest import model, operator, resources  # noqa: F401
 from tests.support.cluster import REPO_ROOT, Cluster, apply_manifest, get_object, new_api_client, wait_until
-from tests.support.mlflow_server import MlflowServer
-from tests.support.namespace_objects import Resources
-from tests.support.operator_process import operator_process
 
 # Two people who may act on ModelDeployments in the test namespace, and one who may not.
 ALICE, BOB, CAROL = "alice", "bob", "carol"
@@ -150,22 +149,6 @@ def plugin_on_path(tmp_path: Path) -> dict[str, str]:
     shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m modelpilot.kubectl "$@"\n')
     shim.chmod(0o755)
     return {**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}"}
-
-
-@pytest.fixture
-def model(mlflow: MlflowServer) -> RegisteredModel:
-    return registered_model(mlflow)
-
-
-@pytest.fixture
-def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with operator_process(cluster.kubeconfig, namespace, tmp_path / "operator.log") as process:
-        yield process
-
-
-@pytest.fixture
-def resources(cluster: Cluster, namespace: str, modelpilot_crd: dict[str, Any]) -> Resources:
-    return Resources(cluster, namespace)
 
 
 def require_own_crd(cluster: Cluster) -> None:

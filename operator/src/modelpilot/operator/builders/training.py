@@ -106,10 +106,6 @@ def torchrun_args(training: Training, service: str) -> list[str]:
 
 def training_env(spec: ModelDeploymentSpec, training: Training) -> list[dict[str, str]]:
     """The entrypoint's environment: model, data, registry and its pointers, then the spec's own variables."""
-    return _env(spec, training)
-
-
-def _env(spec: ModelDeploymentSpec, training: Training) -> list[dict[str, str]]:
     fixed = [("MODELPILOT_MODEL_NAME", spec.model.name)]
     if training.data.uri:
         fixed.append(("MODELPILOT_DATA_URI", training.data.uri))
@@ -127,12 +123,9 @@ def training_labels(owner: Owner, spec: ModelDeploymentSpec, trigger: str) -> di
     return {**labels(owner, spec, component=TRAINING_COMPONENT), TRIGGER_LABEL: label_value(trigger)}
 
 
-_pod_labels = training_labels
-
-
 def _container(owner: Owner, spec: ModelDeploymentSpec, training: Training) -> dict[str, Any]:
     container: dict[str, Any] = {"name": CONTAINER_NAME, "image": training.image}
-    env: list[dict[str, Any]] = list(_env(spec, training))
+    env: list[dict[str, Any]] = list(training_env(spec, training))
     if training.workers == 1:
         # The command is set, not left to the image, so any image with the entrypoint on PATH works,
         # whatever its ENTRYPOINT is; the spec's args follow it.
@@ -179,7 +172,7 @@ def _pod_template(owner: Owner, spec: ModelDeploymentSpec, trigger: str) -> dict
     if training.workers > 1:
         # An Indexed Job names each pod's host `<job>-<index>`; the subdomain makes that a DNS name.
         pod_spec["subdomain"] = rendezvous_service_name(owner)
-    metadata: dict[str, Any] = {"labels": _pod_labels(owner, spec, trigger)}
+    metadata: dict[str, Any] = {"labels": training_labels(owner, spec, trigger)}
     if training.pod_annotations:
         metadata["annotations"] = dict(training.pod_annotations)
     return {"metadata": metadata, "spec": pod_spec}
@@ -220,7 +213,7 @@ def build_training_job(owner: Owner, spec: ModelDeploymentSpec, *, job_name: str
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": metadata(owner, job_name, _pod_labels(owner, spec, trigger)),
+        "metadata": metadata(owner, job_name, training_labels(owner, spec, trigger)),
         "spec": _job_spec(owner, spec, trigger),
     }
 
@@ -251,7 +244,7 @@ def build_training_cronjob(owner: Owner, spec: ModelDeploymentSpec, *, name: str
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": metadata(owner, name, _pod_labels(owner, spec, SCHEDULE_TRIGGER)),
+        "metadata": metadata(owner, name, training_labels(owner, spec, SCHEDULE_TRIGGER)),
         "spec": {
             "schedule": training.schedule,
             "concurrencyPolicy": "Forbid",
@@ -259,7 +252,7 @@ def build_training_cronjob(owner: Owner, spec: ModelDeploymentSpec, *, name: str
             "successfulJobsHistoryLimit": CRONJOB_HISTORY_LIMIT,
             "failedJobsHistoryLimit": CRONJOB_HISTORY_LIMIT,
             "jobTemplate": {
-                "metadata": {"labels": _pod_labels(owner, spec, SCHEDULE_TRIGGER)},
+                "metadata": {"labels": training_labels(owner, spec, SCHEDULE_TRIGGER)},
                 "spec": _job_spec(owner, spec, SCHEDULE_TRIGGER),
             },
         },
