@@ -19,12 +19,13 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from modelpilot.inference.decoding import RequestedOutput, decode_v2_payload
-from modelpilot.inference.errors import InvalidInputError, ServingError, UnknownModelError
+from modelpilot.inference.decoding import decode_v2_payload
+from modelpilot.inference.errors import InvalidInputError, ServingError
 from modelpilot.inference.grpc_gen import oip_pb2 as pb
 from modelpilot.inference.grpc_gen import oip_pb2_grpc as pb_grpc
 from modelpilot.inference.http import ServingEdge
 from modelpilot.inference.oip import binary_tensor, output_tensor
+from modelpilot.inference.routes import SERVER_METADATA, check_version, model_metadata, requested_values
 
 log = logging.getLogger("modelpilot.inference")
 
@@ -77,8 +78,6 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> pb.ServerMetadataResponse:  # noqa: N802
         async def answer() -> pb.ServerMetadataResponse:
-            from modelpilot.inference.routes import SERVER_METADATA
-
             name, version, extensions = (
                 SERVER_METADATA["name"],
                 SERVER_METADATA["version"],
@@ -90,8 +89,6 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> pb.ModelMetadataResponse:  # noqa: N802
         async def answer() -> pb.ModelMetadataResponse:
-            from modelpilot.inference.routes import model_metadata
-
             self._check_model(request.name, request.version)
             document = model_metadata(self.plane)
             tensors = pb.ModelMetadataResponse.TensorMetadata
@@ -116,17 +113,12 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
             finally:
                 self.plane.batcher.decoding_finished()
             prediction = await self.plane.predict(decoded)
-            requested = decoded.outputs or [RequestedOutput("output", True)]
-            if decoded.outputs is None and decoded.want_gates:
-                requested.append(RequestedOutput("gates", True))
             response = pb.ModelInferResponse(
                 model_name=self.plane.model.name, model_version=self.plane.model.version, id=request.id
             )
-            for output in requested:
-                values_out = prediction.values if output.name == "output" else prediction.gates
-                if values_out is None:
-                    continue
-                tensor = output_tensor(values_out, output.name, binary=True)
+            # gRPC answers every output in raw_output_contents, whatever a binary_data parameter asks.
+            for output, values in requested_values(prediction, decoded):
+                tensor = output_tensor(values, output.name, binary=True)
                 header = tensor.header
                 response.outputs.add(name=header["name"], datatype=header["datatype"], shape=header["shape"])
                 response.raw_output_contents.append(tensor.raw or b"")
@@ -136,10 +128,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
 
     def _check_model(self, name: str, version: str) -> None:
         self.plane.check_name(name)
-        if version and version != self.plane.model.version:
-            raise UnknownModelError(
-                f"version {version!r} is not served here; this server serves {self.plane.model.version!r}"
-            )
+        check_version(self.plane, version or None)
 
     async def _call(self, method: str, context: Any, answer: Callable[[], Awaitable[_Answer]]) -> _Answer:
         """Admit the call (credentials, rate limits), answer it, count it; errors become gRPC statuses."""

@@ -31,9 +31,9 @@ from modelpilot.inference.errors import (
     UnknownModelError,
     UnsupportedMediaTypeError,
 )
-from modelpilot.inference.oip import OutputTensor, datatype_of, output_tensor
+from modelpilot.inference.oip import datatype_of, output_tensor
 from modelpilot.inference.openapi import openapi_document
-from modelpilot.inference.prediction import mlflow_predictions
+from modelpilot.inference.prediction import Prediction, mlflow_predictions
 from modelpilot.inference.responses import json_bytes
 
 
@@ -133,19 +133,13 @@ async def invocations(plane: DataPlane, call: PredictionCall) -> bytes:
 async def v2_infer(plane: DataPlane, call: PredictionCall) -> bytes | Answer:
     """POST /v2/models/{name}[/versions/{version}]/infer: Open Inference Protocol v2, JSON or binary tensors."""
     plane.check_name(call.path_params["name"])
-    _check_version(plane, call.path_params.get("version"))
+    check_version(plane, call.path_params.get("version"))
     decoded = await _decode(plane, call, decode_v2_binary, call.header_length)
     prediction = await plane.predict(decoded)
-    requested = decoded.outputs
-    if requested is None:
-        requested = [RequestedOutput("output", decoded.binary_output)]
-        if decoded.want_gates:
-            requested.append(RequestedOutput("gates", decoded.binary_output))
-    tensors: list[OutputTensor] = []
-    for output in requested:
-        values = prediction.values if output.name == "output" else prediction.gates
-        if values is not None:
-            tensors.append(output_tensor(values, output.name, binary=output.binary))
+    tensors = [
+        output_tensor(values, output.name, binary=output.binary)
+        for output, values in requested_values(prediction, decoded)
+    ]
     document: dict[str, Any] = {
         "model_name": plane.model.name,
         "model_version": plane.model.version,
@@ -219,7 +213,24 @@ async def _upload_chunks(request: Request) -> AsyncIterator[bytes]:
         raise UnsupportedMediaTypeError(f"content type {content_type!r}; upload text/csv or multipart/form-data")
 
 
-def _check_version(plane: DataPlane, version: str | None) -> None:
+def requested_values(prediction: Prediction, decoded: DecodedRequest) -> list[tuple[RequestedOutput, Any]]:
+    """The outputs an OIP request asks for (output, and gates when asked, if it names none) with their values;
+    an output the model did not produce (gates of a model without them) is left out."""
+    requested = decoded.outputs
+    if requested is None:
+        requested = [RequestedOutput("output", decoded.binary_output)]
+        if decoded.want_gates:
+            requested.append(RequestedOutput("gates", decoded.binary_output))
+    pairs = []
+    for output in requested:
+        values = prediction.values if output.name == "output" else prediction.gates
+        if values is not None:
+            pairs.append((output, values))
+    return pairs
+
+
+def check_version(plane: DataPlane, version: str | None) -> None:
+    """Refuse a model version this server does not serve (None: any version)."""
     if version is not None and version != plane.model.version:
         raise UnknownModelError(f"version {version!r} is not served here; this server serves {plane.model.version!r}")
 
@@ -235,7 +246,7 @@ async def v2_model_metadata(request: Request) -> Response:
     """GET /v2/models/{name}[/versions/{version}]: Open Inference Protocol metadata."""
     plane = _plane(request)
     plane.check_name(request.path_params["name"])
-    _check_version(plane, request.path_params.get("version"))
+    check_version(plane, request.path_params.get("version"))
     return _json(model_metadata(plane))
 
 
@@ -276,7 +287,7 @@ async def v2_model_ready(request: Request) -> Response:
     """GET /v2/models/{name}[/versions/{version}]/ready."""
     plane = _plane(request)
     plane.check_name(request.path_params["name"])
-    _check_version(plane, request.path_params.get("version"))
+    check_version(plane, request.path_params.get("version"))
     ready, _ = plane.readiness()
     return _json({"name": plane.model.name, "ready": ready}, 200 if ready else 503)
 
