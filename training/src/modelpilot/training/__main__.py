@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from pydantic import ValidationError
 
@@ -95,14 +95,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             code = run_and_report(settings, workers, result_file)
         except LeaderFailedError:
-            return leader_exit_code(workers, int(ExitCode.ERROR))
-        # Outcomes every rank reached together end with the leader's exit code on every rank. A follower that
-        # failed alone (its data) just exits: the others' next collective then fails, so they stop too.
-        if workers.is_leader or code in (ExitCode.GATE_PASSED, ExitCode.TRAINING_DIVERGED):
-            return leader_exit_code(workers, code)
-        return code
+            code = leader_exit_code(workers, int(ExitCode.ERROR))
+        else:
+            # Outcomes every rank reached together end with the leader's exit code on every rank. A follower
+            # that failed alone (its data) just exits: the others' next collective then fails, so they stop too.
+            if workers.is_leader or code in (ExitCode.GATE_PASSED, ExitCode.TRAINING_DIVERGED):
+                code = leader_exit_code(workers, code)
     finally:
         leave()
+    if workers.distributed:
+        exit_without_teardown(code)
+    return code
+
+
+def exit_without_teardown(code: int) -> NoReturn:
+    """End a rank of a distributed run with `code`, skipping the interpreter's teardown. The ranks have agreed on
+    the code and left the process group; what remains is finalization, where torch's native threads (the process
+    group's, the rendezvous store client's) can abort the process ("terminate called without an active
+    exception"). The launcher would take that SIGABRT for the rank's outcome and stop the others with SIGTERM,
+    so a failed gate (3) would end as 143."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_and_report(settings: TrainSettings, workers: Workers, result_file: str | None) -> int:
