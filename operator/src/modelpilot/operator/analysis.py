@@ -5,7 +5,7 @@ The operator's only Prometheus client; the PromQL and the bounds are pure (`roll
 Usage by the executor of a `RunAnalysis` action:
 
     result = await analyse(spec.rollout.analysis, AnalysisTarget(model, version, namespace, step, weight),
-                           client=shared_httpx_client)
+                           client=shared_http_client)
 
 The verdict is
 - Inconclusive when Prometheus cannot be reached or refuses a query, when the canary served fewer
@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-import httpx
-
+from modelpilot.operator.http_client import Answer, HttpClient, UnreachableError
 from modelpilot.operator.rollout.clock import stamp_down
 from modelpilot.operator.rollout.queries import (
     QueryTarget,
@@ -83,7 +82,7 @@ class QueryRejectedError(Exception):
     """Prometheus refused or could not evaluate a query (bad PromQL, wrong result shape)."""
 
 
-async def query_value(client: httpx.AsyncClient, base_url: str, promql: str) -> float | None:
+async def query_value(client: HttpClient, base_url: str, promql: str) -> float | None:
     """The single value of an instant query; None when the result is empty.
 
     Raises PrometheusUnavailableError for network errors and 5xx, QueryRejectedError for refused
@@ -96,7 +95,7 @@ async def query_value(client: httpx.AsyncClient, base_url: str, promql: str) -> 
         raise QueryRejectedError("answered a malformed result") from None
 
 
-async def query_vector(client: httpx.AsyncClient, base_url: str, promql: str) -> list[tuple[dict[str, str], float]]:
+async def query_vector(client: HttpClient, base_url: str, promql: str) -> list[tuple[dict[str, str], float]]:
     """Every series of an instant vector query as (labels, value); errors as in `query_value`."""
     data = await _instant(client, base_url, promql)
     if data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
@@ -110,39 +109,34 @@ async def query_vector(client: httpx.AsyncClient, base_url: str, promql: str) ->
         raise QueryRejectedError("answered a malformed result") from None
 
 
-async def _instant(client: httpx.AsyncClient, base_url: str, promql: str) -> dict[str, Any]:
+async def _instant(client: HttpClient, base_url: str, promql: str) -> dict[str, Any]:
     """The `data` of an instant query's answer."""
     url = base_url.rstrip("/") + "/api/v1/query"
     try:
-        response = await client.get(url, params={"query": promql})
-    except httpx.HTTPError as error:
-        # Only the error's class: protocol errors quote what the server sent.
-        logger.info("Prometheus %s unreachable: %r", base_url, error)
-        raise PrometheusUnavailableError(f"{base_url} unreachable ({type(error).__name__})") from error
+        response = await client.request("GET", url, params={"query": promql})
+    except UnreachableError as error:
+        logger.info("Prometheus %s unreachable: %r", base_url, error.__cause__)
+        raise PrometheusUnavailableError(f"{base_url} unreachable ({error.kind})") from error
     body = _json(response)
-    if response.status_code >= 400 or body.get("status") != "success":
+    if response.status >= 400 or body.get("status") != "success":
         logger.info(
-            "Prometheus %s answered %d to %s: %s",
-            base_url,
-            response.status_code,
-            promql,
-            response.text[:LOGGED_BODY_CHARS],
+            "Prometheus %s answered %d to %s: %s", base_url, response.status, promql, response.text(LOGGED_BODY_CHARS)
         )
-    if response.status_code >= 500:
-        raise PrometheusUnavailableError(f"{base_url} answered {response.status_code}")
-    if response.status_code >= 400 or body.get("status") != "success":
+    if response.status >= 500:
+        raise PrometheusUnavailableError(f"{base_url} answered {response.status}")
+    if response.status >= 400 or body.get("status") != "success":
         error_type = body.get("errorType")
         named = f" {error_type}" if isinstance(error_type, str) and error_type in PROMETHEUS_ERROR_TYPES else ""
-        raise QueryRejectedError(f"refused ({response.status_code}{named})")
+        raise QueryRejectedError(f"refused ({response.status}{named})")
     data = body.get("data")
     if not isinstance(data, dict):
         raise QueryRejectedError("answered a malformed result")
     return data
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: Answer) -> dict[str, Any]:
     try:
-        body = response.json()
+        body = response.json_value()
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
@@ -184,7 +178,7 @@ async def analyse(
     spec: Analysis,
     target: AnalysisTarget,
     *,
-    client: httpx.AsyncClient | None = None,
+    client: HttpClient | None = None,
     request_timeout: float = DEFAULT_TIMEOUT_SECONDS,
     now: datetime | None = None,
 ) -> AnalysisResult:
@@ -203,7 +197,7 @@ async def analyse(
 
     queries = analysis_queries(spec, target)
     owned = client is None
-    http = client or httpx.AsyncClient(timeout=request_timeout)
+    http = client or HttpClient(timeout=request_timeout)
     try:
         outcomes = await asyncio.gather(
             *(query_value(http, spec.prometheus, promql) for promql in queries.values()), return_exceptions=True
@@ -261,12 +255,12 @@ async def read_drift_bins(
     target: QueryTarget,
     window: str,
     *,
-    client: httpx.AsyncClient | None = None,
+    client: HttpClient | None = None,
     request_timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> DriftBins | str:
     """The bins of `target`'s served inputs over `window`, or why they cannot be read (a fixed sentence)."""
     owned = client is None
-    http = client or httpx.AsyncClient(timeout=request_timeout)
+    http = client or HttpClient(timeout=request_timeout)
     try:
         shares, served = await asyncio.gather(
             query_vector(http, prometheus, reference_shares_query(target)),

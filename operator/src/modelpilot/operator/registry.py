@@ -1,7 +1,8 @@
 """The one module that talks to the MLflow Model Registry, over its REST API.
 
 The operator is asyncio (Kopf); MLflow's Python client is synchronous and heavy, so the registry is
-read and written with a small httpx client against the documented `/api/2.0/mlflow` endpoints.
+read and written over `http_client` (aiohttp, Kopf's own stack) against the documented `/api/2.0/mlflow`
+endpoints.
 The rest of the operator depends on the `Registry` protocol, not on this implementation.
 
 The tracking URI comes from the spec: whoever writes a ModelDeployment chooses the server, and so what
@@ -18,9 +19,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 
 from modelpilot.operator import metrics
+from modelpilot.operator.http_client import Answer, HttpClient, UnreachableError
 from modelpilot.operator.spec import ModelRef
 
 API = "/api/2.0/mlflow"
@@ -76,10 +78,10 @@ class Credentials:
             return {"Authorization": f"Bearer {self.token}"}
         return {}
 
-    def auth(self) -> httpx.BasicAuth | None:
+    def auth(self) -> aiohttp.BasicAuth | None:
         """HTTP basic auth, when a username is set and no token."""
         if self.username and not self.token:
-            return httpx.BasicAuth(self.username, self.password or "")
+            return aiohttp.BasicAuth(self.username, self.password or "")
         return None
 
 
@@ -143,23 +145,10 @@ class Registry(Protocol):
 class MlflowRegistry:
     """`Registry` over MLflow's REST API."""
 
-    def __init__(
-        self,
-        tracking_uri: str,
-        credentials: Credentials | None = None,
-        *,
-        timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, tracking_uri: str, credentials: Credentials | None = None, *, timeout: float = 10.0) -> None:
         credentials = credentials or Credentials()
         self.tracking_uri = tracking_uri.rstrip("/")
-        self._client = httpx.AsyncClient(
-            base_url=self.tracking_uri + API,
-            headers=credentials.headers(),
-            auth=credentials.auth(),
-            timeout=timeout,
-            transport=transport,
-        )
+        self._client = HttpClient(timeout=timeout, headers=credentials.headers(), auth=credentials.auth())
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -247,35 +236,32 @@ class MlflowRegistry:
         outcome = "error"
         try:
             try:
-                response = await self._client.request(method, path, params=params, json=json)
-            except httpx.HTTPError as error:
-                # Only the error's class: protocol errors quote what the server sent.
-                logger.info("registry %s %s%s failed: %r", method, self.tracking_uri, path, error)
+                response = await self._client.request(method, self.tracking_uri + API + path, params=params, json=json)
+            except UnreachableError as error:
+                logger.info("registry %s %s%s failed: %r", method, self.tracking_uri, path, error.__cause__)
                 raise RegistryUnavailableError(
-                    f"{self.tracking_uri} unreachable ({type(error).__name__}) for {method} {path}"
+                    f"{self.tracking_uri} unreachable ({error.kind}) for {method} {path}"
                 ) from error
-            outcome = str(response.status_code)
-            if response.status_code >= 400:
+            outcome = str(response.status)
+            if response.status >= 400:
                 logger.info(
                     "registry %s %s%s answered %d: %s",
                     method,
                     self.tracking_uri,
                     path,
-                    response.status_code,
-                    response.text[:LOGGED_BODY_CHARS],
+                    response.status,
+                    response.text(LOGGED_BODY_CHARS),
                 )
-            if response.status_code >= 500:
-                raise RegistryUnavailableError(
-                    f"{self.tracking_uri} answered {response.status_code} to {method} {path}"
-                )
-            if response.status_code >= 400:
+            if response.status >= 500:
+                raise RegistryUnavailableError(f"{self.tracking_uri} answered {response.status} to {method} {path}")
+            if response.status >= 400:
                 raise _client_error(response, method, path)
             try:
-                body = response.json() if response.content else {}
+                body = response.json_value() if response.body else {}
             except ValueError:
-                raise RegistryRejectedError(f"{method} {path} answered {response.status_code} with no JSON") from None
+                raise RegistryRejectedError(f"{method} {path} answered {response.status} with no JSON") from None
             if not isinstance(body, dict):
-                raise RegistryRejectedError(f"{method} {path} answered {response.status_code} with no JSON object")
+                raise RegistryRejectedError(f"{method} {path} answered {response.status} with no JSON object")
             return body
         finally:
             metrics.REGISTRY_LATENCY.labels(operation=path.rsplit("/", 1)[-1], outcome=outcome).observe(
@@ -297,10 +283,10 @@ def _pointers(model: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
     return aliases, stages
 
 
-def _client_error(response: httpx.Response, method: str, path: str) -> RegistryError:
-    status = response.status_code
+def _client_error(response: Answer, method: str, path: str) -> RegistryError:
+    status = response.status
     try:
-        payload = response.json()
+        payload = response.json_value()
     except ValueError:
         payload = None
     code = payload.get("error_code") if isinstance(payload, dict) else None
