@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from modelpilot.operator.kubeapi import KubeApi
 from modelpilot.operator.owned import AppliedMemory
@@ -22,6 +24,9 @@ class Runtime:
     wakeups: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
     models: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The resourceVersion of each resource as the API server last answered it to this process (a read or a
+    # status write): a copy from the watch with that version is as fresh as a new read.
+    answered_versions: dict[tuple[str, str], str] = field(default_factory=dict)
     applied: AppliedMemory = field(default_factory=AppliedMemory)
 
     def poll_seconds(self, spec: ModelDeploymentSpec) -> float:
@@ -50,7 +55,21 @@ class Runtime:
         self.wakeups.pop((namespace, name), None)
         self.failures.pop((namespace, name), None)
         self.models.pop((namespace, name), None)
+        self.answered_versions.pop((namespace, name), None)
         self.applied.forget(namespace, name)
+
+    def remember_answer(self, obj: dict[str, Any]) -> None:
+        """Record the resourceVersion of a ModelDeployment as the API server just answered it."""
+        meta = obj.get("metadata") or {}
+        if meta.get("resourceVersion"):
+            self.answered_versions[(meta.get("namespace", ""), meta.get("name", ""))] = meta["resourceVersion"]
+
+    def is_current(self, namespace: str, name: str, seen: Mapping[str, Any]) -> bool:
+        """Whether `seen` (the watch's latest copy) is the version the API server last answered: then nothing
+        changed since, neither this process's status write nor anyone else's (their change would have come
+        with another version, through the watch too)."""
+        version = (seen.get("metadata") or {}).get("resourceVersion")
+        return version is not None and self.answered_versions.get((namespace, name)) == version
 
     def serves(self, namespace: str, name: str, model_name: str) -> None:
         """Remember which registered model a resource serves, so registry webhooks can wake it."""

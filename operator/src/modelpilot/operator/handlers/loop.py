@@ -32,7 +32,7 @@ async def run_reconcile_loop(
         wakeup.clear()
         started = time.perf_counter()
         try:
-            outcome = await reconcile(runtime, namespace, name, emit)
+            outcome = await reconcile(runtime, namespace, name, emit, seen=body)
         except (KubeError, OSError) as error:
             # The API server hiccuped: nothing was half-done that the next run will not redo.
             logger.warning("reconcile of %s/%s failed: %s", namespace, name, error)

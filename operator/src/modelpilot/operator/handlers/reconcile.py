@@ -1,15 +1,18 @@
 """One reconciliation of a ModelDeployment: registry → training → serving objects → honest status.
 
-Every run starts from a fresh read of the resource, so it never acts on a stale status, and ends
-with one status write (only when something changed). Nothing that already serves is deleted or
-changed when the registry cannot be read. Each object is read at most once per run and applied
-only when what the operator would apply changed (`owned.OwnedObjects`): a run that finds nothing
-new reads the resource and the stable Deployment, and the registry.
+Every run starts from the resource as the API server last answered it (the watch's copy when that is
+the version this process last read or wrote, a fresh read otherwise), so it never acts on a stale
+status, and ends with one status write (only when something changed). Nothing that already serves is
+deleted or changed when the registry cannot be read. Each object is read at most once per run and
+applied only when what the operator would apply changed (`owned.OwnedObjects`): a run that finds
+nothing new reads the stable Deployment and the registry.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,9 +62,20 @@ class CredentialsSecretForbiddenError(RegistryError):
     reason = "CredentialsSecretForbidden"
 
 
-async def reconcile(runtime: Runtime, namespace: str, name: str, emit: EmitEvent) -> Outcome | None:
-    """Reconcile one ModelDeployment; None when it is gone or being deleted."""
-    obj = await runtime.kube.get(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name)
+async def reconcile(
+    runtime: Runtime, namespace: str, name: str, emit: EmitEvent, seen: Mapping[str, Any] | None = None
+) -> Outcome | None:
+    """Reconcile one ModelDeployment; None when it is gone or being deleted.
+
+    `seen` is the watch's latest copy of the resource: used when it is the version the API server last
+    answered this process (`Runtime.is_current`), read anew otherwise — after a status write the watch may not
+    have delivered it yet, and a run must never act on a status older than its own last write."""
+    if seen is not None and runtime.is_current(namespace, name, seen):
+        obj: dict[str, Any] | None = copy.deepcopy(dict(seen))
+    else:
+        obj = await runtime.kube.get(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name)
+        if obj is not None:
+            runtime.remember_answer(obj)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
         return None
     return await Reconciliation(runtime, obj, emit).run()
@@ -78,7 +92,9 @@ class Reconciliation:
         self.annotations: dict[str, str] = meta.get("annotations") or {}
 
         async def write_status(body: dict[str, Any]) -> Any:
-            return await runtime.kube.patch_status(self.owner.namespace, self.owner.name, body)
+            written = await runtime.kube.patch_status(self.owner.namespace, self.owner.name, body)
+            runtime.remember_answer(written)
+            return written
 
         self.journal = Journal(obj.get("status"), int(meta.get("generation", 0)), emit, write_status)
         self.request = pending_request(self.annotations, self.journal.status.last_request)

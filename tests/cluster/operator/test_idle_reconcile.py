@@ -1,0 +1,124 @@
+"""An idle reconcile — nothing changed in the cluster or the registry — asks the API server for one object,
+the stable Deployment: the resource itself comes from the watch's copy while that copy is the version the
+API server last answered. Once someone else changes the resource, or the operator's own status write has
+not come back through the watch yet, the run reads it anew. The real reconcile, API server and MLflow."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from mlflow import MlflowClient
+
+from modelpilot.operator.handlers.reconcile import reconcile
+from modelpilot.operator.kubeapi import KubeApi, load_api_client
+from modelpilot.operator.runtime import Runtime
+from modelpilot.operator.settings import OperatorSettings
+from modelpilot.operator.spec import GROUP, PLURAL, VERSION
+from tests.support.cluster import Cluster
+from tests.support.mlflow_server import MlflowServer
+from tests.support.namespace_objects import Resources
+
+NAME = "idle"
+MDEP = f"{GROUP}/{VERSION}"
+
+
+class CountingKube(KubeApi):
+    """The operator's API client, recording each request as (method, last path segment)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__(load_api_client(str(cluster.kubeconfig)))
+        self.requests: list[tuple[str, str]] = []
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        parts = path.split("/")
+        self.requests.append((method, parts[-3] if parts[-1] == "status" else parts[-2]))
+        return await super()._request(method, path, **kwargs)
+
+
+@pytest.fixture
+def resources(cluster: Cluster, namespace: str, modelpilot_crd: dict[str, Any]) -> Resources:
+    return Resources(cluster, namespace)
+
+
+async def test_an_idle_reconcile_reads_one_object_and_a_changed_resource_is_read_anew(
+    cluster: Cluster, namespace: str, resources: Resources, mlflow: MlflowServer
+) -> None:
+    client = MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
+    model = f"idle-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(model)
+    run_id = client.create_run(experiment_id="0").info.run_id
+    client.create_model_version(model, source=f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias(model, "champion", "1")
+    resources.apply({
+        "apiVersion": MDEP, "kind": "ModelDeployment", "metadata": {"name": NAME},
+        "spec": {
+            "model": {"name": model, "alias": "champion"},
+            "registry": {"trackingUri": mlflow.url, "pollInterval": "60s"},
+            "serving": {"image": "ghcr.io/modelpilot/inference:test", "replicas": 1},
+        },
+    })  # fmt: skip
+    kube = CountingKube(cluster)
+    runtime = Runtime(settings=OperatorSettings(), kube=kube)
+    try:
+        await _idle_then_changed(cluster, namespace, kube, runtime)
+    finally:
+        for registry in runtime.registries.values():
+            await registry.aclose()
+
+
+async def _idle_then_changed(cluster: Cluster, namespace: str, kube: CountingKube, runtime: Runtime) -> None:
+
+    async def current() -> dict[str, Any]:
+        obj = await KubeApi(load_api_client(str(cluster.kubeconfig))).get(MDEP, "ModelDeployment", namespace, NAME)
+        assert obj is not None
+        return obj
+
+    # Until the stable track is Ready and a run writes nothing: the steady state.
+    for _ in range(60):
+        seen = await current()
+        kube.requests.clear()
+        outcome = await reconcile(runtime, namespace, NAME, lambda *_: None, seen=seen)
+        assert outcome is not None
+        if outcome.requeue_after >= 60 and not any(method == "PATCH" for method, _ in kube.requests):
+            break
+        await asyncio.sleep(0.5)
+    else:
+        raise AssertionError(f"never idle; last requests {kube.requests}")
+
+    seen = await current()
+    kube.requests.clear()
+    await reconcile(runtime, namespace, NAME, lambda *_: None, seen=seen)
+    assert kube.requests == [("GET", "deployments")]
+
+    # Someone else changes the resource; the watch brings the new version, which this process never read.
+    k8s.CustomObjectsApi(cluster.api_client).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, NAME, {"metadata": {"annotations": {"example.com/touched": "yes"}}}
+    )
+    changed = await current()
+    kube.requests.clear()
+    await reconcile(runtime, namespace, NAME, lambda *_: None, seen=changed)
+    assert ("GET", "modeldeployments") in kube.requests
+    assert runtime.answered_versions[(namespace, NAME)] == changed["metadata"]["resourceVersion"]
+
+    # Someone clears the status: the run reads the resource anew and repairs the status with its own write.
+    k8s.CustomObjectsApi(cluster.api_client).patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, NAME, {"status": {"conditions": []}}
+    )
+    cleared = await current()
+    kube.requests.clear()
+    await reconcile(runtime, namespace, NAME, lambda *_: None, seen=cleared)
+    assert ("GET", "modeldeployments") in kube.requests
+    assert ("PATCH", "modeldeployments") in kube.requests
+    rewritten = await current()
+    assert runtime.answered_versions[(namespace, NAME)] == rewritten["metadata"]["resourceVersion"]
+    # Until the watch brings the version of that write, its copy is older than the write: read anew.
+    kube.requests.clear()
+    await reconcile(runtime, namespace, NAME, lambda *_: None, seen=cleared)
+    assert ("GET", "modeldeployments") in kube.requests
+    kube.requests.clear()
+    await reconcile(runtime, namespace, NAME, lambda *_: None, seen=rewritten)
+    assert kube.requests == [("GET", "deployments")]
