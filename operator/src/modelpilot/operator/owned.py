@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import orjson
 
 from modelpilot.operator.builders.common import (
     DEPLOYMENT_LABEL,
@@ -63,7 +64,7 @@ class DerivedObjectRefusedError(KubeError):
 
 def digest(obj: dict[str, Any]) -> str:
     """A digest of an object's content as it is applied (key order does not matter)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 @dataclass

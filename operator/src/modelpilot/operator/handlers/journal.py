@@ -31,8 +31,9 @@ class Journal:
     """The status being built, what was last written, and the Events of its transitions."""
 
     def __init__(self, status: dict[str, Any] | None, generation: int, emit: EmitEvent, write: WriteStatus) -> None:
+        # Validated twice rather than deep-copied: the validator is native code, a deep copy walks Python objects.
         self.previous = ModelDeploymentStatus.model_validate(status or {})
-        self.status = self.previous.model_copy(deep=True)
+        self.status = ModelDeploymentStatus.model_validate(status or {})
         self.status.observed_generation = generation
         self.generation = generation
         self._emit = emit

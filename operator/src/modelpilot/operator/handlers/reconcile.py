@@ -10,11 +10,12 @@ nothing new reads the stable Deployment and the registry.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from modelpilot.operator.analysis import analyse
 from modelpilot.operator.builders.common import Owner, track_name
@@ -71,7 +72,8 @@ async def reconcile(
     answered this process (`Runtime.is_current`), read anew otherwise — after a status write the watch may not
     have delivered it yet, and a run must never act on a status older than its own last write."""
     if seen is not None and runtime.is_current(namespace, name, seen):
-        obj: dict[str, Any] | None = copy.deepcopy(dict(seen))
+        # A copy of its own (a JSON round trip: a tenth of the CPU of a deep copy), as a fresh read would be.
+        obj: dict[str, Any] | None = orjson.loads(orjson.dumps(dict(seen)))
     else:
         obj = await runtime.kube.get(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name)
         if obj is not None:
