@@ -1,7 +1,9 @@
-"""An idle reconcile — nothing changed in the cluster or the registry — asks the API server for one object,
-the stable Deployment: the resource itself comes from the watch's copy while that copy is the version the
-API server last answered. Once someone else changes the resource, or the operator's own status write has
-not come back through the watch yet, the run reads it anew. The real reconcile, API server and MLflow."""
+"""An idle reconcile — nothing changed in the cluster or the registry — asks the API server for nothing: the
+resource comes from the watch's copy while that copy is the version the API server last answered, and the
+stable Deployment from the watch's copy while it carries the generation last applied. Without a watched
+Deployment it reads that one object. Once someone else changes the resource or the Deployment, or the
+operator's own status write has not come back through the watch yet, the run reads it anew. The real
+reconcile, API server and MLflow; the watch events are fed by the test (Kopf delivers them in the operator)."""
 
 from __future__ import annotations
 
@@ -122,3 +124,73 @@ async def _idle_then_changed(cluster: Cluster, namespace: str, kube: CountingKub
     kube.requests.clear()
     await reconcile(runtime, namespace, NAME, lambda *_: None, seen=rewritten)
     assert kube.requests == [("GET", "deployments")]
+
+
+async def test_an_idle_reconcile_observes_the_watched_deployment_and_reads_a_changed_one(
+    cluster: Cluster, namespace: str, resources: Resources, mlflow: MlflowServer
+) -> None:
+    client = MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
+    model = f"watched-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(model)
+    run_id = client.create_run(experiment_id="0").info.run_id
+    client.create_model_version(model, source=f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias(model, "champion", "1")
+    resources.apply({
+        "apiVersion": MDEP, "kind": "ModelDeployment", "metadata": {"name": NAME},
+        "spec": {
+            "model": {"name": model, "alias": "champion"},
+            "registry": {"trackingUri": mlflow.url, "pollInterval": "60s"},
+            "serving": {"image": "ghcr.io/modelpilot/inference:test", "replicas": 1},
+        },
+    })  # fmt: skip
+    kube = CountingKube(cluster)
+    runtime = Runtime(settings=OperatorSettings(), kube=kube)
+    reader = KubeApi(load_api_client(str(cluster.kubeconfig)))
+    stable = f"{NAME}-stable"
+    try:
+        for _ in range(60):
+            seen = await reader.get(MDEP, "ModelDeployment", namespace, NAME)
+            assert seen is not None
+            kube.requests.clear()
+            outcome = await reconcile(runtime, namespace, NAME, lambda *_: None, seen=seen)
+            assert outcome is not None
+            if outcome.requeue_after >= 60 and not any(method == "PATCH" for method, _ in kube.requests):
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"never idle; last requests {kube.requests}")
+
+        deployment = await reader.get("apps/v1", "Deployment", namespace, stable)
+        assert deployment is not None
+        runtime.deployments.seen("MODIFIED", deployment)
+        kube.requests.clear()
+        outcome = await reconcile(runtime, namespace, NAME, lambda *_: None, seen=seen)
+        assert outcome is not None
+        assert outcome.requeue_after >= 60, "still Ready from the watched copy"
+        assert kube.requests == []
+
+        # Someone else scales the Deployment (a new generation): the watched copy of it is not the one applied.
+        k8s.AppsV1Api(cluster.api_client).patch_namespaced_deployment(stable, namespace, {"spec": {"replicas": 3}})
+        changed = await reader.get("apps/v1", "Deployment", namespace, stable)
+        assert changed is not None
+        runtime.deployments.seen("MODIFIED", changed)
+        # The read makes the operator forget what it had applied; it applies it again in that run or the next
+        # (the read overlaps the applies).
+        kube.requests.clear()
+        await reconcile(runtime, namespace, NAME, lambda *_: None, seen=seen)
+        assert ("GET", "deployments") in kube.requests
+        if ("PATCH", "deployments") not in kube.requests:
+            await reconcile(runtime, namespace, NAME, lambda *_: None, seen=seen)
+        assert ("PATCH", "deployments") in kube.requests, "the operator puts its replicas back"
+        repaired = await reader.get("apps/v1", "Deployment", namespace, stable)
+        assert repaired is not None
+        assert repaired["spec"]["replicas"] == 1
+
+        # Gone from the watch (the watch's word for a delete): read, not assumed.
+        runtime.deployments.seen("DELETED", repaired)
+        kube.requests.clear()
+        await reconcile(runtime, namespace, NAME, lambda *_: None, seen=seen)
+        assert ("GET", "deployments") in kube.requests
+    finally:
+        for registry in runtime.registries.values():
+            await registry.aclose()

@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from modelpilot.operator.builders.common import MANAGED_BY_LABEL, PART_OF
 from modelpilot.operator.handlers.lifecycle import configure, shut_down
 from modelpilot.operator.handlers.loop import run_reconcile_loop
 from modelpilot.operator.runtime import current_runtime
@@ -37,6 +38,11 @@ async def serve(*, name: str, namespace: str | None, body: kopf.Body, stopped: k
 @kopf.on.field(*RESOURCE, field="metadata.annotations")
 async def wake(*, name: str, namespace: str | None, **_: Any) -> None:
     current_runtime().wake(namespace or "", name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: PART_OF})
+async def watch_deployment(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+    current_runtime().deployments.seen(type, body)
 
 
 @kopf.on.delete(*RESOURCE, optional=True)

@@ -40,6 +40,7 @@ from modelpilot.operator.builders.traffic import TrafficPlan
 from modelpilot.operator.kubeapi import KubeApi, KubeError
 from modelpilot.operator.observe import TrackObservation, deployed_version, observe_pods, observe_settled
 from modelpilot.operator.spec import ModelDeploymentSpec
+from modelpilot.operator.watched import WatchedDeployments
 
 T = TypeVar("T")
 DEFAULT_RESYNC_SECONDS = 3600.0
@@ -93,6 +94,11 @@ class AppliedMemory:
         self.applied[(namespace, key)] = _Applied(content, generation, self.clock())
         self.absent.discard((namespace, key))
 
+    def applied_generation(self, namespace: str, key: ObjectKey) -> int | None:
+        """The generation the API server answered this process's last apply of the object with, if any."""
+        last = self.applied.get((namespace, key))
+        return None if last is None else last.generation
+
     def is_absent(self, namespace: str, key: ObjectKey) -> bool:
         """Whether this process deleted the object (or found it gone) and has not applied it since."""
         return (namespace, key) in self.absent
@@ -124,9 +130,17 @@ class AppliedMemory:
 class OwnedObjects:
     """One reconciliation's access to the objects of one ModelDeployment."""
 
-    def __init__(self, kube: KubeApi, memory: AppliedMemory, owner: Owner, spec: ModelDeploymentSpec) -> None:
+    def __init__(
+        self,
+        kube: KubeApi,
+        memory: AppliedMemory,
+        owner: Owner,
+        spec: ModelDeploymentSpec,
+        watched: WatchedDeployments | None = None,
+    ) -> None:
         self.kube = kube
         self.memory = memory
+        self.watched = watched
         self.owner = owner
         self.spec = spec
         self._reads: dict[ObjectKey, asyncio.Future[dict[str, Any] | None]] = {}
@@ -163,6 +177,11 @@ class OwnedObjects:
 
     async def _fetch(self, key: ObjectKey, *, owned: bool) -> dict[str, Any] | None:
         api_version, kind, name = key
+        if owned and kind == "Deployment" and self.watched is not None:
+            generation = self.memory.applied_generation(self.namespace, key)
+            watched = self.watched.at_generation(self.namespace, name, generation)
+            if watched is not None:
+                return watched
         found = await self._call(self.kube.get(api_version, kind, self.namespace, name))
         if owned:
             self.memory.check(self.namespace, key, found)

@@ -12,6 +12,7 @@ from modelpilot.operator.owned import AppliedMemory
 from modelpilot.operator.registry import Credentials, MlflowRegistry
 from modelpilot.operator.settings import OperatorSettings
 from modelpilot.operator.spec import ModelDeploymentSpec, parse_duration
+from modelpilot.operator.watched import WatchedDeployments
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Runtime:
     # The resourceVersion of each resource as the API server last answered it to this process (a read or a
     # status write): a copy from the watch with that version is as fresh as a new read.
     answered_versions: dict[tuple[str, str], str] = field(default_factory=dict)
+    deployments: WatchedDeployments = field(default_factory=WatchedDeployments)
     applied: AppliedMemory = field(default_factory=AppliedMemory)
 
     def poll_seconds(self, spec: ModelDeploymentSpec) -> float:

@@ -15,6 +15,7 @@ TRACKS: tuple[Track, ...] = ("stable", "canary")
 ObjectKey = tuple[str, str, str]  # (apiVersion, kind, name)
 
 PART_OF = "modelpilot"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 DEPLOYMENT_LABEL = "modelpilot.io/deployment"
 MODEL_LABEL = "modelpilot.io/model"
 TRACK_LABEL = "modelpilot.io/track"
@@ -88,7 +89,7 @@ def labels(
         "app.kubernetes.io/instance": label_value(owner.name),
         COMPONENT_LABEL: component,
         "app.kubernetes.io/part-of": PART_OF,
-        "app.kubernetes.io/managed-by": PART_OF,
+        MANAGED_BY_LABEL: PART_OF,
         DEPLOYMENT_LABEL: label_value(owner.name),
         MODEL_LABEL: label_value(spec.model.name),
     }

@@ -134,7 +134,7 @@ class Reconciliation:
         journal.status.model_name = spec.model.name
         self.runtime.serves(*self.key, spec.model.name)
         report_request_rate_scaling(spec, self.runtime.settings.autoscaler, journal)
-        objects = OwnedObjects(self.runtime.kube, self.runtime.applied, self.owner, spec)
+        objects = OwnedObjects(self.runtime.kube, self.runtime.applied, self.owner, spec, self.runtime.deployments)
         # Every path that serves reads the stable Deployment: overlap that read with the registry's.
         objects.prefetch("apps/v1", "Deployment", track_name(self.owner.name, "stable"))
 
