@@ -52,6 +52,8 @@ def test_serves_the_alias_follows_it_and_cleans_up(
     assert env["MODELPILOT_MODEL_URI"] == f"models:/{model.name}/{second}"
     reasons = [event["reason"] for event in resources.events("fraud")]
     assert "StableVersionChanged" in reasons
+    # The operator watches its Deployments (to observe them without reading them); the watch posts no Event.
+    assert not [e for e in resources.events("fraud-stable") if "watch_deployment" in (e["message"] or "")]
 
     edited = model_deployment("fraud", model, serving={"image": "ghcr.io/modelpilot/inference:test", "replicas": 3})
     resources.apply(edited)

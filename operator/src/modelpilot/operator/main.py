@@ -45,6 +45,19 @@ async def watch_deployment(*, type: str | None, body: kopf.Body, **_: Any) -> No
     current_runtime().deployments.seen(type, body)
 
 
+class QuietDeploymentWatch(logging.Filter):
+    """Kopf logs each handler's success on the object at INFO and posts that line as a Kubernetes Event: for
+    the Deployment watch, one log line and one Event per Deployment change. The line is dropped before either."""
+
+    SUCCEEDED = "Handler 'watch_deployment' succeeded."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and record.msg == self.SUCCEEDED)
+
+
+logging.getLogger("kopf.objects").addFilter(QuietDeploymentWatch())
+
+
 @kopf.on.delete(*RESOURCE, optional=True)
 async def forget(*, name: str, namespace: str | None, **_: Any) -> None:
     # Owned objects carry owner references and go with the resource; the registry is never touched.
