@@ -62,9 +62,8 @@ def answer_request(rollout: Rollout, step: Step, request: Request) -> Decision |
     canary.state, canary.held_by, canary.inconclusive = "Progressing", None, 0
     if canary.shadow is not None and canary.shadow.state in ("Mirroring", "Inconclusive") and canary.weight == 0:
         # Resumed in the shadow phase: the phase starts anew, its comparisons counted from now.
-        decision = begin_shadow_phase(step, rollout.interval_seconds, f"resumed by {said}")
         step.emit("Normal", "RolloutResumed", f"rollout resumed in a new shadow phase: resumed by {said}", request)
-        return decision
+        return begin_shadow_phase(step, rollout.interval_seconds, f"resumed by {said}")
     canary.step_started_at = stamp(obs.now)
     canary.reason = f"resumed by {said}; step {canary.step + 1} held anew"
     step.act(EnsureCanary(version, canary.weight))

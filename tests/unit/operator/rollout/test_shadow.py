@@ -1,0 +1,234 @@
+"""The shadow phase: its verdict on a count, and its transitions in the rollout state machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelpilot.operator.rollout import (
+    EnsureCanary,
+    RejectInRegistry,
+    RemoveCanary,
+    RunAnalysis,
+    RunShadowCheck,
+    SetWeight,
+    ShadowCount,
+    decide,
+)
+from modelpilot.operator.rollout.clock import stamp, stamp_down
+from modelpilot.operator.rollout.requests import Request
+from modelpilot.operator.rollout.shadow import shadow_verdict
+from modelpilot.operator.spec import InvalidSpecError, ModelDeploymentSpec, Shadow, parse_spec
+from modelpilot.operator.status import CanaryStatus, ShadowStatus
+from tests.unit.operator.rollout.harness import INTERVAL, STEPS, at, holding, observe
+
+SETTINGS = Shadow(min_comparisons=100, min_agreement=0.9, max_duration="5m")
+
+
+def shadow_spec(**shadow: Any) -> ModelDeploymentSpec:
+    """Three steps, a 30 s interval, inconclusiveLimit 3, through an HTTPRoute, with a shadow phase."""
+    settings = {"minComparisons": 100, "minAgreement": 0.9, "maxDuration": "5m", **shadow}
+    return parse_spec(
+        {
+            "model": {"name": "fraud", "alias": "champion", "candidateAlias": "challenger"},
+            "registry": {"trackingUri": "http://mlflow:5000"},
+            "serving": {"image": "serve:1"},
+            "traffic": {"router": "gateway", "gateway": {"parentRefs": [{"name": "public"}]}},
+            "rollout": {
+                "steps": STEPS,
+                "interval": "30s",
+                "analysis": {"prometheus": "http://prometheus:9090", "inconclusiveLimit": 3},
+                "shadow": settings,
+            },
+        }
+    )
+
+
+SPEC = shadow_spec()
+
+
+def mirroring(since: float = 0.0, checked: float | None = None, **fields: Any) -> CanaryStatus:
+    """A rollout in its shadow phase since T0 + `since`, last counted at T0 + `checked`."""
+    state = fields.pop("shadow_state", "Mirroring")
+    shadow = ShadowStatus(
+        state=state,
+        started_at=stamp(at(since)),
+        checked_at=None if checked is None else stamp_down(at(checked)),
+        mirrored=fields.pop("mirrored", True),
+    )
+    return holding(0, 0, since, shadow=shadow, **fields)
+
+
+def count(seconds: float, comparisons: float, agreed: float, error: str | None = None) -> ShadowCount:
+    return ShadowCount(stamp_down(at(seconds)), comparisons, agreed, error)
+
+
+def reasons(decision: Any) -> list[str]:
+    return [emit.reason for emit in decision.events()]
+
+
+def traffic(decision: Any) -> list[Any]:
+    return [a for a in decision.actions if isinstance(a, EnsureCanary | SetWeight | RemoveCanary)]
+
+
+# --- The verdict ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("comparisons", "agreed", "elapsed", "outcome"),
+    [
+        (100, 90, 60, "Passed"),  # agreement exactly at the bound passes
+        (100, 89, 60, "Failed"),
+        (99.6, 99.6, 60, "Waiting"),  # increase() is fractional: below minComparisons is not enough
+        (40, 40, 299, "Waiting"),
+        (40, 40, 300, "Inconclusive"),  # maxDuration reached with too few comparisons
+        (0, 0, 400, "Inconclusive"),
+        (5000, 1000, 400, "Failed"),  # enough comparisons decide even after maxDuration
+    ],
+)
+def test_the_verdict_needs_min_comparisons_then_compares_the_agreement(
+    comparisons: float, agreed: float, elapsed: float, outcome: str
+) -> None:
+    assert shadow_verdict(SETTINGS, comparisons, agreed, elapsed).outcome == outcome
+
+
+def test_the_verdict_names_its_numbers() -> None:
+    failed = shadow_verdict(SETTINGS, 240.4, 150.2, 60)
+    assert (failed.comparisons, failed.agreed) == (240, 150)
+    assert failed.agreement == pytest.approx(150.2 / 240.4)
+    assert failed.reason == "shadow_agreement 0.6248 below minAgreement 0.9 over 240 comparisons"
+    waiting = shadow_verdict(SETTINGS, 0, 0, 10)
+    assert waiting.agreement is None
+    assert waiting.reason == "0 of minComparisons 100 comparisons"
+    late = shadow_verdict(SETTINGS, 12, 12, 300)
+    assert late.reason == "12 comparisons in maxDuration 5m, fewer than minComparisons 100, agreement 1 so far"
+
+
+# --- The spec -------------------------------------------------------------------------------------
+
+
+def test_the_replica_router_cannot_have_a_shadow_phase() -> None:
+    raw = SPEC.model_dump(by_alias=True, exclude_none=True)
+    raw["traffic"] = {"router": "replicas"}
+    with pytest.raises(InvalidSpecError, match=r"rollout\.shadow needs traffic\.router gateway or ingress"):
+        parse_spec(raw)
+    raw["rollout"]["shadow"]["enabled"] = False
+    assert parse_spec(raw).rollout is not None  # kept but switched off: accepted
+
+
+# --- The machine ----------------------------------------------------------------------------------
+
+
+def test_a_ready_canary_first_gets_a_mirror_of_live_traffic_and_no_weight() -> None:
+    start = decide(SPEC, None, observe(canary_version_deployed=None, canary_ready=False))
+    decision = decide(SPEC, start.canary, observe(1))
+    assert decision.canary.weight == 0
+    assert decision.canary.shadow is not None
+    assert decision.canary.shadow.state == "Mirroring"
+    assert decision.canary.shadow.mirrored
+    assert traffic(decision) == [EnsureCanary("2", 0, mirror=True)]
+    assert reasons(decision) == ["ShadowStarted"]
+    assert decision.requeue_after == INTERVAL
+
+
+def test_the_phase_is_counted_every_interval_since_it_began() -> None:
+    waiting = decide(SPEC, mirroring(), observe(10))
+    assert traffic(waiting) == [EnsureCanary("2", 0, mirror=True)]
+    assert waiting.requeue_after == pytest.approx(INTERVAL - 10)
+    due = decide(SPEC, mirroring(), observe(INTERVAL))
+    assert due.actions[-1] == RunShadowCheck("2", stamp(at(0)))
+    assert due.requeue_after == 0.0
+
+
+def test_agreement_passes_to_the_first_live_step_in_the_same_decision_and_ends_the_mirror() -> None:
+    decision = decide(SPEC, mirroring(), observe(INTERVAL, shadow=count(INTERVAL, 150, 148)))
+    canary = decision.canary
+    assert canary.shadow is not None
+    assert (canary.shadow.state, canary.shadow.comparisons, canary.shadow.agreed) == ("Passed", 150, 148)
+    assert not canary.shadow.mirrored
+    assert (canary.state, canary.step, canary.weight) == ("Progressing", 0, STEPS[0])
+    assert traffic(decision)[-1] == EnsureCanary("2", STEPS[0])
+    assert reasons(decision) == ["ShadowPassed", "StepStarted"]
+    # From then on the live steps are analysed as without a shadow phase.
+    later = decide(SPEC, canary, observe(2 * INTERVAL + 1, router_weight=STEPS[0]))
+    assert any(isinstance(action, RunAnalysis) for action in later.actions)
+
+
+def test_disagreement_rolls_back_before_any_live_weight_with_the_agreement_as_evidence() -> None:
+    decision = decide(SPEC, mirroring(), observe(INTERVAL, shadow=count(INTERVAL, 200, 120)))
+    canary = decision.canary
+    assert canary.state == "RollingBack"
+    assert canary.shadow is not None
+    assert canary.shadow.state == "Failed"
+    assert canary.shadow.agreement == pytest.approx(0.6)
+    assert all(action.weight == 0 for action in traffic(decision) if isinstance(action, EnsureCanary | SetWeight))
+    assert traffic(decision)[-2:] == [SetWeight(0), RemoveCanary()]
+    assert reasons(decision) == ["RollbackStarted"]
+    assert "shadow_agreement 0.6 below minAgreement 0.9" in (canary.reason or "")
+    # The registry is told what decided it.
+    reject = decide(SPEC, canary, observe(INTERVAL + 1, canary_version_deployed=None))
+    written = [action for action in reject.actions if isinstance(action, RejectInRegistry)]
+    assert len(written) == 1
+    assert (written[0].version, written[0].metric, written[0].at) == ("2", "shadow_agreement", canary.outcome_at)
+    assert written[0].value == pytest.approx(0.6)
+
+
+def test_too_few_comparisons_keep_mirroring_until_max_duration_then_pause() -> None:
+    waiting = decide(SPEC, mirroring(), observe(INTERVAL, shadow=count(INTERVAL, 30, 30)))
+    assert waiting.canary.state == "Progressing"
+    assert waiting.canary.shadow is not None
+    assert waiting.canary.shadow.state == "Mirroring"
+    assert "30 of minComparisons 100" in (waiting.canary.reason or "")
+    late = 300.0
+    paused = decide(SPEC, mirroring(checked=late - INTERVAL), observe(late, shadow=count(late, 60, 60)))
+    assert paused.canary.state == "Paused"
+    assert paused.canary.shadow is not None
+    assert paused.canary.shadow.state == "Inconclusive"
+    assert reasons(paused) == ["ShadowInconclusive"]
+    assert traffic(paused) == [EnsureCanary("2", 0, mirror=True)]  # mirroring goes on, never live weight
+    # A verdict reached later still counts: enough agreeing comparisons resume the rollout at its first step.
+    resumed = decide(SPEC, paused.canary, observe(late + INTERVAL, shadow=count(late + INTERVAL, 120, 119)))
+    assert (resumed.canary.state, resumed.canary.weight) == ("Progressing", STEPS[0])
+    assert reasons(resumed) == ["ShadowPassed", "StepStarted"]
+
+
+def test_a_count_prometheus_could_not_give_is_inconclusive_and_pauses_at_the_limit() -> None:
+    status = mirroring(inconclusive=2)
+    decision = decide(SPEC, status, observe(INTERVAL, shadow=count(INTERVAL, 0, 0, error="Prometheus unavailable")))
+    assert decision.canary.state == "Paused"
+    assert decision.canary.inconclusive == 3
+    assert reasons(decision) == ["RolloutPaused"]
+    assert traffic(decision) == [EnsureCanary("2", 0, mirror=True)]
+
+
+def test_a_canary_that_stops_being_ready_loses_the_mirror_until_it_is_ready_again() -> None:
+    unready = decide(SPEC, mirroring(), observe(10, canary_ready=False))
+    assert unready.canary.shadow is not None
+    assert not unready.canary.shadow.mirrored
+    assert traffic(unready)[-1] == EnsureCanary("2", 0)
+    assert reasons(unready) == ["CanaryNotReady"]
+    ready = decide(SPEC, unready.canary, observe(12))
+    assert ready.canary.shadow is not None
+    assert ready.canary.shadow.mirrored
+    assert traffic(ready) == [EnsureCanary("2", 0, mirror=True)]
+
+
+def test_a_resume_request_starts_the_phase_anew() -> None:
+    status = mirroring(shadow_state="Inconclusive", state="Paused")
+    request = Request(id="r1", action="resume", requested_by="ada", reason="more traffic now")
+    decision = decide(SPEC, status, observe(400, request=request))
+    canary = decision.canary
+    assert canary.state == "Progressing"
+    assert canary.shadow is not None
+    assert (canary.shadow.state, canary.shadow.started_at) == ("Mirroring", stamp(at(400)))
+    assert traffic(decision) == [EnsureCanary("2", 0, mirror=True)]
+    assert "RolloutResumed" in reasons(decision)
+
+
+def test_without_a_shadow_phase_the_first_step_comes_at_once() -> None:
+    spec = shadow_spec(enabled=False)
+    start = decide(spec, None, observe(canary_version_deployed=None, canary_ready=False))
+    decision = decide(spec, start.canary, observe(1))
+    assert decision.canary.shadow is None
+    assert decision.canary.weight == STEPS[0]
