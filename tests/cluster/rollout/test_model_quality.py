@@ -9,11 +9,13 @@ assertion about the weights it never carried covers every state it went through.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from modelpilot.operator.spec import GROUP, VERSION
 from tests.cluster.operator.conftest import RegisteredModel, registered_model
@@ -60,7 +62,12 @@ def routes(cluster: Cluster, namespace: str, gateway_api: list[str]) -> Iterator
 
 
 def quality_spec(
-    model: RegisteredModel, prometheus: str, *, shadow: dict[str, Any] | None = None, **analysis: Any
+    model: RegisteredModel,
+    prometheus: str,
+    *,
+    shadow: dict[str, Any] | None = None,
+    parent: dict[str, str] | None = None,
+    **analysis: Any,
 ) -> dict[str, Any]:
     """A ModelDeployment rolled out through an HTTPRoute in two 3 s steps, analysed over 6 s windows."""
     rollout: dict[str, Any] = {
@@ -87,7 +94,10 @@ def quality_spec(
             "replicas": 1,
             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
         },
-        "traffic": {"router": "gateway", "gateway": {"parentRefs": [{"name": "public", "namespace": "gateways"}]}},
+        "traffic": {
+            "router": "gateway",
+            "gateway": {"parentRefs": [parent or {"name": "public", "namespace": "gateways"}]},
+        },
         "rollout": rollout,
     }
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment", "metadata": {"name": RESOURCE}, "spec": spec}
@@ -210,3 +220,56 @@ def test_an_agreeing_candidate_goes_on_from_the_shadow_phase_to_the_live_steps(
     weights = [state.weight for state in states if state.weight > 0]
     assert weights[0] == 50
     assert 100 in weights
+
+
+@pytest.fixture
+def gateway_without_mirror(cluster: Cluster, namespace: str, gateway_api: list[str]) -> Iterator[str]:
+    """A Gateway `public` in the test namespace whose class lists its features, RequestMirror not among them."""
+    api = client.CustomObjectsApi(cluster.api_client)
+    class_name = f"no-mirror-{namespace}"
+    api.create_cluster_custom_object(
+        "gateway.networking.k8s.io", "v1", "gatewayclasses",
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": class_name},
+         "spec": {"controllerName": "example.com/no-mirror"}},
+    )  # fmt: skip
+    try:
+        features = [{"name": "HTTPRouteMethodMatching"}, {"name": "HTTPRouteSchemeRedirect"}]
+        api.patch_cluster_custom_object_status(
+            "gateway.networking.k8s.io", "v1", "gatewayclasses", class_name, {"status": {"supportedFeatures": features}}
+        )
+        gateway = {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "public"},
+            "spec": {"gatewayClassName": class_name, "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]},
+        }
+        api.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "gateways", gateway)
+        yield class_name
+    finally:
+        api.delete_cluster_custom_object("gateway.networking.k8s.io", "v1", "gatewayclasses", class_name)
+
+
+def test_a_gateway_whose_class_lacks_request_mirror_gets_no_mirror_and_the_rollout_pauses(
+    objects: Objects,
+    model: RegisteredModel,
+    exporter: QualityExporter,
+    prometheus: PrometheusServer,
+    gateway_without_mirror: str,
+    routes: RouteHistory,
+    operator: subprocess.Popen[bytes],
+) -> None:
+    exporter.feed(Feed(model.name, "2", "canary", comparisons_per_second=10, agreement=1.0))
+    shadow = {"minComparisons": 30, "minAgreement": 0.9, "maxDuration": "60s"}
+    objects.resources.apply_with_this_crd(quality_spec(model, prometheus.url, shadow=shadow, parent={"name": "public"}))
+    model.set_alias(CANDIDATE_ALIAS, "2")
+
+    paused = objects.wait(state_is("Paused"), "paused: the Gateway cannot mirror", timeout=90)
+    assert f"GatewayClass {gateway_without_mirror}" in canary(paused)["reason"]
+    assert "HTTPRouteRequestMirror" in canary(paused)["reason"]
+    objects.wait_events({"ShadowUnsupported"})
+    time.sleep(5)  # a few more decisions: still paused, still no mirror, no weight
+    assert state_is("Paused")(objects.mdep())
+    states = routes.snapshot()
+    assert states
+    assert not any(state.mirror or state.weight for state in states), states
+    assert model.alias("champion") == "1"

@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from modelpilot.operator.builders.routing import RouterPlan, build_router, mirror_target, router_mirrors, router_weight
+from modelpilot.operator.builders.routing import (
+    RouterPlan,
+    build_router,
+    lacks_request_mirror,
+    mirror_target,
+    router_mirrors,
+    router_weight,
+)
 from tests.unit.operator.builders.examples import HEADER_VALUE, OWNER, gateway_raw, ingress_raw, replicas_raw, spec_of
 from tests.unit.operator.builders.golden import assert_matches_golden
 
@@ -256,3 +263,18 @@ def test_the_mirror_target_follows_the_cluster_domain() -> None:
     assert mirror_target(OWNER, spec_of(raw), spec_of(raw).traffic.ingress) == (  # type: ignore[arg-type]
         "http://fraud-canary.ml.svc.corp.internal:9000$request_uri"
     )
+
+
+@pytest.mark.parametrize(
+    ("features", "lacks"),
+    [
+        ([{"name": "HTTPRouteMethodMatching"}, {"name": "HTTPRouteRequestMirror"}], False),
+        ([{"name": "HTTPRouteMethodMatching"}, {"name": "HTTPRouteSchemeRedirect"}], True),
+        (["HTTPRouteMethodMatching"], True),  # plain names, as classes listed them before v1.2
+        ([], False),  # a class that lists nothing says nothing either way
+        (None, False),
+    ],
+)
+def test_a_gateway_class_lacks_request_mirror_only_when_it_lists_its_features(features: Any, lacks: bool) -> None:
+    gateway_class = {"kind": "GatewayClass", "status": {"supportedFeatures": features}}
+    assert lacks_request_mirror(gateway_class) is lacks

@@ -232,3 +232,22 @@ def test_without_a_shadow_phase_the_first_step_comes_at_once() -> None:
     decision = decide(spec, start.canary, observe(1))
     assert decision.canary.shadow is None
     assert decision.canary.weight == STEPS[0]
+
+
+def test_a_router_that_cannot_mirror_gets_no_mirror_and_the_rollout_pauses_once() -> None:
+    why = "GatewayClass traefik (of Gateway gateways/public) does not list HTTPRouteRequestMirror"
+    start = decide(SPEC, None, observe(canary_version_deployed=None, canary_ready=False))
+    paused = decide(SPEC, start.canary, observe(1, mirror_refusal=why))
+    assert paused.canary.state == "Paused"
+    assert paused.canary.shadow is None  # the phase never began
+    assert why in (paused.canary.reason or "")
+    assert traffic(paused) == [EnsureCanary("2", 0)]
+    assert reasons(paused) == ["ShadowUnsupported"]
+    again = decide(SPEC, paused.canary, observe(1 + INTERVAL, mirror_refusal=why))
+    assert reasons(again) == []
+    assert traffic(again) == [EnsureCanary("2", 0)]
+    # Mid-phase (the class changed): the mirror goes at once.
+    mid = decide(SPEC, mirroring(), observe(10, mirror_refusal=why))
+    assert mid.canary.shadow is not None
+    assert not mid.canary.shadow.mirrored
+    assert traffic(mid) == [EnsureCanary("2", 0)]

@@ -31,6 +31,9 @@ CANARY_HEADER_ANNOTATION = NGINX + "canary-by-header"
 CANARY_HEADER_VALUE_ANNOTATION = NGINX + "canary-by-header-value"
 MIRROR_TARGET_ANNOTATION = NGINX + "mirror-target"
 MIRROR_FILTER = "RequestMirror"
+# The Gateway API conformance feature of the RequestMirror filter, as a GatewayClass lists it in
+# `status.supportedFeatures` ({name: …} entries since v1.2; plain names before).
+MIRROR_FEATURE = "HTTPRouteRequestMirror"
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,14 @@ def build_router(owner: Owner, spec: ModelDeploymentSpec, plan: RouterPlan) -> R
         apply=[_shared_service(owner, spec, plan.shared_tracks)],
         delete=[_route_key(name), _ingress_key(name), _canary_ingress_key(name)],
     )
+
+
+def lacks_request_mirror(gateway_class: dict[str, Any]) -> bool:
+    """Whether a GatewayClass lists the features its implementation supports and RequestMirror is not one
+    (a class that lists none says nothing either way)."""
+    listed = (gateway_class.get("status") or {}).get("supportedFeatures") or []
+    names = {item.get("name") if isinstance(item, dict) else item for item in listed}
+    return bool(names) and MIRROR_FEATURE not in names
 
 
 def router_mirrors(obj: dict[str, Any]) -> bool:

@@ -48,6 +48,7 @@ from modelpilot.operator.rollout.clock import parse_stamp
 from modelpilot.operator.rollout.machine import TRAFFIC_STATES, decide, is_active
 from modelpilot.operator.rollout.queries import QueryTarget
 from modelpilot.operator.rollout.requests import ROLLOUT_ACTIONS, Request
+from modelpilot.operator.rollout.shadow import in_shadow_phase
 from modelpilot.operator.spec import Analysis, ModelDeploymentSpec
 from modelpilot.operator.status import AnalysisResult, CanaryStatus, append_history
 
@@ -78,6 +79,8 @@ class Cluster(Protocol):
 
     async def router_weight(self) -> int | None: ...
 
+    async def mirror_refusal(self) -> str | None: ...
+
 
 @dataclass
 class _Traffic:
@@ -107,6 +110,7 @@ class RolloutExecutor:
     request: Request | None = None  # a person's request not answered yet (kubectl modelpilot promote, …)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     count_shadow: CountShadow = count_shadow_comparisons  # the shadow phase's comparisons in Prometheus
+    mirror_checked: tuple[str | None] | None = None  # the router's mirror refusal, once asked in this run
     applied: TrafficPlan | None = None  # the last plan applied in this run
     resolved: ResolvedVersions = field(default_factory=lambda: ResolvedVersions(None, None))
 
@@ -167,6 +171,10 @@ class RolloutExecutor:
         deployed, stable_ready, router_weight = await asyncio.gather(
             self.cluster.deployed_version("canary"), stable_observed(), self.cluster.router_weight()
         )
+        # Only a rollout in (or before) its shadow phase asks whether the router can mirror.
+        rollout = self.spec.rollout
+        shadowing = rollout is not None and in_shadow_phase(rollout, canary or CanaryStatus())
+        mirror_refusal = await self._mirror_refusal() if shadowing else None
         canary_ready = False
         if deployed is not None and rollout_version is not None:
             # Pods added for a larger step join as they become Ready; the canary stays Ready meanwhile.
@@ -181,11 +189,18 @@ class RolloutExecutor:
             abort_requested=self.abort_requested,
             analysis=analysis,
             shadow=shadow,
+            mirror_refusal=mirror_refusal,
             request=self._unanswered_request(),
             router_weight=router_weight,
             # Only the replica router sizes the stable track for a step.
             stable_sized=stable_ready or self.spec.traffic.router != "replicas",
         )
+
+    async def _mirror_refusal(self) -> str | None:
+        """Whether the router can mirror, asked of the cluster once per run."""
+        if self.mirror_checked is None:
+            self.mirror_checked = (await self.cluster.mirror_refusal(),)
+        return self.mirror_checked[0]
 
     def _unanswered_request(self) -> Request | None:
         """The rollout request for the machine, until a decision has answered it."""

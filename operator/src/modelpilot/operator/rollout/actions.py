@@ -50,6 +50,8 @@ class Observation:
     - request: a person's rollout request (promote, abort, pause, resume) not answered yet; the decision
       answers it (`Decision.answer`), and the executor passes it to one decision only.
     - shadow: the count the previous decision asked for (`RunShadowCheck`), if any.
+    - mirror_refusal: why the router cannot mirror requests, when the cluster says so (a Gateway's class
+      lists its features without RequestMirror); None when it can or cannot tell. Observed in the shadow phase.
     """
 
     now: datetime
@@ -64,6 +66,7 @@ class Observation:
     stable_sized: bool = True
     request: Request | None = None
     shadow: ShadowCount | None = None
+    mirror_refusal: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ with stable's since the phase began, and how many agreed (`RunShadowCheck` → `
   on; a later verdict resumes it or rolls it back, and a resume request starts the phase anew.
 
 A count Prometheus could not give is an inconclusive analysis: counted, `inconclusiveLimit` in a row pause.
+When the cluster says the router cannot mirror (`Observation.mirror_refusal`: a parent Gateway's class lists
+its features without RequestMirror, and an unsupported filter may break the route), nothing is mirrored and
+the rollout pauses (`ShadowUnsupported`) until the spec drops the phase or a person promotes or aborts.
 The canary losing readiness turns the mirror off (`machine._wait_for_canary`) until it is Ready again.
 """
 
@@ -25,7 +28,7 @@ from typing import Literal
 
 from modelpilot.operator.rollout.actions import Decision, EnsureCanary, RunShadowCheck, ShadowCount
 from modelpilot.operator.rollout.clock import parse_stamp, stamp
-from modelpilot.operator.rollout.step import Step, begin_rollback
+from modelpilot.operator.rollout.step import Step, begin_rollback, end_mirror
 from modelpilot.operator.spec import Rollout, Shadow
 from modelpilot.operator.spec.rollout import SHADOW_AGREEMENT
 from modelpilot.operator.status import CanaryStatus, ShadowStatus
@@ -94,6 +97,8 @@ def shadow_phase(rollout: Rollout, step: Step) -> Decision | None:
     assert settings is not None  # in_shadow_phase checked it
     canary, obs = step.canary, step.obs
     interval = rollout.interval_seconds
+    if obs.mirror_refusal is not None:
+        return _cannot_mirror(step, interval, obs.mirror_refusal)
     shadow = canary.shadow
     if shadow is None:
         return begin_shadow_phase(step, interval, "canary Ready")
@@ -112,6 +117,18 @@ def shadow_phase(rollout: Rollout, step: Step) -> Decision | None:
         step.act(RunShadowCheck(step.version, shadow.started_at or stamp(obs.now)))
         return step.done(0.0)
     return _judge_count(rollout, settings, step, count)
+
+
+def _cannot_mirror(step: Step, interval: float, why: str) -> Decision:
+    """The router cannot mirror: no mirror (it could break the route), paused until the spec or a person decides."""
+    canary = step.canary
+    end_mirror(canary)
+    step.act(EnsureCanary(step.version, 0))
+    reason = f"the shadow phase cannot mirror: {why}; set rollout.shadow.enabled false, or promote or abort"
+    if canary.state != "Paused" or canary.reason != reason:
+        canary.state, canary.reason = "Paused", reason
+        step.emit("Warning", "ShadowUnsupported", f"rollout paused before its shadow phase: {reason}")
+    return step.done(interval)
 
 
 def _judge_count(rollout: Rollout, settings: Shadow, step: Step, count: ShadowCount) -> Decision | None:
