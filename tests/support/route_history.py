@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import urllib3
 from kubernetes import client, watch
 
 from modelpilot.operator.builders.routing import router_mirrors, router_weight
@@ -75,6 +76,10 @@ def route_history(api_client: client.ApiClient, namespace: str, name: str) -> It
                 if error.status == 410:  # the version is too old: list again
                     resource_version = ""
                 elif stopped.wait(0.5):
+                    return
+            except urllib3.exceptions.HTTPError:
+                # The stream was cut (by `stop`, or the server): watch on from the last version seen.
+                if stopped.wait(0.1):
                     return
 
     thread = threading.Thread(target=follow, daemon=True)
