@@ -251,3 +251,49 @@ def test_a_router_that_cannot_mirror_gets_no_mirror_and_the_rollout_pauses_once(
     assert mid.canary.shadow is not None
     assert not mid.canary.shadow.mirrored
     assert traffic(mid) == [EnsureCanary("2", 0)]
+
+
+def test_once_the_router_can_mirror_the_phase_begins_and_the_pause_ends() -> None:
+    why = "GatewayClass traefik (of Gateway gateways/public) does not list HTTPRouteRequestMirror"
+    start = decide(SPEC, None, observe(canary_version_deployed=None, canary_ready=False))
+    paused = decide(SPEC, start.canary, observe(1, mirror_refusal=why))
+    begun = decide(SPEC, paused.canary, observe(1 + INTERVAL))
+    assert begun.canary.state == "Progressing"
+    assert begun.canary.shadow is not None
+    assert begun.canary.shadow.mirrored
+    assert reasons(begun) == ["ShadowStarted"]
+    assert traffic(begun) == [EnsureCanary("2", 0, mirror=True)]
+
+
+# --- Crash points ---------------------------------------------------------------------------------
+
+
+def test_killed_after_asking_for_a_count_the_phase_is_counted_again_and_keeps_its_start() -> None:
+    asked = decide(SPEC, mirroring(), observe(INTERVAL))
+    assert RunShadowCheck("2", stamp(at(0))) in asked.actions
+    # The count died with the process: the restarted operator counts again, from the same start.
+    restarted = decide(SPEC, asked.canary, observe(INTERVAL + 5))
+    assert RunShadowCheck("2", stamp(at(0))) in restarted.actions
+    assert traffic(restarted) == [EnsureCanary("2", 0, mirror=True)]
+
+
+def test_killed_before_a_passing_count_was_recorded_no_live_weight_comes_before_a_new_count() -> None:
+    status = mirroring()
+    passed = decide(SPEC, status, observe(INTERVAL, shadow=count(INTERVAL, 150, 150)))
+    assert passed.canary.weight == STEPS[0]
+    # The status write never happened: the replay from the old status counts again, still mirroring.
+    replay = decide(SPEC, status, observe(INTERVAL + 2))
+    assert replay.canary.weight == 0
+    assert any(isinstance(action, RunShadowCheck) for action in replay.actions)
+    assert traffic(replay) == [EnsureCanary("2", 0, mirror=True)]
+
+
+def test_killed_after_the_rollback_was_recorded_the_registry_is_told_once_with_the_agreement() -> None:
+    failed = decide(SPEC, mirroring(), observe(INTERVAL, shadow=count(INTERVAL, 200, 100)))
+    restarted = decide(SPEC, failed.canary, observe(INTERVAL + 3))
+    [written] = [action for action in restarted.actions if isinstance(action, RejectInRegistry)]
+    assert (written.metric, written.value) == ("shadow_agreement", 0.5)
+    # Once the registry shows it (the candidate pointer gone), nothing more is written.
+    done = decide(SPEC, restarted.canary, observe(INTERVAL + 4, candidate_version=None, canary_version_deployed=None))
+    assert done.canary.state == "RolledBack"
+    assert not any(isinstance(action, RejectInRegistry) for action in done.actions)

@@ -83,6 +83,8 @@ def in_shadow_phase(rollout: Rollout, canary: CanaryStatus) -> bool:
 def begin_shadow_phase(step: Step, interval: float, why: str) -> Decision:
     """Mirror live traffic to the Ready canary from now on; comparisons count from now."""
     now = stamp(step.obs.now)
+    if not step.canary.held_by:
+        step.canary.state = "Progressing"  # e.g. after a pause because the router could not mirror
     step.canary.shadow = ShadowStatus(started_at=now, mirrored=True, reason="waiting for the first count")
     step.canary.step_started_at = now
     step.canary.reason = "shadow phase: the canary answers a mirror of live traffic, clients get stable's answers"
