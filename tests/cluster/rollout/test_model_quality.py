@@ -21,13 +21,14 @@ from modelpilot.operator.spec import GROUP, VERSION
 from tests.cluster.operator.conftest import RegisteredModel, registered_model
 from tests.cluster.rollout.checks import canary, history_events, state_is
 from tests.cluster.rollout.conftest import CANDIDATE_ALIAS, RESOURCE, Objects
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, get_object
 from tests.support.mlflow_server import MlflowServer
 from tests.support.prometheus import PrometheusServer, prometheus_server
 from tests.support.quality_exporter import Feed, QualityExporter, quality_exporter
 from tests.support.route_history import RouteHistory, route_history
 
 WINDOW = "6s"
+CRD_NAME = "modeldeployments.modelpilot.io"
 
 
 @pytest.fixture
@@ -59,6 +60,17 @@ def prometheus(exporter: QualityExporter, namespace: str, tmp_path: Path) -> Ite
 def routes(cluster: Cluster, namespace: str, gateway_api: list[str]) -> Iterator[RouteHistory]:
     with route_history(cluster.api_client, namespace, RESOURCE) as history:
         yield history
+    _check_the_crd_was_kept(cluster)
+
+
+def _check_the_crd_was_kept(cluster: Cluster) -> None:
+    """The API server is shared by checkouts whose CRDs differ: one applied during the test prunes the fields
+    it lacks (rollout.shadow, the quality bounds) from every read, and the operator then sees another spec."""
+    crd = get_object(cluster.api_client, "apiextensions.k8s.io/v1", "CustomResourceDefinition", CRD_NAME) or {}
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"] if crd else {}
+    rollout = schema.get("properties", {}).get("spec", {}).get("properties", {}).get("rollout", {})
+    if "shadow" not in rollout.get("properties", {}):
+        pytest.fail("another checkout replaced the shared ModelDeployment CRD during this test (no rollout.shadow)")
 
 
 def quality_spec(
