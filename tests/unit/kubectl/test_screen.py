@@ -166,7 +166,8 @@ def test_the_status_screen_shows_the_shadow_phase_against_its_thresholds_and_the
     )
     obj["spec"]["rollout"]["shadow"] = {"minComparisons": 500, "minAgreement": 0.97}
     screen = status_screen(obj, [], NOW)
-    assert f"Shadow:       Mirroring since {stamp(120)}, mirroring live traffic now" in screen
+    # Counted every interval (60 s) from the phase's start, 120 s ago: the next count is due now.
+    assert f"Shadow:       Mirroring since {stamp(120)}, mirroring live traffic now, next count in 0s" in screen
     assert "312/500 comparisons, 309 agreed, agreement 0.9904 (min 0.97), maxDuration 30m" in screen
     assert "312 of minComparisons 500 comparisons" in screen
     header = next(line for line in screen.splitlines() if "VERDICT" in line)

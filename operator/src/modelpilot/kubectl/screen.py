@@ -221,7 +221,7 @@ def _canary_lines(obj: dict[str, Any], canary: CanaryStatus, now: datetime) -> l
         f"Analyses:     {canary.failures}/{limits.get('failureLimit', 2)} failed, "
         f"{canary.inconclusive}/{limits.get('inconclusiveLimit', 10)} inconclusive in a row"
     )
-    lines += shadow_lines(obj, canary)
+    lines += shadow_lines(obj, canary, now)
     if canary.held_by:
         lines.append(f"Held by:      {canary.held_by} (resume with `kubectl modelpilot resume`)")
     if canary.reason:
@@ -229,7 +229,7 @@ def _canary_lines(obj: dict[str, Any], canary: CanaryStatus, now: datetime) -> l
     return lines
 
 
-def shadow_lines(obj: dict[str, Any], canary: CanaryStatus) -> list[str]:
+def shadow_lines(obj: dict[str, Any], canary: CanaryStatus, now: datetime) -> list[str]:
     """The shadow phase with its numbers against the spec's thresholds, once it began."""
     shadow = canary.shadow
     if shadow is None:
@@ -237,6 +237,9 @@ def shadow_lines(obj: dict[str, Any], canary: CanaryStatus) -> list[str]:
     settings = ((obj.get("spec") or {}).get("rollout") or {}).get("shadow") or {}
     agreement = "-" if shadow.agreement is None else f"{shadow.agreement:.4g}"
     mirror = "mirroring live traffic now" if shadow.mirrored else "no mirror now"
+    since, interval = parse_stamp(shadow.checked_at or shadow.started_at), _interval(obj)
+    if shadow.mirrored and since is not None and interval is not None:
+        mirror += f", next count in {_seconds(max((since - now).total_seconds() + interval, 0.0))}"
     return [
         f"Shadow:       {shadow.state} since {shadow.started_at or '-'}, {mirror}",
         f"              {shadow.comparisons}/{settings.get('minComparisons', 200)} comparisons, "
