@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import random
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from modelpilot.operator.rollout import (
+    Decision,
     EnsureCanary,
+    Observation,
     RejectInRegistry,
     RemoveCanary,
     RunAnalysis,
@@ -16,12 +21,12 @@ from modelpilot.operator.rollout import (
     ShadowCount,
     decide,
 )
-from modelpilot.operator.rollout.clock import stamp, stamp_down
+from modelpilot.operator.rollout.clock import parse_stamp, stamp, stamp_down
 from modelpilot.operator.rollout.requests import Request
 from modelpilot.operator.rollout.shadow import shadow_verdict
 from modelpilot.operator.spec import InvalidSpecError, ModelDeploymentSpec, Shadow, parse_spec
 from modelpilot.operator.status import CanaryStatus, ShadowStatus
-from tests.unit.operator.rollout.harness import INTERVAL, STEPS, at, holding, observe
+from tests.unit.operator.rollout.harness import INTERVAL, STEPS, Verdict, World, at, holding, observe
 
 SETTINGS = Shadow(min_comparisons=100, min_agreement=0.9, max_duration="5m")
 
@@ -150,6 +155,7 @@ def test_agreement_passes_to_the_first_live_step_in_the_same_decision_and_ends_t
     assert (canary.state, canary.step, canary.weight) == ("Progressing", 0, STEPS[0])
     assert traffic(decision)[-1] == EnsureCanary("2", STEPS[0])
     assert reasons(decision) == ["ShadowPassed", "StepStarted"]
+    assert traffic(decision) == [EnsureCanary("2", STEPS[0])]  # no stale mirror statement before it
     # From then on the live steps are analysed as without a shadow phase.
     later = decide(SPEC, canary, observe(2 * INTERVAL + 1, router_weight=STEPS[0]))
     assert any(isinstance(action, RunAnalysis) for action in later.actions)
@@ -297,3 +303,69 @@ def test_killed_after_the_rollback_was_recorded_the_registry_is_told_once_with_t
     done = decide(SPEC, restarted.canary, observe(INTERVAL + 4, candidate_version=None, canary_version_deployed=None))
     assert done.canary.state == "RolledBack"
     assert not any(isinstance(action, RejectInRegistry) for action in done.actions)
+
+
+@dataclass
+class ShadowWorld(World):
+    """The harness's world with the router's mirror and Prometheus's count of the shadow comparisons."""
+
+    mirror: bool = False
+    pending_count: ShadowCount | None = None
+    agreement: float = 1.0
+
+    def observation(self, now: datetime) -> Observation:
+        return replace(super().observation(now), shadow=self.pending_count)
+
+    def execute(self, decision: Decision, rollout_key: str | None, now: datetime, verdict: Verdict) -> None:
+        super().execute(decision, rollout_key, now, verdict)
+        for action in decision.actions:
+            if isinstance(action, EnsureCanary):
+                self.mirror = action.mirror
+            elif isinstance(action, SetWeight | RemoveCanary):
+                self.mirror = False
+            elif isinstance(action, RunShadowCheck):
+                since = parse_stamp(action.since) or now
+                compared = 4.0 * (now - since).total_seconds()  # 4 comparisons a second since the phase began
+                self.pending_count = ShadowCount(stamp_down(now), compared, compared * self.agreement)
+
+
+def test_random_runs_with_crashes_never_give_live_weight_before_the_shadow_phase_passed() -> None:
+    outcomes: set[str] = set()
+    for seed in range(40):
+        rng = random.Random(seed)
+        world = ShadowWorld(agreement=rng.choice([0.5, 0.99, 1.0]))
+        status: CanaryStatus | None = None
+        now = at(0)
+        for _ in range(150):
+            if world.canary_deployed is not None and rng.random() < 0.6:
+                world.canary_pods_ready = True
+            elif rng.random() < 0.05:
+                world.canary_pods_ready = False
+            world.stable_track_ready = True
+            decision = decide(SPEC, status, world.observation(now))
+            world.pending_analysis, world.pending_count = None, None
+            crash = rng.random()
+            if crash >= 0.1:  # below: killed before the status write, nothing happened
+                status = decision.canary
+                cut = len(decision.actions) if crash >= 0.3 else rng.randrange(len(decision.actions) + 1)
+                world.execute(replace(decision, actions=decision.actions[:cut]), status.started_at, now, "Passed")
+                if cut < len(decision.actions):
+                    world.pending_analysis, world.pending_count = None, None
+                shadow = status.shadow
+                if world.router_weight > 0:
+                    assert shadow is not None
+                    assert shadow.state == "Passed", (world, status)
+                if world.mirror:  # a mirror never goes with live weight
+                    assert world.router_weight == 0
+                if world.mirror and cut == len(decision.actions):  # and, all done, only in the phase
+                    assert shadow is not None
+                    assert shadow.state in ("Mirroring", "Inconclusive"), (world, status)
+            outcomes.add(decision.canary.state)
+            for key, written in world.writes.items():
+                assert written <= 1, f"registry written {written} times for rollout {key}"
+            if decision.canary.state in ("Succeeded", "RolledBack"):
+                break
+            now += timedelta(
+                seconds=(decision.requeue_after if decision.requeue_after is not None else 30.0) + rng.random()
+            )
+    assert {"Succeeded", "RolledBack"} <= outcomes

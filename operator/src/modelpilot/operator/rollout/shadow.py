@@ -105,18 +105,20 @@ def shadow_phase(rollout: Rollout, step: Step) -> Decision | None:
     if shadow is None:
         return begin_shadow_phase(step, interval, "canary Ready")
     shadow.mirrored = True  # again, if the canary was not Ready for a while
-    step.act(EnsureCanary(step.version, 0, mirror=True))
+    mirror = EnsureCanary(step.version, 0, mirror=True)  # restated by every decision that keeps the phase
     if canary.state == "Paused" and canary.held_by:
         # Paused by request: the mirror stays, nothing is counted until a resume request.
+        step.act(mirror)
         return step.done(interval)
     since = parse_stamp(shadow.checked_at) or parse_stamp(shadow.started_at) or obs.now
     due = since + timedelta(seconds=interval)
     if obs.now < due:
+        step.act(mirror)
         return step.done((due - obs.now).total_seconds(), due=due)
     count = obs.shadow
     taken = parse_stamp(count.time) if count is not None else None
     if count is None or taken is None or taken < due:
-        step.act(RunShadowCheck(step.version, shadow.started_at or stamp(obs.now)))
+        step.act(mirror, RunShadowCheck(step.version, shadow.started_at or stamp(obs.now)))
         return step.done(0.0)
     return _judge_count(rollout, settings, step, count)
 
@@ -139,7 +141,9 @@ def _judge_count(rollout: Rollout, settings: Shadow, step: Step, count: ShadowCo
     assert shadow is not None
     shadow.checked_at = count.time
     was_paused = canary.state == "Paused"
+    mirror = EnsureCanary(step.version, 0, mirror=True)
     if count.error is not None:
+        step.act(mirror)
         shadow.reason = count.error
         canary.inconclusive += 1
         if not was_paused and canary.inconclusive >= rollout.analysis.inconclusive_limit:
@@ -153,10 +157,12 @@ def _judge_count(rollout: Rollout, settings: Shadow, step: Step, count: ShadowCo
     shadow.comparisons, shadow.agreed, shadow.agreement = verdict.comparisons, verdict.agreed, verdict.agreement
     shadow.reason = verdict.reason
     if verdict.outcome == "Waiting":
+        step.act(mirror)
         if not was_paused:
             canary.reason = f"shadow phase: {verdict.reason}"
         return step.hold(interval)
     if verdict.outcome == "Inconclusive":
+        step.act(mirror)
         if shadow.state != "Inconclusive":
             shadow.state = "Inconclusive"
             canary.state = "Paused"
