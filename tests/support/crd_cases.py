@@ -40,7 +40,11 @@ def valid_spec() -> Spec:
                 "minRequests": 50,
                 "failureLimit": 2,
                 "metrics": [{"name": "attack_share", "query": "sum(rate(x[1m]))", "max": 0.5}],
+                "minAccuracy": 0.9,
+                "minRecall": 0.8,
+                "minLabels": 100,
             },
+            "shadow": {"minComparisons": 500, "minAgreement": 0.97, "maxDuration": "20m"},
         },
         "training": {
             "image": "ghcr.io/modelpilot/train:0.1.0",
@@ -91,6 +95,23 @@ def _all(*mutations: Callable[[Spec], None]) -> Callable[[Spec], None]:
 _DELETE = object()
 
 INVALID_CASES = [
+    InvalidCase(
+        "shadow phase with the replica router",
+        _all(_set("traffic", {"router": "replicas"})),
+        "rollout.shadow needs traffic.router gateway or ingress: the replica router cannot mirror requests",
+    ),
+    InvalidCase(
+        "shadow phase without traffic",
+        _set("traffic", _DELETE),
+        "rollout.shadow needs traffic.router gateway or ingress",
+    ),
+    InvalidCase("shadow maxDuration zero", _set("rollout.shadow.maxDuration", "0s"), "maxDuration must be a positive"),
+    InvalidCase("minAccuracy above 1", _set("rollout.analysis.minAccuracy", 1.5), "minAccuracy"),
+    InvalidCase(
+        "custom metric named accuracy",
+        _set("rollout.analysis.metrics", [{"name": "accuracy", "query": "q", "min": 0.5}]),
+        "may not take the name of a built-in one",
+    ),
     InvalidCase(
         "drift without prometheus",
         _all(_set("rollout", _DELETE), _set("model.candidateAlias", _DELETE)),

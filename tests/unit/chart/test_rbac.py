@@ -90,6 +90,9 @@ def test_the_operator_gets_what_it_needs_and_no_more(render: Render) -> None:
         assert verbs[key] == {"get", "list", "watch"} | WRITE_VERBS, key
     assert verbs[("", "pods")] == {"get", "list", "watch"}
     assert verbs[("apps", "replicasets")] == {"get", "list", "watch"}
+    # The shadow phase reads, by name, whether a route's Gateways can mirror.
+    assert verbs[("gateway.networking.k8s.io", "gateways")] == {"get"}
+    assert verbs[("gateway.networking.k8s.io", "gatewayclasses")] == {"get"}
     # Secrets: not cluster-wide by default (see below).
     assert ("", "secrets") not in verbs
     granted_resources = {resource for _, resource in verbs}

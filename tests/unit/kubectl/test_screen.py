@@ -132,3 +132,54 @@ def test_a_resource_the_operator_has_not_seen_yet_still_gets_a_screen() -> None:
     screen = status_screen(mdep({}), [], NOW)
     assert "Phase:        -" in screen
     assert "Canary" not in screen
+
+
+def test_the_status_screen_shows_the_shadow_phase_against_its_thresholds_and_the_quality_values() -> None:
+    obj = mdep(
+        {
+            "phase": "Progressing",
+            "canary": {
+                "version": "4",
+                "state": "Progressing",
+                "weight": 0,
+                "shadow": {
+                    "state": "Mirroring",
+                    "startedAt": stamp(120),
+                    "mirrored": True,
+                    "comparisons": 312,
+                    "agreed": 309,
+                    "agreement": 0.990385,
+                    "reason": "312 of minComparisons 500 comparisons, agreement 0.9904 so far",
+                },
+                "analyses": [
+                    {
+                        "time": stamp(600),
+                        "step": 0,
+                        "weight": 10,
+                        "verdict": "Inconclusive",
+                        "reason": "12 labelled canary predictions in 1m, fewer than minLabels 50",
+                        "values": {"request_count": 80, "labelled_predictions": 12, "accuracy": 0.9167},
+                    }
+                ],
+            },
+        }
+    )
+    obj["spec"]["rollout"]["shadow"] = {"minComparisons": 500, "minAgreement": 0.97}
+    screen = status_screen(obj, [], NOW)
+    # Counted every interval (60 s) from the phase's start, 120 s ago: the next count is due now.
+    assert f"Shadow:       Mirroring since {stamp(120)}, mirroring live traffic now, next count in 0s" in screen
+    assert "312/500 comparisons, 309 agreed, agreement 0.9904 (min 0.97), maxDuration 30m" in screen
+    assert "312 of minComparisons 500 comparisons" in screen
+    header = next(line for line in screen.splitlines() if "VERDICT" in line)
+    assert header.split()[4:9] == [
+        "REQUEST_COUNT",
+        "ERROR_RATE",
+        "P99_LATENCY_SECONDS",
+        "LABELLED_PREDICTIONS",
+        "ACCURACY",
+    ]
+    assert "0.9167" in screen
+
+
+def test_no_shadow_line_before_the_phase() -> None:
+    assert "Shadow:" not in status_screen(mdep(ROLLING), [], NOW)

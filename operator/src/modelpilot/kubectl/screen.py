@@ -19,6 +19,8 @@ HISTORY_SHOWN = 10
 EVENTS_SHOWN = 8
 # Values of an analysis shown first, in this order; custom metrics follow by name.
 BUILT_IN_VALUES = ("request_count", "error_rate", "p99_latency_seconds")
+# Shown after those when an analysis measured them (minAccuracy, minPrecision, minRecall).
+QUALITY_VALUES = ("labelled_predictions", "accuracy", "precision", "recall")
 LIST_HEADERS = ["NAME", "MODEL", "STABLE", "CANARY", "WEIGHT", "STEP", "PHASE", "AGE"]
 
 
@@ -116,8 +118,10 @@ def _seconds(value: float | None) -> str:
 def analysis_rows(analyses: Sequence[AnalysisResult]) -> str:
     """The last analyses with their numbers, newest last."""
     shown = list(analyses)[-ANALYSES_SHOWN:]
-    custom = sorted({key for result in shown for key in result.values} - set(BUILT_IN_VALUES))
-    keys = [*BUILT_IN_VALUES, *custom]
+    measured = {key for result in shown for key in result.values}
+    quality = [key for key in QUALITY_VALUES if key in measured]
+    custom = sorted(measured - set(BUILT_IN_VALUES) - set(QUALITY_VALUES))
+    keys = [*BUILT_IN_VALUES, *quality, *custom]
     headers = ["TIME", "STEP", "WEIGHT", "VERDICT", *(key.upper() for key in keys), "REASON"]
     rows = [
         [
@@ -217,11 +221,32 @@ def _canary_lines(obj: dict[str, Any], canary: CanaryStatus, now: datetime) -> l
         f"Analyses:     {canary.failures}/{limits.get('failureLimit', 2)} failed, "
         f"{canary.inconclusive}/{limits.get('inconclusiveLimit', 10)} inconclusive in a row"
     )
+    lines += shadow_lines(obj, canary, now)
     if canary.held_by:
         lines.append(f"Held by:      {canary.held_by} (resume with `kubectl modelpilot resume`)")
     if canary.reason:
         lines.append(f"Reason:       {canary.reason}")
     return lines
+
+
+def shadow_lines(obj: dict[str, Any], canary: CanaryStatus, now: datetime) -> list[str]:
+    """The shadow phase with its numbers against the spec's thresholds, once it began."""
+    shadow = canary.shadow
+    if shadow is None:
+        return []
+    settings = ((obj.get("spec") or {}).get("rollout") or {}).get("shadow") or {}
+    agreement = "-" if shadow.agreement is None else f"{shadow.agreement:.4g}"
+    mirror = "mirroring live traffic now" if shadow.mirrored else "no mirror now"
+    since, interval = parse_stamp(shadow.checked_at or shadow.started_at), _interval(obj)
+    if shadow.mirrored and since is not None and interval is not None:
+        mirror += f", next count in {_seconds(max((since - now).total_seconds() + interval, 0.0))}"
+    return [
+        f"Shadow:       {shadow.state} since {shadow.started_at or '-'}, {mirror}",
+        f"              {shadow.comparisons}/{settings.get('minComparisons', 200)} comparisons, "
+        f"{shadow.agreed} agreed, agreement {agreement} (min {settings.get('minAgreement', 0.95):g}), "
+        f"maxDuration {settings.get('maxDuration', '30m')}",
+        *([f"              {shadow.reason}"] if shadow.reason else []),
+    ]
 
 
 def _drift_lines(status: ModelDeploymentStatus) -> list[str]:

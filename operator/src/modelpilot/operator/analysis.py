@@ -9,8 +9,9 @@ Usage by the executor of a `RunAnalysis` action:
 
 The verdict is
 - Inconclusive when Prometheus cannot be reached or refuses a query, when the canary served fewer
-  than `minRequests` requests in `window` (no traffic is not success), or when a metric a check needs
-  has no data (empty result or NaN) — the reason says which;
+  than `minRequests` requests in `window` (no traffic is not success), when a quality bound is set and
+  fewer than `minLabels` of its predictions were labelled in `window` (and nothing else failed), or when a
+  metric a check needs has no data (empty result or NaN) — the reason says which, with the numbers;
 - Failed when any bound is broken (`queries.violations`): the reason names the metric and its value;
 - Passed otherwise.
 
@@ -30,11 +31,22 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from modelpilot.operator.http_client import Answer, HttpClient, UnreachableError
+from modelpilot.operator.rollout.actions import ShadowCount
 from modelpilot.operator.rollout.clock import stamp_down
+from modelpilot.operator.rollout.quality import (
+    accuracy_query,
+    labelled_count_query,
+    precision_query,
+    recall_query,
+    shadow_agreed_query,
+    shadow_comparisons_query,
+)
 from modelpilot.operator.rollout.queries import (
     QueryTarget,
     error_rate_query,
     p99_latency_query,
+    quality_bounds,
+    quality_is_judged,
     reference_shares_query,
     render_custom_query,
     request_count_query,
@@ -42,7 +54,16 @@ from modelpilot.operator.rollout.queries import (
     violations,
 )
 from modelpilot.operator.spec import Analysis
-from modelpilot.operator.spec.rollout import ERROR_RATE, P99_LATENCY, REQUEST_COUNT, STABLE_ERROR_RATE
+from modelpilot.operator.spec.rollout import (
+    ACCURACY,
+    ERROR_RATE,
+    LABELLED_PREDICTIONS,
+    P99_LATENCY,
+    PRECISION,
+    RECALL,
+    REQUEST_COUNT,
+    STABLE_ERROR_RATE,
+)
 from modelpilot.operator.status import AnalysisResult
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -169,6 +190,15 @@ def analysis_queries(spec: Analysis, target: AnalysisTarget) -> dict[str, str]:
         # Whatever version the stable track serves right now is the baseline.
         stable = QueryTarget(model=target.model, track="stable", namespace=target.namespace)
         queries[STABLE_ERROR_RATE] = error_rate_query(stable, spec.window)
+    if spec.checks_quality:
+        where = (target.namespace, target.model, target.version, spec.window)
+        queries[LABELLED_PREDICTIONS] = labelled_count_query(*where)
+        if spec.min_accuracy is not None:
+            queries[ACCURACY] = accuracy_query(*where)
+        if spec.min_precision is not None:
+            queries[PRECISION] = precision_query(*where, spec.positive_class)
+        if spec.min_recall is not None:
+            queries[RECALL] = recall_query(*where, spec.positive_class)
     for metric in spec.metrics:
         queries[metric.name] = render_custom_query(metric.query, canary, spec.window)
     return queries
@@ -227,11 +257,17 @@ def _judge(spec: Analysis, measured: dict[str, float | None], result: _MakeResul
             f"{requests:.0f} canary requests in {spec.window}, fewer than minRequests {spec.min_requests}",
             values,
         )
+    if spec.checks_quality:
+        values.setdefault(LABELLED_PREDICTIONS, 0.0)  # no series: no label arrived
+    # Quality bounds only count with minLabels labels (`violations` skips them otherwise).
     broken = violations(spec, values)
     if broken:
         return result("Failed", "; ".join(violation.describe() for violation in broken), values)
+    if spec.checks_quality and not quality_is_judged(spec, values):
+        return result("Inconclusive", _too_few_labels(spec, values), values)
     # The stable baseline may have no traffic (e.g. at 100%): the comparison is skipped then.
-    required = [ERROR_RATE, P99_LATENCY, *(metric.name for metric in spec.metrics)]
+    quality = [metric for metric, _, _ in quality_bounds(spec)]
+    required = [ERROR_RATE, P99_LATENCY, *quality, *(metric.name for metric in spec.metrics)]
     missing = [name for name in required if measured.get(name) is None]
     if missing:
         return result("Inconclusive", f"no data for {', '.join(missing)} in {spec.window}", values)
@@ -239,7 +275,53 @@ def _judge(spec: Analysis, measured: dict[str, float | None], result: _MakeResul
         f"{requests:.0f} requests, error_rate {values[ERROR_RATE]:.4g} <= {spec.max_error_rate:g}, "
         f"p99 {values[P99_LATENCY]:.4g}s <= {spec.max_p99_latency}"
     )
+    for metric, bound, _ in quality_bounds(spec):
+        summary += f", {metric} {values[metric]:.4g} >= {bound:g}"
+    if quality:
+        summary += f" ({values[LABELLED_PREDICTIONS]:.0f} labelled)"
     return result("Passed", summary, values)
+
+
+def _too_few_labels(spec: Analysis, values: dict[str, float]) -> str:
+    """Why the quality bounds were not judged, with what was measured anyway."""
+    labelled = values[LABELLED_PREDICTIONS]
+    reason = f"{labelled:.0f} labelled canary predictions in {spec.window}, fewer than minLabels {spec.min_labels}"
+    seen = [f"{metric} {values[metric]:.4g}" for metric, _, _ in quality_bounds(spec) if metric in values]
+    return reason + (f" ({', '.join(seen)} not judged)" if seen else "")
+
+
+async def count_shadow_comparisons(
+    prometheus: str,
+    target: QueryTarget,
+    since: datetime,
+    *,
+    client: HttpClient | None = None,
+    request_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    now: datetime | None = None,
+) -> ShadowCount:
+    """The candidate's answers compared with stable's since `since` (the shadow phase), and how many agreed.
+
+    `target.version` is the candidate's. Never raises for Prometheus trouble: the count says what went wrong.
+    """
+    started = now or datetime.now(UTC)
+    seconds = max(math.ceil((started - since).total_seconds()), 1)
+    where = (target.namespace, target.model, target.version or "", seconds)
+    owned = client is None
+    http = client or HttpClient(timeout=request_timeout)
+    try:
+        compared, agreed = await asyncio.gather(
+            query_value(http, prometheus, shadow_comparisons_query(*where)),
+            query_value(http, prometheus, shadow_agreed_query(*where)),
+        )
+    except PrometheusUnavailableError as error:
+        return ShadowCount(stamp_down(started), error=f"Prometheus unavailable: {error}")
+    except QueryRejectedError as error:
+        return ShadowCount(stamp_down(started), error=f"the shadow comparisons query failed: {error}")
+    finally:
+        if owned:
+            await http.aclose()
+    # No series: nothing was compared (or agreed) yet.
+    return ShadowCount(stamp_down(started), comparisons=_finite(compared or 0.0), agreed=_finite(agreed or 0.0))
 
 
 @dataclass(frozen=True)

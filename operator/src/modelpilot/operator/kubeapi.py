@@ -26,11 +26,12 @@ class Kind:
     api_version: str
     kind: str
     plural: str
+    namespaced: bool = True
 
     def path(self, namespace: str, name: str | None = None) -> str:
-        """The collection path, or the object path when `name` is given."""
+        """The collection path, or the object path when `name` is given (cluster-scoped kinds ignore `namespace`)."""
         prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        path = f"{prefix}/namespaces/{namespace}/{self.plural}"
+        path = f"{prefix}/namespaces/{namespace}/{self.plural}" if self.namespaced else f"{prefix}/{self.plural}"
         return f"{path}/{name}" if name else path
 
 
@@ -49,6 +50,9 @@ KINDS = {
         Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
         Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
         Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
+        # Read only: whether the Gateways a route attaches to can mirror requests (the shadow phase).
+        Kind("gateway.networking.k8s.io/v1", "Gateway", "gateways"),
+        Kind("gateway.networking.k8s.io/v1", "GatewayClass", "gatewayclasses", namespaced=False),
         Kind("batch/v1", "Job", "jobs"),
         Kind("batch/v1", "CronJob", "cronjobs"),
         Kind("trainer.kubeflow.org/v1alpha1", "TrainJob", "trainjobs"),

@@ -35,7 +35,13 @@ from modelpilot.operator.builders.common import (
     label_value,
     track_name,
 )
-from modelpilot.operator.builders.routing import canary_ingress_name, router_weight
+from modelpilot.operator.builders.routing import (
+    GATEWAY_API_VERSION,
+    MIRROR_FEATURE,
+    canary_ingress_name,
+    lacks_request_mirror,
+    router_weight,
+)
 from modelpilot.operator.builders.traffic import TrafficPlan
 from modelpilot.operator.kubeapi import KubeApi, KubeError
 from modelpilot.operator.observe import TrackObservation, deployed_version, observe_pods, observe_settled
@@ -270,6 +276,28 @@ class OwnedObjects:
         else:
             return None
         return 0 if route is None else router_weight(route)
+
+    async def mirror_refusal(self) -> str | None:
+        """Why the router cannot mirror requests to the canary, when the cluster says so: a parent Gateway's
+        GatewayClass lists its supported features without RequestMirror. None when it can, or when that
+        cannot be told (another router, a class that lists nothing, Gateways the operator may not read)."""
+        gateway = self.spec.traffic.gateway
+        if self.spec.traffic.router != "gateway" or gateway is None:
+            return None
+        for ref in gateway.parent_refs:
+            namespace = ref.namespace or self.namespace
+            try:
+                parent = await self.kube.get(GATEWAY_API_VERSION, "Gateway", namespace, ref.name)
+                class_name = ((parent or {}).get("spec") or {}).get("gatewayClassName")
+                found = await self.kube.get(GATEWAY_API_VERSION, "GatewayClass", "", class_name) if class_name else None
+            except (KubeError, OSError):
+                continue  # not allowed to read it (a namespaced install), or not there: nothing to tell
+            if found is not None and lacks_request_mirror(found):
+                return (
+                    f"GatewayClass {class_name} (of Gateway {namespace}/{ref.name}) does not list "
+                    f"{MIRROR_FEATURE} in status.supportedFeatures"
+                )
+        return None
 
     async def _call(self, request: Awaitable[T]) -> T:
         self.requests += 1

@@ -67,6 +67,27 @@ class AnalysisResult(StatusModel):
     values: dict[str, float] = Field(default_factory=dict, description="Measured values by metric name.")
 
 
+class ShadowStatus(StatusModel):
+    """The shadow phase of a rollout: the canary answers a mirror of live traffic, compared with stable's answers."""
+
+    state: Literal["Mirroring", "Passed", "Failed", "Inconclusive"] = Field(
+        default="Mirroring",
+        description=(
+            "Mirroring (live traffic is mirrored to the canary), Passed (the live steps follow), Failed (rolled "
+            "back), or Inconclusive (too few comparisons by maxDuration: the rollout pauses, mirroring goes on)."
+        ),
+    )
+    started_at: str | None = Field(default=None, description="When the phase began; comparisons count from then.")
+    mirrored: bool = Field(
+        default=False, description="The router mirrors live traffic to the canary now (not while it is not Ready)."
+    )
+    checked_at: str | None = Field(default=None, description="When the comparisons were last counted.")
+    comparisons: int = Field(default=0, description="Candidate answers compared with stable's during the phase.")
+    agreed: int = Field(default=0, description="Of those, how many agreed.")
+    agreement: float | None = Field(default=None, description="agreed / comparisons; none before a comparison.")
+    reason: str = Field(default="", description="The phase's verdict or what it waits for, in one line.")
+
+
 class TrackStatus(StatusModel):
     """What a serving track runs."""
 
@@ -110,6 +131,9 @@ class CanaryStatus(TrackStatus):
             "Who paused or aborted the rollout by request (kubectl modelpilot pause/abort); a held rollout "
             "waits for a resume request."
         ),
+    )
+    shadow: ShadowStatus | None = Field(
+        default=None, description="The shadow phase (rollout.shadow), once the canary is Ready for it."
     )
     last_analysis: AnalysisResult | None = Field(default=None, description="The latest analysis.")
     analyses: list[AnalysisResult] = Field(default_factory=list, description="Analyses of this rollout.")

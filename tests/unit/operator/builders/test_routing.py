@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from modelpilot.operator.builders.routing import RouterPlan, build_router, router_weight
+from modelpilot.operator.builders.routing import (
+    RouterPlan,
+    build_router,
+    lacks_request_mirror,
+    mirror_target,
+    router_mirrors,
+    router_weight,
+)
 from tests.unit.operator.builders.examples import HEADER_VALUE, OWNER, gateway_raw, ingress_raw, replicas_raw, spec_of
 from tests.unit.operator.builders.golden import assert_matches_golden
 
@@ -210,3 +217,64 @@ def _backend_ports(obj: dict[str, Any]) -> list[int]:
         paths = [path for rule in obj["spec"]["rules"] for path in rule["http"]["paths"]]
         return [path["backend"]["service"]["port"]["number"] for path in paths]
     return [port["port"] for port in obj["spec"]["ports"]]
+
+
+# --- The shadow phase's mirror --------------------------------------------------------------------
+
+
+def test_the_shadow_phase_mirrors_the_weighted_rule_to_the_canary_service_with_no_weight() -> None:
+    plan = RouterPlan(canary_weight=0, canary_present=True, canary_header_value=HEADER_VALUE, mirror=True)
+    route = build_router(OWNER, spec_of(gateway_raw()), plan).apply[0]
+    weighted, header = route["spec"]["rules"]
+    # Gateway API's HTTPRequestMirrorFilter: the backendRef whose answers are dropped, every request mirrored.
+    assert weighted["filters"] == [
+        {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "fraud-canary", "port": 8080}}}
+    ]
+    assert [ref.get("weight") for ref in weighted["backendRefs"]] == [100, 0]
+    assert "filters" not in header  # a tester's header request reaches the canary itself, once
+    assert router_weight(route) == 0
+    assert router_mirrors(route)
+    assert not router_mirrors(_route(0, present=True))
+
+
+def test_without_a_canary_nothing_is_mirrored() -> None:
+    plan = RouterPlan(canary_weight=0, canary_present=False, mirror=True)
+    route = build_router(OWNER, spec_of(gateway_raw()), plan).apply[0]
+    assert not router_mirrors(route)
+    ingress = build_router(OWNER, spec_of(ingress_raw()), plan).apply[0]
+    assert not router_mirrors(ingress)
+
+
+def test_the_shadow_phase_sets_mirror_target_on_the_stable_ingress_only() -> None:
+    plan = RouterPlan(canary_weight=0, canary_present=True, mirror=True)
+    stable, canary = build_router(OWNER, spec_of(ingress_raw()), plan).apply
+    # ingress-nginx resolves the target itself (no search domains): the Service's full name, the request's URI.
+    assert stable["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/mirror-target": "http://fraud-canary.ml.svc.cluster.local:9000$request_uri"
+    }
+    assert "nginx.ingress.kubernetes.io/mirror-target" not in canary["metadata"]["annotations"]
+    assert router_mirrors(stable)
+    assert canary["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] == "0"
+
+
+def test_the_mirror_target_follows_the_cluster_domain() -> None:
+    raw = ingress_raw()
+    raw["traffic"]["ingress"]["clusterDomain"] = "corp.internal"
+    assert mirror_target(OWNER, spec_of(raw), spec_of(raw).traffic.ingress) == (  # type: ignore[arg-type]
+        "http://fraud-canary.ml.svc.corp.internal:9000$request_uri"
+    )
+
+
+@pytest.mark.parametrize(
+    ("features", "lacks"),
+    [
+        ([{"name": "HTTPRouteMethodMatching"}, {"name": "HTTPRouteRequestMirror"}], False),
+        ([{"name": "HTTPRouteMethodMatching"}, {"name": "HTTPRouteSchemeRedirect"}], True),
+        (["HTTPRouteMethodMatching"], True),  # plain names, as classes listed them before v1.2
+        ([], False),  # a class that lists nothing says nothing either way
+        (None, False),
+    ],
+)
+def test_a_gateway_class_lacks_request_mirror_only_when_it_lists_its_features(features: Any, lacks: bool) -> None:
+    gateway_class = {"kind": "GatewayClass", "status": {"supportedFeatures": features}}
+    assert lacks_request_mirror(gateway_class) is lacks

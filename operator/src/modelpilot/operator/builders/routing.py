@@ -2,9 +2,12 @@
 
 Three modes, one per `spec.traffic.router`:
 - gateway: a Gateway API HTTPRoute with weighted backendRefs, plus (with `spec.traffic.header`) a header rule
-  that always reaches the canary;
+  that always reaches the canary; in the shadow phase its weighted rule carries a `RequestMirror` filter to
+  the canary's Service (Gateway API "Extended" support: the Gateway's implementation must list the
+  `HTTPRouteRequestMirror` feature);
 - ingress: an ingress-nginx Ingress for stable and a second, canary-annotated Ingress for the canary (with
-  `spec.traffic.header`, annotated to send requests that carry the header to the canary);
+  `spec.traffic.header`, annotated to send requests that carry the header to the canary); in the shadow
+  phase the stable Ingress carries `mirror-target` (ingress-nginx ignores it on a canary Ingress);
 - replicas: one Service over the tracks' pods; the weight is the ratio of pods (see `traffic.split_replicas`).
 Each plan also says which objects of the other modes must not exist, so switching modes cleans up.
 """
@@ -26,6 +29,11 @@ CANARY_ANNOTATION = NGINX + "canary"
 CANARY_WEIGHT_ANNOTATION = NGINX + "canary-weight"
 CANARY_HEADER_ANNOTATION = NGINX + "canary-by-header"
 CANARY_HEADER_VALUE_ANNOTATION = NGINX + "canary-by-header-value"
+MIRROR_TARGET_ANNOTATION = NGINX + "mirror-target"
+MIRROR_FILTER = "RequestMirror"
+# The Gateway API conformance feature of the RequestMirror filter, as a GatewayClass lists it in
+# `status.supportedFeatures` ({name: …} entries since v1.2; plain names before).
+MIRROR_FEATURE = "HTTPRouteRequestMirror"
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,8 @@ class RouterPlan:
     canary_header_value: str | None = None
     # Replica router: the tracks whose pods the shared Service selects (the weight is their ratio).
     shared_tracks: tuple[Track, ...] = ("stable", "canary")
+    # The shadow phase: every request is also sent to the canary, whose answers are dropped (gateway, ingress).
+    mirror: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,8 @@ def build_router(owner: Owner, spec: ModelDeploymentSpec, plan: RouterPlan) -> R
         )
     if router == "ingress":
         assert spec.traffic.ingress is not None  # the spec's validation requires it
-        apply = [_stable_ingress(owner, spec, spec.traffic.ingress)]
+        mirror = plan.mirror and plan.canary_present
+        apply = [_stable_ingress(owner, spec, spec.traffic.ingress, mirror=mirror)]
         delete = [_route_key(name), _shared_service_key(name)]
         if plan.canary_present:
             apply.append(_canary_ingress(owner, spec, spec.traffic.ingress, weight, _header(spec, plan)))
@@ -96,6 +107,23 @@ def build_router(owner: Owner, spec: ModelDeploymentSpec, plan: RouterPlan) -> R
         apply=[_shared_service(owner, spec, plan.shared_tracks)],
         delete=[_route_key(name), _ingress_key(name), _canary_ingress_key(name)],
     )
+
+
+def lacks_request_mirror(gateway_class: dict[str, Any]) -> bool:
+    """Whether a GatewayClass lists the features its implementation supports and RequestMirror is not one
+    (a class that lists none says nothing either way)."""
+    listed = (gateway_class.get("status") or {}).get("supportedFeatures") or []
+    names = {item.get("name") if isinstance(item, dict) else item for item in listed}
+    return bool(names) and MIRROR_FEATURE not in names
+
+
+def router_mirrors(obj: dict[str, Any]) -> bool:
+    """Whether an HTTPRoute or Ingress mirrors requests (a RequestMirror filter, a mirror-target annotation)."""
+    if obj.get("kind") == "HTTPRoute":
+        rules = (obj.get("spec") or {}).get("rules") or []
+        return any(f.get("type") == MIRROR_FILTER for rule in rules for f in rule.get("filters") or [])
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return MIRROR_TARGET_ANNOTATION in annotations
 
 
 def router_weight(obj: dict[str, Any]) -> int | None:
@@ -156,6 +184,9 @@ def _http_route(
     if canary_present:
         backends.append(_backend(owner, spec, "canary", weight))
     rules: list[dict[str, Any]] = [{"matches": [path_match()], "backendRefs": backends}]
+    if canary_present and plan.mirror:
+        mirror = {"backendRef": {"name": track_name(owner.name, "canary"), "port": spec.serving.port}}
+        rules[0]["filters"] = [{"type": MIRROR_FILTER, "requestMirror": mirror}]
     header = _header(spec, plan)
     if canary_present and header is not None:
         name, value = header
@@ -189,11 +220,19 @@ def _ingress_spec(spec: ModelDeploymentSpec, ingress: IngressRoute, service: str
     return result
 
 
-def _stable_ingress(owner: Owner, spec: ModelDeploymentSpec, ingress: IngressRoute) -> dict[str, Any]:
+def mirror_target(owner: Owner, spec: ModelDeploymentSpec, ingress: IngressRoute) -> str:
+    """The URL ingress-nginx mirrors each request to: the canary's Service by its full DNS name (nginx resolves
+    it itself, without the pod's search domains), with the request's own path and query."""
+    host = f"{track_name(owner.name, 'canary')}.{owner.namespace}.svc.{ingress.cluster_domain}"
+    return f"http://{host}:{spec.serving.port}$request_uri"
+
+
+def _stable_ingress(owner: Owner, spec: ModelDeploymentSpec, ingress: IngressRoute, *, mirror: bool) -> dict[str, Any]:
+    annotations = {MIRROR_TARGET_ANNOTATION: mirror_target(owner, spec, ingress)} if mirror else None
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": metadata(owner, owner.name, _router_labels(owner, spec)),
+        "metadata": metadata(owner, owner.name, _router_labels(owner, spec), annotations),
         "spec": _ingress_spec(spec, ingress, track_name(owner.name, "stable"), tls=True),
     }
 

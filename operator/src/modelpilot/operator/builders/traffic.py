@@ -126,13 +126,15 @@ def plan_traffic(
     router_proxies: str = "",
     canary_header_value: str | None = None,
     autoscaler: Autoscaler = "hpa",
+    mirror: bool = False,
 ) -> TrafficPlan:
     """Everything that makes `weight` percent reach the canary at version `canary` (None: no canary)
     while the stable track serves version `stable`. `stable_replicas` is what the stable Deployment runs
     now (its HPA's choice): with the replica router and autoscaling, the canary's size follows it.
     `router_proxies`: CIDRs of the gateway's or ingress controller's pods (unused by the replicas router).
     `canary_header_value`: the value of spec.traffic.header read from its Secret; None: no header rule.
-    `autoscaler`: the operator's autoscaler backend (`builders.autoscaling`)."""
+    `autoscaler`: the operator's autoscaler backend (`builders.autoscaling`).
+    `mirror`: the router also sends the canary a copy of every request (the shadow phase; gateway and ingress)."""
     weight = min(max(weight, 0), FULL) if canary is not None else 0
     proxies = router_proxies if spec.traffic.router != "replicas" else ""
     if spec.traffic.router == "replicas":
@@ -156,6 +158,7 @@ def plan_traffic(
             canary_present=canary is not None,
             canary_header_value=canary_header_value,
             shared_tracks=sizes.shared_tracks,
+            mirror=mirror,
         ),
     )
     apply += router.apply

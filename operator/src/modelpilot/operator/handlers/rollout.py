@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from modelpilot.operator import metrics
-from modelpilot.operator.analysis import AnalysisTarget
+from modelpilot.operator.analysis import AnalysisTarget, count_shadow_comparisons
 from modelpilot.operator.builders.autoscaling import Autoscaler
 from modelpilot.operator.builders.common import Owner, Track
 from modelpilot.operator.builders.traffic import TrafficPlan, plan_traffic
@@ -40,11 +40,15 @@ from modelpilot.operator.rollout.actions import (
     RemoveCanary,
     RollStable,
     RunAnalysis,
+    RunShadowCheck,
     SetWeight,
+    ShadowCount,
 )
 from modelpilot.operator.rollout.clock import parse_stamp
 from modelpilot.operator.rollout.machine import TRAFFIC_STATES, decide, is_active
+from modelpilot.operator.rollout.queries import QueryTarget
 from modelpilot.operator.rollout.requests import ROLLOUT_ACTIONS, Request
+from modelpilot.operator.rollout.shadow import in_shadow_phase
 from modelpilot.operator.spec import Analysis, ModelDeploymentSpec
 from modelpilot.operator.status import AnalysisResult, CanaryStatus, append_history
 
@@ -58,6 +62,7 @@ CONVERGE_REQUEUE_SECONDS = 2.0
 LEAD_SECONDS = 1.0
 
 Analyse = Callable[[Analysis, AnalysisTarget], Awaitable[AnalysisResult]]
+CountShadow = Callable[[str, QueryTarget, datetime], Awaitable[ShadowCount]]
 OPEN_STATES = {"Progressing": "Progressing", "Paused": "Paused", "Promoting": "Promoting", "RollingBack": "RollingBack"}
 
 
@@ -74,6 +79,8 @@ class Cluster(Protocol):
 
     async def router_weight(self) -> int | None: ...
 
+    async def mirror_refusal(self) -> str | None: ...
+
 
 @dataclass
 class _Traffic:
@@ -83,6 +90,7 @@ class _Traffic:
     canary: str | None
     weight: int
     pending: bool = False
+    mirror: bool = False
 
 
 @dataclass
@@ -101,6 +109,8 @@ class RolloutExecutor:
     autoscaler: Autoscaler = "hpa"  # the operator's autoscaler backend
     request: Request | None = None  # a person's request not answered yet (kubectl modelpilot promote, …)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    count_shadow: CountShadow = count_shadow_comparisons  # the shadow phase's comparisons in Prometheus
+    mirror_checked: tuple[str | None] | None = None  # the router's mirror refusal, once asked in this run
     applied: TrafficPlan | None = None  # the last plan applied in this run
     resolved: ResolvedVersions = field(default_factory=lambda: ResolvedVersions(None, None))
 
@@ -108,14 +118,15 @@ class RolloutExecutor:
         """Advance the rollout as far as it can go now; seconds until it should be looked at again."""
         self.resolved = resolved
         analysis: AnalysisResult | None = None
+        shadow: ShadowCount | None = None
         decision: Decision | None = None
         waited = False
         for _ in range(MAX_DECISIONS_PER_RUN):
-            observation = await self._observe(resolved, analysis)
+            observation = await self._observe(resolved, analysis, shadow)
             decision = decide(self.spec, self.journal.status.canary, observation)
             self._record_decision(decision)
             await self.journal.write()  # the intent is recorded before anything is done about it
-            analysis, wrote_registry = await self._execute(decision)
+            analysis, shadow, wrote_registry = await self._execute(decision)
             self._count(decision)
             if wrote_registry:
                 # The write is confirmed by reading the registry again, at once.
@@ -147,7 +158,9 @@ class RolloutExecutor:
 
     # -- observe --------------------------------------------------------------------------------
 
-    async def _observe(self, resolved: ResolvedVersions, analysis: AnalysisResult | None) -> Observation:
+    async def _observe(
+        self, resolved: ResolvedVersions, analysis: AnalysisResult | None, shadow: ShadowCount | None = None
+    ) -> Observation:
         canary = self.journal.status.canary
         rollout_version = canary.version if canary and canary.version else resolved.candidate
 
@@ -158,6 +171,10 @@ class RolloutExecutor:
         deployed, stable_ready, router_weight = await asyncio.gather(
             self.cluster.deployed_version("canary"), stable_observed(), self.cluster.router_weight()
         )
+        # Only a rollout in (or before) its shadow phase asks whether the router can mirror.
+        rollout = self.spec.rollout
+        shadowing = rollout is not None and in_shadow_phase(rollout, canary or CanaryStatus())
+        mirror_refusal = await self._mirror_refusal() if shadowing else None
         canary_ready = False
         if deployed is not None and rollout_version is not None:
             # Pods added for a larger step join as they become Ready; the canary stays Ready meanwhile.
@@ -171,11 +188,19 @@ class RolloutExecutor:
             canary_ready=canary_ready,
             abort_requested=self.abort_requested,
             analysis=analysis,
+            shadow=shadow,
+            mirror_refusal=mirror_refusal,
             request=self._unanswered_request(),
             router_weight=router_weight,
             # Only the replica router sizes the stable track for a step.
             stable_sized=stable_ready or self.spec.traffic.router != "replicas",
         )
+
+    async def _mirror_refusal(self) -> str | None:
+        """Whether the router can mirror, asked of the cluster once per run."""
+        if self.mirror_checked is None:
+            self.mirror_checked = (await self.cluster.mirror_refusal(),)
+        return self.mirror_checked[0]
 
     def _unanswered_request(self) -> Request | None:
         """The rollout request for the machine, until a decision has answered it."""
@@ -198,25 +223,27 @@ class RolloutExecutor:
         for entry in decision.history():
             self.journal.status.history = append_history(self.journal.status.history, entry)
 
-    async def _execute(self, decision: Decision) -> tuple[AnalysisResult | None, bool]:
-        """Perform the actions in order; the analysis result (if one ran) and whether the registry was written."""
+    async def _execute(self, decision: Decision) -> tuple[AnalysisResult | None, ShadowCount | None, bool]:
+        """Perform the actions in order; the analysis result and shadow count (if one ran) and whether the
+        registry was written."""
         traffic = _Traffic(
             stable=await self._stable_track_version(),
             canary=await self.cluster.deployed_version("canary"),
             weight=decision.canary.weight,
         )
         analysis: AnalysisResult | None = None
+        shadow: ShadowCount | None = None
         wrote_registry = False
         for action in decision.actions:
             match action:
                 case Emit(type=kind, reason=reason, message=message):
                     self.journal.emit(kind, reason, message)
-                case EnsureCanary(version=version, weight=weight):
-                    traffic.canary, traffic.weight, traffic.pending = version, weight, True
+                case EnsureCanary(version=version, weight=weight, mirror=mirror):
+                    traffic.canary, traffic.weight, traffic.mirror, traffic.pending = version, weight, mirror, True
                 case SetWeight(weight=weight):
-                    traffic.weight, traffic.pending = weight, True
+                    traffic.weight, traffic.mirror, traffic.pending = weight, False, True
                 case RemoveCanary():
-                    traffic.canary, traffic.weight, traffic.pending = None, 0, True
+                    traffic.canary, traffic.weight, traffic.mirror, traffic.pending = None, 0, False, True
                 case RollStable(version=version):
                     traffic.stable, traffic.pending = version, True
                 case RunAnalysis(version=version, step=step, weight=weight):
@@ -224,6 +251,12 @@ class RolloutExecutor:
                     assert self.spec.rollout is not None  # the machine only analyses a rollout
                     target = AnalysisTarget(self.spec.model.name, version, self.owner.namespace, step, weight)
                     analysis = await self.analyse(self.spec.rollout.analysis, target)
+                case RunShadowCheck(version=version, since=since):
+                    await self._apply(traffic)
+                    assert self.spec.rollout is not None  # the machine only counts a rollout's shadow phase
+                    where = QueryTarget(self.spec.model.name, "canary", version, self.owner.namespace)
+                    began = parse_stamp(since) or self.clock()
+                    shadow = await self.count_shadow(self.spec.rollout.analysis.prometheus, where, began)
                 case PromoteInRegistry():
                     await self._apply(traffic)
                     await promote(self.registry, self.spec, action)
@@ -233,7 +266,7 @@ class RolloutExecutor:
                     await reject(self.registry, self.spec, action)
                     wrote_registry = True
         await self._apply(traffic)
-        return analysis, wrote_registry
+        return analysis, shadow, wrote_registry
 
     async def _stable_track_version(self) -> str:
         """The version the stable track serves: what its Deployment runs (a rollout does not change it
@@ -245,11 +278,11 @@ class RolloutExecutor:
     async def _apply(self, traffic: _Traffic) -> None:
         if not traffic.pending:
             return
-        self.applied = await self._plan(traffic.stable, traffic.canary, traffic.weight)
+        self.applied = await self._plan(traffic.stable, traffic.canary, traffic.weight, traffic.mirror)
         await self.cluster.apply_plan(self.applied)
         traffic.pending = False
 
-    async def _plan(self, stable: str, canary: str | None, weight: int) -> TrafficPlan:
+    async def _plan(self, stable: str, canary: str | None, weight: int, mirror: bool = False) -> TrafficPlan:
         running = await self.cluster.deployed_replicas("stable")
         return plan_traffic(
             self.owner,
@@ -261,6 +294,7 @@ class RolloutExecutor:
             router_proxies=self.router_proxies,
             canary_header_value=self.canary_header_value,
             autoscaler=self.autoscaler,
+            mirror=mirror,
         )
 
     def _count(self, decision: Decision) -> None:

@@ -11,8 +11,9 @@ The executor's loop, once per reconciliation of a resource with `spec.rollout`:
    `RunAnalysis` runs `modelpilot.operator.analysis.analyse()` and keeps the result for the next observation.
 5. Call again after `decision.requeue_after` seconds (0: at once; None: the registry poll period).
 
-`machine` holds the states and transitions, `actions` the vocabulary and `queries` the PromQL and
-bounds. The package is pure (no I/O): the Prometheus client is `modelpilot.operator.analysis`.
+`machine` holds the states and transitions, `shadow` the shadow phase before the first step, `actions`
+the vocabulary, `queries` the PromQL and bounds and `quality` the PromQL of labelled predictions and shadow
+comparisons. The package is pure (no I/O): the Prometheus client is `modelpilot.operator.analysis`.
 """
 
 from modelpilot.operator.rollout.actions import (
@@ -27,7 +28,9 @@ from modelpilot.operator.rollout.actions import (
     RemoveCanary,
     RollStable,
     RunAnalysis,
+    RunShadowCheck,
     SetWeight,
+    ShadowCount,
 )
 from modelpilot.operator.rollout.machine import ACTIVE_STATES, decide, is_active
 
@@ -44,7 +47,9 @@ __all__ = [
     "RemoveCanary",
     "RollStable",
     "RunAnalysis",
+    "RunShadowCheck",
     "SetWeight",
+    "ShadowCount",
     "decide",
     "is_active",
 ]

@@ -20,6 +20,17 @@ ABORT_ANNOTATION = "modelpilot.io/abort"
 
 
 @dataclass(frozen=True)
+class ShadowCount:
+    """What Prometheus counted of a shadow phase so far (`RunShadowCheck`): the candidate's answers compared
+    with stable's and how many agreed, or why they could not be counted (`error`)."""
+
+    time: str  # when the count was taken (RFC 3339, rounded down)
+    comparisons: float = 0.0
+    agreed: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Observation:
     """The facts one decision is taken on, gathered by the executor just before calling `decide`.
 
@@ -38,6 +49,9 @@ class Observation:
       grows the stable track for a step (its pods set the ratio), so for the others this is always true.
     - request: a person's rollout request (promote, abort, pause, resume) not answered yet; the decision
       answers it (`Decision.answer`), and the executor passes it to one decision only.
+    - shadow: the count the previous decision asked for (`RunShadowCheck`), if any.
+    - mirror_refusal: why the router cannot mirror requests, when the cluster says so (a Gateway's class
+      lists its features without RequestMirror); None when it can or cannot tell. Observed in the shadow phase.
     """
 
     now: datetime
@@ -51,14 +65,18 @@ class Observation:
     router_weight: int | None = None
     stable_sized: bool = True
     request: Request | None = None
+    shadow: ShadowCount | None = None
+    mirror_refusal: str | None = None
 
 
 @dataclass(frozen=True)
 class EnsureCanary:
-    """Apply the canary track at `version` (its HPA minimum scaled with `weight`), then route `weight`% to it."""
+    """Apply the canary track at `version` (its HPA minimum scaled with `weight`), then route `weight`% to it;
+    with `mirror`, the router also sends the canary a copy of every request whose answer comes from stable."""
 
     version: str
     weight: int
+    mirror: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +106,15 @@ class RunAnalysis:
     version: str
     step: int
     weight: int
+
+
+@dataclass(frozen=True)
+class RunShadowCheck:
+    """Count the shadow phase's comparisons since `since` (`modelpilot.operator.analysis.count_shadow_comparisons`)
+    and pass the count as `Observation.shadow` on the next call, which should come at once."""
+
+    version: str
+    since: str
 
 
 @dataclass(frozen=True)
@@ -130,7 +157,15 @@ class Emit:
 
 
 Action = (
-    EnsureCanary | SetWeight | RemoveCanary | RollStable | RunAnalysis | PromoteInRegistry | RejectInRegistry | Emit
+    EnsureCanary
+    | SetWeight
+    | RemoveCanary
+    | RollStable
+    | RunAnalysis
+    | RunShadowCheck
+    | PromoteInRegistry
+    | RejectInRegistry
+    | Emit
 )
 
 # Emit reasons that change the operator's rollout counter, and the counter's outcome label.

@@ -11,6 +11,10 @@ States (`CanaryStatus.state`):
 - A rollout starts when the candidate differs from the stable version (neither missing) and the
   abort annotation is absent. Idle, Succeeded, RolledBack and Aborted are at rest; a new candidate
   starts a rollout from any of them (re-setting a rejected version's alias retries it).
+- With `rollout.shadow`, the first step is preceded by a shadow phase (`rollout.shadow`): once the canary
+  is Ready it gets a mirror of live traffic at weight 0, and the comparisons of its answers with stable's
+  decide: agreement ⇒ the first step; disagreement ⇒ RollingBack; too few comparisons by maxDuration ⇒
+  Paused (mirroring and counting go on; a verdict resumes or rolls back).
 - Progressing and Paused carry traffic. Each step: wait for the canary to be Ready (weight 0 until it
   is; `canaryReadyTimeout` ⇒ RollingBack) and, from weight 0, for the stable track to have the pods it
   was sized for (`stable_sized`; the replica router grows it for the step), set the step's weight, hold
@@ -64,8 +68,19 @@ from modelpilot.operator.rollout.clock import parse_stamp, stamp
 from modelpilot.operator.rollout.queries import violations
 from modelpilot.operator.rollout.requested import answer_request, held_abort
 from modelpilot.operator.rollout.requests import ROLLOUT_ACTIONS
-from modelpilot.operator.rollout.step import READY_POLL_SECONDS, Step, begin_promotion, start_rollout, stop_traffic
+from modelpilot.operator.rollout.shadow import in_shadow_phase, shadow_phase
+from modelpilot.operator.rollout.step import (
+    READY_POLL_SECONDS,
+    Step,
+    begin_promotion,
+    begin_rollback,
+    end_mirror,
+    mirrored,
+    start_rollout,
+    stop_traffic,
+)
 from modelpilot.operator.spec import ModelDeploymentSpec, Rollout, parse_duration
+from modelpilot.operator.spec.rollout import SHADOW_AGREEMENT
 from modelpilot.operator.status import AnalysisResult, CanaryStatus
 
 CONFIRM_POLL_SECONDS = 1.0
@@ -161,6 +176,10 @@ def _progress(rollout: Rollout, step: Step) -> Decision:
         canary.reason = f"canary Ready; waiting for the stable track's pods for step {index + 1}"
         step.act(EnsureCanary(version, 0))
         return step.done(READY_POLL_SECONDS)
+    if in_shadow_phase(rollout, canary):
+        shadowed = shadow_phase(rollout, step)
+        if shadowed is not None:
+            return shadowed
     if canary.weight != target:
         canary.weight = target
         canary.step_started_at = stamp(obs.now)
@@ -199,9 +218,10 @@ def _canary_ready(step: Step) -> bool:
 
 def _wait_for_canary(rollout: Rollout, step: Step) -> Decision:
     canary, now = step.canary, step.obs.now
-    if canary.weight > 0:
-        # It carried traffic and is not Ready any more: no traffic until it is, and the step starts over.
+    if canary.weight > 0 or mirrored(canary):
+        # It carried traffic (or a mirror of it) and is not Ready any more: none until it is, and the step starts over.
         canary.weight = 0
+        end_mirror(canary)
         canary.step_started_at = stamp(now)
         canary.reason = "canary not Ready; weight 0 until it is"
         step.act(SetWeight(0), EnsureCanary(step.version, 0))
@@ -211,7 +231,7 @@ def _wait_for_canary(rollout: Rollout, step: Step) -> Decision:
     waited = (now - (parse_stamp(canary.step_started_at) or now)).total_seconds()
     if waited >= timeout:
         reason = f"canary of version {step.version} not Ready within {rollout.canary_ready_timeout}"
-        return _begin_rollback(step, reason)
+        return begin_rollback(step, reason)
     step.act(EnsureCanary(step.version, 0))
     return step.done(min(READY_POLL_SECONDS, timeout - waited))
 
@@ -261,7 +281,7 @@ def _judge(rollout: Rollout, step: Step, result: AnalysisResult) -> Decision:
     if result.verdict == "Failed":
         canary.failures += 1
         if canary.failures >= analysis.failure_limit:
-            return _begin_rollback(step, result.reason)
+            return begin_rollback(step, result.reason)
         canary.reason = f"analysis failed ({canary.failures} of {analysis.failure_limit}): {result.reason}"
         step.act(hold)
         step.emit("Warning", "AnalysisFailed", f"step {canary.step + 1} at {canary.weight}%: {canary.reason}")
@@ -287,17 +307,6 @@ def _judge(rollout: Rollout, step: Step, result: AnalysisResult) -> Decision:
         f"analysis passed ({result.reason}); step {canary.step + 1}/{len(steps)}, weight {canary.weight}%",
     )
     return step.hold(rollout.interval_seconds)
-
-
-def _begin_rollback(step: Step, reason: str) -> Decision:
-    step.canary.state = "RollingBack"
-    step.canary.weight = 0
-    step.canary.registry_written = False
-    step.canary.outcome_at = stamp(step.obs.now)
-    step.canary.reason = reason
-    step.act(SetWeight(0), RemoveCanary())
-    step.emit("Warning", "RollbackStarted", f"rolling back version {step.version}: {reason}")
-    return step.done(0.0)
 
 
 def _promote(step: Step) -> Decision:
@@ -357,6 +366,8 @@ def _roll_back(rollout: Rollout, step: Step) -> Decision:
 
 def _rejection_evidence(rollout: Rollout, canary: CanaryStatus) -> tuple[str, float | None]:
     """The metric and value that caused the rollback, recomputed from the status."""
+    if canary.shadow is not None and canary.shadow.state == "Failed":
+        return SHADOW_AGREEMENT, canary.shadow.agreement
     last = canary.last_analysis
     # Analyses only cause a rollback by reaching failureLimit; below it, readiness did.
     if canary.failures >= rollout.analysis.failure_limit and last is not None:

@@ -12,7 +12,9 @@ name, which the spec keeps apart from the built-in ones):
 - `request_count`: canary requests in the window (fewer than `minRequests` is inconclusive);
 - `error_rate`: share of canary responses with a 5xx code;
 - `p99_latency_seconds`: 99th percentile of canary latency from the histogram;
-- `stable_error_rate`: the stable track's error rate (only with `compareWithStable`).
+- `stable_error_rate`: the stable track's error rate (only with `compareWithStable`);
+- `labelled_predictions`, `accuracy`, `precision`, `recall`: the canary's model quality from the labels that
+  arrived in the window (with minAccuracy, minPrecision or minRecall; PromQL in `rollout.quality`).
 
 `violations()` turns values into the bounds they break; the analysis and the state machine both use
 it, so the verdict and the reason written to the registry always agree.
@@ -33,7 +35,16 @@ from modelpilot.operator.builders.server_metrics import (
     traffic_matchers,
 )
 from modelpilot.operator.spec import Analysis, parse_duration
-from modelpilot.operator.spec.rollout import ERROR_RATE, ERROR_RATE_ABOVE_STABLE, P99_LATENCY, STABLE_ERROR_RATE
+from modelpilot.operator.spec.rollout import (
+    ACCURACY,
+    ERROR_RATE,
+    ERROR_RATE_ABOVE_STABLE,
+    LABELLED_PREDICTIONS,
+    P99_LATENCY,
+    PRECISION,
+    RECALL,
+    STABLE_ERROR_RATE,
+)
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(track|model|version|namespace|window)\s*\}\}")
 
@@ -143,6 +154,11 @@ def violations(spec: Analysis, values: Mapping[str, float]) -> list[Violation]:
     stable = values.get(STABLE_ERROR_RATE)
     if spec.compare_with_stable and error_rate is not None and stable is not None:
         above(ERROR_RATE_ABOVE_STABLE, error_rate - stable, spec.max_error_rate_increase, "maxErrorRateIncrease")
+    if quality_is_judged(spec, values):
+        for name, bound, limit in quality_bounds(spec):
+            value = values.get(name)
+            if value is not None and math.isfinite(value) and value < bound:
+                found.append(Violation(name, value, bound, limit))
     for metric in spec.metrics:
         value = values.get(metric.name)
         if value is None or not math.isfinite(value):
@@ -152,6 +168,21 @@ def violations(spec: Analysis, values: Mapping[str, float]) -> list[Violation]:
         if metric.min is not None and value < metric.min:
             found.append(Violation(metric.name, value, metric.min, "min"))
     return found
+
+
+def quality_bounds(spec: Analysis) -> list[tuple[str, float, str]]:
+    """(metric, lowest acceptable value, spec field) of each quality bound the spec sets."""
+    bounds = [
+        (ACCURACY, spec.min_accuracy, "minAccuracy"),
+        (PRECISION, spec.min_precision, "minPrecision"),
+        (RECALL, spec.min_recall, "minRecall"),
+    ]
+    return [(metric, bound, limit) for metric, bound, limit in bounds if bound is not None]
+
+
+def quality_is_judged(spec: Analysis, values: Mapping[str, float]) -> bool:
+    """Whether the window had `minLabels` labelled canary predictions: fewer are no evidence either way."""
+    return spec.checks_quality and values.get(LABELLED_PREDICTIONS, 0.0) >= spec.min_labels
 
 
 def _number(value: float) -> str:

@@ -6,7 +6,15 @@ from __future__ import annotations
 from modelpilot.operator.rollout.actions import Decision, EnsureCanary
 from modelpilot.operator.rollout.clock import stamp
 from modelpilot.operator.rollout.requests import Answer, Request, refusal
-from modelpilot.operator.rollout.step import READY_POLL_SECONDS, Step, begin_promotion, start_rollout, stop_traffic
+from modelpilot.operator.rollout.shadow import begin_shadow_phase
+from modelpilot.operator.rollout.step import (
+    READY_POLL_SECONDS,
+    Step,
+    begin_promotion,
+    mirrored,
+    start_rollout,
+    stop_traffic,
+)
 from modelpilot.operator.spec import Rollout
 from modelpilot.operator.status import CanaryStatus
 
@@ -45,13 +53,17 @@ def answer_request(rollout: Rollout, step: Step, request: Request) -> Decision |
         return step.done(None)
     if request.action == "pause":
         canary.state, canary.held_by, canary.reason = "Paused", request.requester, f"paused by {said}"
-        step.act(EnsureCanary(version, canary.weight))
+        step.act(EnsureCanary(version, canary.weight, mirror=mirrored(canary)))
         step.emit("Normal", "RolloutPaused", f"rollout paused at {canary.weight}%: {canary.reason}", request)
         return step.done(rollout.interval_seconds)
     if canary.state == "Aborted":
         start_rollout(step, version, obs.stable_version or "unknown", request)
         return step.done(READY_POLL_SECONDS)
     canary.state, canary.held_by, canary.inconclusive = "Progressing", None, 0
+    if canary.shadow is not None and canary.shadow.state in ("Mirroring", "Inconclusive") and canary.weight == 0:
+        # Resumed in the shadow phase: the phase starts anew, its comparisons counted from now.
+        step.emit("Normal", "RolloutResumed", f"rollout resumed in a new shadow phase: resumed by {said}", request)
+        return begin_shadow_phase(step, rollout.interval_seconds, f"resumed by {said}")
     canary.step_started_at = stamp(obs.now)
     canary.reason = f"resumed by {said}; step {canary.step + 1} held anew"
     step.act(EnsureCanary(version, canary.weight))

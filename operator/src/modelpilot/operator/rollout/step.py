@@ -87,10 +87,36 @@ def begin_promotion(step: Step, reason: str) -> None:
     canary.outcome_at = stamp(step.obs.now)
     canary.replaces = step.obs.stable_version
     canary.reason = reason
+    end_mirror(canary)
+
+
+def begin_rollback(step: Step, reason: str) -> Decision:
+    """Record the intent to roll back: weight 0 and the canary goes now, the registry is told next (`_roll_back`)."""
+    step.canary.state = "RollingBack"
+    step.canary.weight = 0
+    step.canary.registry_written = False
+    step.canary.outcome_at = stamp(step.obs.now)
+    step.canary.reason = reason
+    end_mirror(step.canary)
+    step.act(SetWeight(0), RemoveCanary())
+    step.emit("Warning", "RollbackStarted", f"rolling back version {step.version}: {reason}")
+    return step.done(0.0)
+
+
+def end_mirror(canary: CanaryStatus) -> None:
+    """The shadow phase's mirror is off from now on (the phase ended, or the traffic did)."""
+    if canary.shadow is not None:
+        canary.shadow.mirrored = False
+
+
+def mirrored(canary: CanaryStatus) -> bool:
+    """Whether the router mirrors live traffic to the canary now (its shadow phase)."""
+    return canary.shadow is not None and canary.shadow.mirrored
 
 
 def stop_traffic(step: Step, state: str) -> None:
     """End the rollout's traffic: weight 0 first, then the canary goes."""
     step.canary.state = state
     step.canary.weight = 0
+    end_mirror(step.canary)
     step.act(SetWeight(0), RemoveCanary())

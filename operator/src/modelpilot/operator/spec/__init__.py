@@ -29,7 +29,7 @@ from modelpilot.operator.spec.base import (
     parse_duration,
 )
 from modelpilot.operator.spec.model import ModelRef, RegistrySpec
-from modelpilot.operator.spec.rollout import Analysis, CustomMetric, Rollout
+from modelpilot.operator.spec.rollout import Analysis, CustomMetric, Rollout, Shadow
 from modelpilot.operator.spec.serving import (
     Autoscaling,
     CustomScalingMetric,
@@ -55,6 +55,10 @@ from modelpilot.operator.spec.traffic import (
 from modelpilot.operator.spec.training import Drift, Monitoring, Training, TrainingData
 
 DRIFT_NEEDS_PROMETHEUS = "monitoring.drift needs monitoring.drift.prometheus or rollout.analysis.prometheus"
+SHADOW_NEEDS_MIRROR = (
+    "rollout.shadow needs traffic.router gateway or ingress: the replica router cannot mirror requests "
+    "(set rollout.shadow.enabled false, or route through a Gateway or ingress-nginx)"
+)
 REQUEST_RATE_NEEDS_PROMETHEUS = (
     "serving.autoscaling.requestRate needs serving.autoscaling.requestRate.prometheus or rollout.analysis.prometheus"
 )
@@ -79,6 +83,11 @@ class ModelDeploymentSpec(SpecModel):
                 " || has(self.serving.autoscaling.requestRate.prometheus) || has(self.rollout)",
                 REQUEST_RATE_NEEDS_PROMETHEUS,
             ),
+            (
+                "!has(self.rollout) || !has(self.rollout.shadow) || !self.rollout.shadow.enabled"
+                " || (has(self.traffic) && self.traffic.router != 'replicas')",
+                SHADOW_NEEDS_MIRROR,
+            ),
         )
     )
 
@@ -97,6 +106,12 @@ class ModelDeploymentSpec(SpecModel):
     def _candidate_needs_rollout(self) -> ModelDeploymentSpec:
         if self.rollout is not None and not self.model.has_candidate:
             raise ValueError("rollout needs model.candidateAlias or model.candidateStage to know what to roll out")
+        return self
+
+    @model_validator(mode="after")
+    def _shadow_needs_mirror(self) -> ModelDeploymentSpec:
+        if self.rollout is not None and self.rollout.shadow_enabled and self.traffic.router == "replicas":
+            raise ValueError(SHADOW_NEEDS_MIRROR)
         return self
 
     @model_validator(mode="after")
@@ -185,6 +200,7 @@ __all__ = [
     "Serving",
     "ServingAuth",
     "ServingServiceAccount",
+    "Shadow",
     "SpecModel",
     "Stage",
     "Toleration",

@@ -14,7 +14,23 @@ ERROR_RATE = "error_rate"
 P99_LATENCY = "p99_latency_seconds"
 STABLE_ERROR_RATE = "stable_error_rate"
 ERROR_RATE_ABOVE_STABLE = "error_rate_above_stable"
-BUILTIN_METRICS = (REQUEST_COUNT, ERROR_RATE, P99_LATENCY, STABLE_ERROR_RATE, ERROR_RATE_ABOVE_STABLE)
+# Model quality, from the labelled predictions of the canary (ground truth that arrived in the window).
+LABELLED_PREDICTIONS = "labelled_predictions"
+ACCURACY = "accuracy"
+PRECISION = "precision"
+RECALL = "recall"
+QUALITY_METRICS = (ACCURACY, PRECISION, RECALL)
+BUILTIN_METRICS = (
+    REQUEST_COUNT,
+    ERROR_RATE,
+    P99_LATENCY,
+    STABLE_ERROR_RATE,
+    ERROR_RATE_ABOVE_STABLE,
+    LABELLED_PREDICTIONS,
+    *QUALITY_METRICS,
+)
+# The rollback evidence of a shadow phase that disagreed (a registry tag, not an analysis value).
+SHADOW_AGREEMENT = "shadow_agreement"
 _BUILTIN_LIST = ", ".join(BUILTIN_METRICS)
 _BUILTIN_CEL = "[" + ", ".join(f"'{name}'" for name in BUILTIN_METRICS) + "]"
 RESERVED_METRIC_MESSAGE = f"a custom metric may not take the name of a built-in one ({_BUILTIN_LIST})"
@@ -103,6 +119,46 @@ class Analysis(SpecModel):
     metrics: list[CustomMetric] = Field(
         default_factory=list, max_length=16, description="Extra PromQL checks with bounds."
     )
+    min_accuracy: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "Lowest acceptable share of correct canary predictions among those labelled in the window "
+            "(modelpilot_labelled_predictions_total); unset: accuracy is not checked."
+        ),
+    )
+    min_precision: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Lowest acceptable precision of the canary for positiveClass, from the labelled predictions.",
+    )
+    min_recall: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Lowest acceptable recall of the canary for positiveClass, from the labelled predictions.",
+    )
+    positive_class: str = Field(
+        default="1",
+        min_length=1,
+        max_length=63,
+        description="The class (the predicted and actual label values) minPrecision and minRecall are about.",
+    )
+    min_labels: int = Field(
+        default=50,
+        ge=1,
+        description=(
+            "Fewest labelled canary predictions in the window for the quality checks (minAccuracy, minPrecision, "
+            "minRecall) to count; fewer makes the analysis inconclusive."
+        ),
+    )
+
+    @property
+    def checks_quality(self) -> bool:
+        """Whether any quality bound (minAccuracy, minPrecision, minRecall) is set."""
+        return any(bound is not None for bound in (self.min_accuracy, self.min_precision, self.min_recall))
 
     @model_validator(mode="after")
     def _metric_names_are_free(self) -> Analysis:
@@ -112,6 +168,49 @@ class Analysis(SpecModel):
         if len(set(names)) != len(names):
             raise ValueError(DUPLICATE_METRIC_MESSAGE)
         return self
+
+
+class Shadow(SpecModel):
+    """A shadow phase before the first live step: the candidate answers a mirror of live traffic, and its answers
+    are compared with the stable track's; no client ever gets one of them.
+
+    The serving pods count the comparisons (`modelpilot_shadow_comparisons_total{agreed}`); the verdict is the
+    share that agreed over the whole phase. It needs a router that can mirror requests (gateway or ingress).
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            ("duration(self.maxDuration) > duration('0s')", "rollout.shadow.maxDuration must be a positive duration"),
+        )
+    )
+
+    enabled: bool = Field(default=True, description="Run the shadow phase; false keeps the settings but skips it.")
+    min_comparisons: int = Field(
+        default=200,
+        ge=1,
+        description="Fewest compared answers for a verdict; fewer by maxDuration makes the phase inconclusive.",
+    )
+    min_agreement: float = Field(
+        default=0.95,
+        ge=0,
+        le=1,
+        description="Lowest share of the candidate's answers that must agree with stable's; lower rolls back.",
+    )
+    max_duration: Duration = Field(
+        default="30m",
+        description="How long the phase may last before too few comparisons make it inconclusive (the rollout pauses).",
+    )
+
+    @model_validator(mode="after")
+    def _positive_duration(self) -> Shadow:
+        if parse_duration(self.max_duration) <= 0:
+            raise ValueError("rollout.shadow.maxDuration must be a positive duration")
+        return self
+
+    @property
+    def max_duration_seconds(self) -> float:
+        """maxDuration in seconds."""
+        return parse_duration(self.max_duration)
 
 
 class Rollout(SpecModel):
@@ -141,6 +240,18 @@ class Rollout(SpecModel):
         description="How long the canary may take to become Ready before the rollout rolls back.",
     )
     analysis: Analysis = Field(description="Prometheus analysis of each step.")
+    shadow: Shadow | None = Field(
+        default=None,
+        description=(
+            "A shadow phase before the first step: the candidate gets a mirror of live traffic and none of the "
+            "answers clients see, and must agree with stable (router gateway or ingress); unset: no shadow phase."
+        ),
+    )
+
+    @property
+    def shadow_enabled(self) -> bool:
+        """Whether the rollout starts with a shadow phase."""
+        return self.shadow is not None and self.shadow.enabled
 
     @model_validator(mode="after")
     def _steps_are_a_ramp(self) -> Rollout:

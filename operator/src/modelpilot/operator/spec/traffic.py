@@ -38,6 +38,16 @@ class IngressRoute(SpecModel):
     host: str = Field(min_length=1, max_length=253, description="Host the Ingress serves.")
     path: str = Field(default="/", pattern=r"^/", description="Path prefix the Ingress matches.")
     tls: IngressTLS | None = Field(default=None, description="TLS settings; unset means plain HTTP.")
+    cluster_domain: str = Field(
+        default="cluster.local",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description=(
+            "The cluster's DNS domain: the shadow phase's mirror-target names the canary Service by its full "
+            "name, which ingress-nginx resolves without search domains."
+        ),
+    )
 
 
 class HeaderValueSource(SpecModel):
