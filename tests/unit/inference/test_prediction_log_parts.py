@@ -16,8 +16,10 @@ from modelpilot.inference.prediction import Prediction
 from modelpilot.inference.predlog.labels import MAX_LINE_BYTES, CsvLabelReader, Label, parse_json_labels
 from modelpilot.inference.predlog.metrics import PredictionLogMetrics
 from modelpilot.inference.predlog.records import (
+    COLUMNS,
     LoggedRequest,
     canonical_inputs,
+    copy_text,
     table_rows,
     valid_request_id,
 )
@@ -122,3 +124,18 @@ def test_a_full_queue_drops_and_counts_whole_requests_without_blocking() -> None
     assert registry.get_sample_value("modelpilot_prediction_log_dropped_total", {"reason": "shutdown"}) == 8
     writer.record(request)
     assert registry.get_sample_value("modelpilot_prediction_log_dropped_total", {"reason": "shutdown"}) == 12
+
+
+def test_copy_text_holds_the_table_rows_with_tabs_newlines_and_backslashes_escaped() -> None:
+    outputs = np.array([{"note": "a\tb\\c\nd"}, {"note": "x"}], dtype=object)
+    request = LoggedRequest("r-1", np.zeros((2, 1)), Prediction(outputs, 2), 0.0, "m\\odel", "3", "stable")
+    lines = copy_text(request, "hash").split("\n")
+    assert lines[-1] == ""
+    first = lines[0].split("\t")
+    assert len(first) == len(COLUMNS)
+    assert first[:5] == ["r-1", "0", "stable", "m\\\\odel", "3"]
+    assert first[5] == "1970-01-01T00:00:00+00:00"
+    assert first[6:8] == ["\\N", "\\N"]
+    assert first[8] == '{"note":"a\\\\tb\\\\\\\\c\\\\nd"}'  # JSON escapes, each backslash doubled for COPY
+    assert first[9] == "\\\\x" + hashlib.sha256(b'{"input":[0.0]}').hexdigest()
+    assert first[10] == "\\N"

@@ -111,8 +111,8 @@ def _output_json(values: Any, rows: int) -> list[Any]:
     return [None] * rows
 
 
-def table_rows(request: LoggedRequest, inputs: InputsMode) -> list[TableRow]:
-    """The `predictions` rows of one request, in `COLUMNS` order."""
+def _row_columns(request: LoggedRequest, inputs: InputsMode) -> tuple[list[Any], ...]:
+    """Per row: predicted class, score, output JSON, inputs hash, inputs JSON (None where not stored)."""
     classes, scores, outputs = _row_outputs(request.prediction)
     rows = request.prediction.rows
     hashes: list[Any] = [None] * rows
@@ -121,22 +121,49 @@ def table_rows(request: LoggedRequest, inputs: InputsMode) -> list[TableRow]:
         canonical = canonical_inputs(request.features)
         if len(canonical) == rows:  # a table without columns has no inputs to hash
             hashes = hash_inputs(canonical)
-        if inputs == "full" and len(canonical) == rows:
-            stored = [row.decode() for row in canonical]
+            if inputs == "full":
+                stored = [row.decode() for row in canonical]
+    return classes, scores, outputs, hashes, stored
+
+
+def table_rows(request: LoggedRequest, inputs: InputsMode) -> list[TableRow]:
+    """The `predictions` rows of one request, in `COLUMNS` order."""
+    classes, scores, outputs, hashes, stored = _row_columns(request, inputs)
     logged_at = datetime.fromtimestamp(request.logged_at, UTC)
+    fixed = (request.track, request.model, request.version, logged_at)
     return [
-        (
-            request.request_id,
-            index,
-            request.track,
-            request.model,
-            request.version,
-            logged_at,
-            classes[index],
-            scores[index],
-            outputs[index],
-            hashes[index],
-            stored[index],
-        )
-        for index in range(rows)
+        (request.request_id, index, *fixed, classes[index], scores[index], outputs[index], hashes[index], stored[index])
+        for index in range(request.prediction.rows)
     ]
+
+
+# COPY's text format: tab-separated, `\N` for NULL, backslash escapes for the four characters below.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NULL = "\\N"
+
+
+def _copy_value(value: str | None) -> str:
+    return _NULL if value is None else value.translate(_COPY_ESCAPES)
+
+
+def copy_text(request: LoggedRequest, inputs: InputsMode) -> str:
+    """The request's rows as lines of COPY text format, in `COLUMNS` order (what `table_rows` holds).
+
+    One string per request and a handful of list passes: the writer's per-row cost is a few string joins,
+    not a Python call per column value.
+    """
+    classes, scores, outputs, hashes, stored = _row_columns(request, inputs)
+    logged_at = datetime.fromtimestamp(request.logged_at, UTC).isoformat()
+    head = _copy_value(request.request_id) + "\t"
+    fixed = "\t".join(_copy_value(v) for v in (request.track, request.model, request.version, logged_at))
+    columns = zip(
+        [_NULL if c is None else str(c) for c in classes],
+        [_NULL if s is None else repr(s) for s in scores],
+        [_copy_value(o) for o in outputs],
+        [_NULL if h is None else "\\\\x" + h.hex() for h in hashes],
+        [_copy_value(x) for x in stored],
+        strict=True,
+    )
+    return "".join(
+        f"{head}{index}\t{fixed}\t{c}\t{s}\t{o}\t{h}\t{x}\n" for index, (c, s, o, h, x) in enumerate(columns)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
@@ -16,6 +17,8 @@ from modelpilot.inference.predlog.records import LoggedRequest
 from modelpilot.inference.predlog.writer import PredictionLogWriter
 from modelpilot.inference.settings import Settings
 from modelpilot.inference.validation import Features
+
+log = logging.getLogger("modelpilot.inference.predlog")
 
 
 class PredictionLog:
@@ -49,6 +52,8 @@ class PredictionLog:
             delete_batch_rows=settings.predlog_delete_batch_rows,
         )
         self.labels = LabelStore(dsn, self.metrics)
+        if self.maintenance.shadow_interval > 0 and settings.predlog_inputs == "none":
+            log.warning("prediction log: inputs are not hashed (MODELPILOT_PREDLOG_INPUTS=none): no shadow comparisons")
 
     def record(self, request_id: str | None, features: Features, prediction: Prediction) -> None:
         """Hand one answered request to the writer (O(1); rows are converted in the writer thread)."""

@@ -6,14 +6,15 @@ from modelpilot.inference.predlog.records import COLUMNS
 
 _COLUMN_LIST = ", ".join(COLUMNS)
 
-# A session's staging table for one batch: COPY cannot skip duplicates, INSERT ... ON CONFLICT can.
+# A batch is COPYed straight into the table. COPY cannot skip rows already there (a client that sent the same
+# request id twice): then the batch goes through a session's staging table and INSERT ... ON CONFLICT instead.
+COPY_PREDICTIONS = f"COPY predictions ({_COLUMN_LIST}) FROM STDIN"
 CREATE_BATCH_TABLE = (
     "CREATE TEMP TABLE IF NOT EXISTS predlog_batch (LIKE predictions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
 COPY_BATCH = f"COPY predlog_batch ({_COLUMN_LIST}) FROM STDIN"
 INSERT_BATCH = (
-    f"INSERT INTO predictions ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM predlog_batch "
-    "ON CONFLICT DO NOTHING RETURNING request_id, row, track"
+    f"INSERT INTO predictions ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM predlog_batch ON CONFLICT DO NOTHING"
 )
 
 # Each joined (prediction, label) pair is counted once: `counted` flips under the row lock, and a second
@@ -24,11 +25,11 @@ _COUNT_PAIRS = """
 JOIN_NEW_PREDICTIONS = (
     """
     WITH keys AS (
-        SELECT * FROM unnest(%(ids)s::text[], %(rows)s::int[], %(tracks)s::text[]) AS k(request_id, row, track)
+        SELECT DISTINCT * FROM unnest(%(ids)s::text[], %(tracks)s::text[]) AS k(request_id, track)
     ), counted AS (
         UPDATE predictions p SET counted = true
-        FROM keys k JOIN labels l ON l.request_id = k.request_id AND l.row = k.row
-        WHERE p.request_id = k.request_id AND p.row = k.row AND p.track = k.track
+        FROM keys k JOIN labels l ON l.request_id = k.request_id
+        WHERE p.request_id = k.request_id AND p.track = k.track AND p.row = l.row
           AND NOT p.counted AND p.predicted_class IS NOT NULL
         RETURNING p.model, p.version, p.track, p.predicted_class, l.label
     )

@@ -21,7 +21,7 @@ import psycopg
 from modelpilot.inference.predlog import statements
 from modelpilot.inference.predlog.connection import connect
 from modelpilot.inference.predlog.metrics import PredictionLogMetrics
-from modelpilot.inference.predlog.records import InputsMode, LoggedRequest, TableRow, table_rows
+from modelpilot.inference.predlog.records import InputsMode, LoggedRequest, copy_text
 
 log = logging.getLogger("modelpilot.inference.predlog")
 
@@ -30,10 +30,12 @@ FIRST_RETRY_SECONDS = 0.2
 
 @dataclass
 class _Batch:
-    """Rows taken from the queue, converted once, kept until written."""
+    """Requests taken from the queue, formatted once as COPY text, kept until written."""
 
-    rows: list[TableRow]
-    inserted: list[tuple[str, int, str]] | None = None  # set once the insert committed; the join may still fail
+    text: bytes
+    requests: list[tuple[str, str]]  # (request id, track) of each request in the batch
+    rows: int
+    written: bool = False  # the rows are committed; the join with labels may still be due
     attempts: int = 0
 
 
@@ -143,7 +145,7 @@ class PredictionLogWriter:
                 if batch.attempts == 1:
                     log.warning(
                         "prediction log: write failed; retrying",
-                        extra={"fields": {"error": str(error).strip()[:300], "rows": len(batch.rows)}},
+                        extra={"fields": {"error": str(error).strip()[:300], "rows": batch.rows}},
                     )
                 self._close()
                 # Jitter: pods that lost the database together do not all come back in the same instant.
@@ -158,7 +160,7 @@ class PredictionLogWriter:
             batch, delay = None, FIRST_RETRY_SECONDS
 
     def _take(self) -> _Batch | None:
-        """Up to `batch_rows` rows (whole requests) from the queue, converted to table rows."""
+        """Up to `batch_rows` rows (whole requests) from the queue, formatted for COPY."""
         taken: list[LoggedRequest] = []
         rows = 0
         with self._lock:
@@ -170,48 +172,61 @@ class PredictionLogWriter:
             self._batch_rows_pending = rows
         if not taken:
             return None
-        table: list[TableRow] = []
+        parts: list[str] = []
+        keys: list[tuple[str, str]] = []
+        formatted = 0
         for request in taken:
             try:
-                table += table_rows(request, self.inputs)
+                parts.append(copy_text(request, self.inputs))
             except Exception:  # an output this code cannot read must not stop the log
                 log.exception("prediction log: cannot convert a request's rows; skipped")
                 self.metrics.dropped.labels("unreadable").inc(request.prediction.rows)
-        return _Batch(table)
+                continue
+            keys.append((request.request_id, request.track))
+            formatted += request.prediction.rows
+        return _Batch("".join(parts).encode(), keys, formatted)
 
     def _write(self, batch: _Batch) -> None:
-        """Insert the batch (skipping rows already there), then count the labels waiting for its rows."""
+        """Write the batch (rows already there are skipped), then count the labels waiting for its rows."""
         connection = self._connection
         if connection is None or connection.closed:
             connection = self._connection = connect(self._dsn)
-            connection.execute(statements.CREATE_BATCH_TABLE)
-            connection.commit()
             self.connected = True
-        if batch.inserted is None:
-            with connection.cursor() as cursor:
-                with cursor.copy(statements.COPY_BATCH) as copy:
-                    for row in batch.rows:
-                        copy.write_row(row)
-                cursor.execute(statements.INSERT_BATCH)
-                inserted = [(str(r[0]), int(r[1]), str(r[2])) for r in cursor.fetchall()]
-            connection.commit()
-            batch.inserted = inserted
-            self.metrics.written.inc(len(inserted))
-            duplicates = len(batch.rows) - len(inserted)
-            if duplicates:  # a request id sent twice: the first rows stay
-                self.metrics.dropped.labels("duplicate").inc(duplicates)
-        if batch.inserted:
-            # A transaction of its own, after the insert committed: a label stored meanwhile is seen here, or
+        if not batch.written:
+            written = self._insert(connection, batch.text, batch.rows)
+            batch.written = True
+            self.metrics.written.inc(written)
+            if batch.rows > written:  # a request id sent twice: the first rows stay
+                self.metrics.dropped.labels("duplicate").inc(batch.rows - written)
+        if batch.requests:
+            # A transaction of its own, after the rows are committed: a label stored meanwhile is seen here, or
             # its own join (after its commit) sees these rows. Either way the pair is counted once.
-            ids, rows, tracks = zip(*batch.inserted, strict=True)
+            ids, tracks = zip(*batch.requests, strict=True)
             with connection.cursor() as cursor:
-                cursor.execute(
-                    statements.JOIN_NEW_PREDICTIONS, {"ids": list(ids), "rows": list(rows), "tracks": list(tracks)}
-                )
+                cursor.execute(statements.JOIN_NEW_PREDICTIONS, {"ids": list(ids), "tracks": list(tracks)})
                 pairs = cursor.fetchall()
             connection.commit()
             for model, version, track, predicted, actual, count in pairs:
                 self.metrics.count_labelled(model, version, track, predicted, actual, count)
+
+    @staticmethod
+    def _insert(connection: psycopg.Connection[tuple[Any, ...]], text: bytes, rows: int) -> int:
+        """COPY the rows in and commit; through the staging table when some are there already. Rows written."""
+        try:
+            with connection.cursor() as cursor, cursor.copy(statements.COPY_PREDICTIONS) as copy:
+                copy.write(text)
+            connection.commit()
+            return rows
+        except psycopg.errors.UniqueViolation:
+            connection.rollback()
+        with connection.cursor() as cursor:
+            cursor.execute(statements.CREATE_BATCH_TABLE)
+            with cursor.copy(statements.COPY_BATCH) as copy:
+                copy.write(text)
+            cursor.execute(statements.INSERT_BATCH)
+            written = cursor.rowcount
+        connection.commit()
+        return written
 
     def _close(self) -> None:
         connection, self._connection = self._connection, None
