@@ -145,6 +145,20 @@ def test_bundled_mlflow_accepts_its_service_name_and_keeps_its_data(render: Rend
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
+def test_bundled_mlflow_keeps_sqlite_by_default_and_takes_a_postgresql_uri_from_a_secret(render: Render) -> None:
+    def container(manifests: list[Manifest]) -> Any:
+        [deployment] = [d for d in by_kind(manifests, "Deployment") if d["metadata"]["name"].endswith("mlflow")]
+        return deployment["spec"]["template"]["spec"]["containers"][0]
+
+    quick_start = container(render(mlflow__enabled="true"))
+    assert "--backend-store-uri=sqlite:////mlflow/mlflow.db" in quick_start["args"]
+    assert "MLFLOW_BACKEND_STORE_URI" not in {e["name"] for e in quick_start["env"]}
+    shared = container(render(mlflow__enabled="true", mlflow__backendStore__secretName="mlflow-db"))
+    assert not any(arg.startswith("--backend-store-uri") for arg in shared["args"])
+    [uri] = [e for e in shared["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI"]
+    assert uri["valueFrom"] == {"secretKeyRef": {"name": "mlflow-db", "key": "uri"}}
+
+
 def test_bundled_mlflow_takes_extra_environment_after_its_own(render: Render) -> None:
     values = CHART / "ci" / "e2e-values.yaml"
     [deployment] = [d for d in by_kind(render(values), "Deployment") if d["metadata"]["name"].endswith("mlflow")]
