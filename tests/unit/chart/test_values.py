@@ -159,6 +159,26 @@ def test_bundled_mlflow_keeps_sqlite_by_default_and_takes_a_postgresql_uri_from_
     assert uri["valueFrom"] == {"secretKeyRef": {"name": "mlflow-db", "key": "uri"}}
 
 
+def test_the_prediction_log_names_its_secret_to_the_operator_and_migrates_in_a_hook_job(render: Render) -> None:
+    assert not by_kind(render(), "Job")
+    manifests = render(predictionLog__enabled="true", predictionLog__secretName="predlog", predictionLog__port="6432")
+    [statefulset] = by_kind(manifests, "StatefulSet")
+    env = {e["name"]: e.get("value") for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MODELPILOT_PREDICTION_LOG_SECRET"] == "predlog"
+    assert env["MODELPILOT_PREDICTION_LOG_SECRET_KEY"] == "dsn"
+    assert env["MODELPILOT_PREDICTION_LOG_PORT"] == "6432"
+    [job] = by_kind(manifests, "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "modelpilot.inference.predlog", "migrate"]
+    assert container["image"].startswith("ghcr.io/modelpilot/modelpilot-inference:")
+    assert container["env"] == [
+        {"name": "MODELPILOT_PREDLOG_DSN", "valueFrom": {"secretKeyRef": {"name": "predlog", "key": "dsn"}}}
+    ]
+    without_job = render(predictionLog__enabled="true", predictionLog__migration__enabled="false")
+    assert not by_kind(without_job, "Job")
+
+
 def test_bundled_mlflow_takes_extra_environment_after_its_own(render: Render) -> None:
     values = CHART / "ci" / "e2e-values.yaml"
     [deployment] = [d for d in by_kind(render(values), "Deployment") if d["metadata"]["name"].endswith("mlflow")]
