@@ -7,6 +7,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -67,14 +68,20 @@ def predict(client: TestClient, rows: np.ndarray[Any, Any], request_id: str | No
 def test_every_row_of_2000_requests_is_in_the_table(logging_app: Callable[..., TestClient], dsn: str) -> None:
     client = logging_app()
     rows = sample_rows(4000, seed=7)
-    answers: dict[str, list[int]] = {}
-    for index in range(2000):
+
+    def send(index: int) -> tuple[str, list[int]]:
         sent_id = f"load-{index}" if index % 2 else None  # every other request gets a generated id
         response = predict(client, rows[2 * index : 2 * index + 2], sent_id)
         request_id = response.headers["x-request-id"]
         if sent_id is not None:
             assert request_id == sent_id
-        answers[request_id] = response.json()["classes"]
+        return request_id, response.json()["classes"]
+
+    # Eight at a time: the batcher joins concurrent requests into one forward pass, and each request's rows
+    # must still be logged under its own id.
+    with ThreadPoolExecutor(8) as pool:
+        answers = dict(pool.map(send, range(2000)))
+    assert len(answers) == 2000
     wait_written(client)
     logged = query(dsn, "SELECT request_id, row, predicted_class, track, model, version, inputs_hash FROM predictions")
     assert len(logged) == 4000
@@ -199,6 +206,29 @@ def test_a_label_before_its_prediction_is_unmatched_then_counted_once_the_predic
     wait_written(client)
     assert metric(client, LABELLED) == 1
     assert metric(client, "modelpilot_prediction_log_dropped_total", reason="duplicate") == 1
+
+
+def test_labels_racing_their_predictions_count_each_pair_once_across_pods(
+    logging_app: Callable[..., TestClient],
+) -> None:
+    serving = logging_app(predlog_flush_seconds=0.01, predlog_batch_rows=7)  # many small writes
+    labelling = logging_app()
+    rows = sample_rows(300, seed=12)
+
+    def post_labels() -> None:  # labels for every request, most before or while its prediction is written
+        for start in range(0, 300, 10):
+            labels = [{"request_id": f"race-{i}", "row": 0, "label": 1} for i in range(start, start + 10)]
+            assert _post_labels(labelling, labels).status_code == 200
+
+    poster = threading.Thread(target=post_labels)
+    poster.start()
+    for index in range(300):
+        predict(serving, rows[index : index + 1], f"race-{index}")
+    poster.join()
+    wait_written(serving)
+    counted = metric(serving, LABELLED) + metric(labelling, LABELLED)
+    assert counted == 300
+    assert metric(labelling, "modelpilot_labels_unmatched_total") <= 300
 
 
 def test_csv_labels_are_joined_and_a_bad_line_stores_nothing(logging_app: Callable[..., TestClient], dsn: str) -> None:
