@@ -8,13 +8,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 import psycopg
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
@@ -26,6 +27,8 @@ from modelpilot.inference.predlog.migrate import VERSION_TABLE, current_revision
 from tests.api.inference.models import sample_rows
 from tests.api.inference.predlog_support import metric, query, wait_written
 from tests.support.postgres import PostgresServer
+from tests.support.processes import free_port
+from tests.support.prometheus import prometheus_server
 
 MODEL = "moe-pt2"
 PREDICT = f"/v1/models/{MODEL}/predict"
@@ -229,6 +232,30 @@ def test_labels_racing_their_predictions_count_each_pair_once_across_pods(
     counted = metric(serving, LABELLED) + metric(labelling, LABELLED)
     assert counted == 300
     assert metric(labelling, "modelpilot_labels_unmatched_total") <= 300
+
+
+def test_prometheus_reads_live_accuracy_from_the_labelled_predictions(
+    logging_app: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    canary = logging_app(track="canary")
+    classes = predict(canary, sample_rows(20, seed=13), "acc").json()["classes"]
+    wait_written(canary)
+    labels = [{"request_id": "acc", "row": r, "label": c if r < 15 else 1 - c} for r, c in enumerate(classes)]
+    assert _post_labels(canary, labels).status_code == 200
+    # The pod's metrics registry on a port of its own, as its metrics listener serves it, scraped by Prometheus.
+    port = free_port()
+    server, _ = start_http_server(port, addr="127.0.0.1", registry=canary.app.plane.metrics.registry)  # type: ignore[attr-defined]
+    try:
+        with prometheus_server(tmp_path / "prometheus", [f"127.0.0.1:{port}"]) as prometheus:
+            prometheus.wait_for_targets(1)
+            accuracy = (
+                f'sum(modelpilot_labelled_predictions_total{{correct="true", track="canary", model="{MODEL}"}})'
+                f' / sum(modelpilot_labelled_predictions_total{{track="canary", model="{MODEL}"}})'
+            )
+            [sample] = prometheus.query(accuracy)
+            assert float(sample["value"][1]) == pytest.approx(0.75)  # type: ignore[index]
+    finally:
+        server.shutdown()
 
 
 def test_csv_labels_are_joined_and_a_bad_line_stores_nothing(logging_app: Callable[..., TestClient], dsn: str) -> None:
