@@ -4,6 +4,10 @@ labels joined to their predictions (JSON and CSV), shadow comparisons counted on
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -11,10 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import orjson
 import psycopg
 import pytest
+import tritonclient.grpc as triton_grpc
 from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import SecretStr
 from starlette.testclient import TestClient
@@ -24,10 +30,11 @@ from modelpilot.inference.predlog.connection import connect
 from modelpilot.inference.predlog.maintenance import compare_shadow, delete_expired
 from modelpilot.inference.predlog.metrics import PredictionLogMetrics
 from modelpilot.inference.predlog.migrate import VERSION_TABLE, current_revision, migrate
-from tests.api.inference.models import sample_rows
+from tests.api.inference.models import LoggedModels, sample_rows
 from tests.api.inference.predlog_support import metric, query, wait_written
+from tests.support.mlflow_server import MlflowServer
 from tests.support.postgres import PostgresServer
-from tests.support.processes import free_port
+from tests.support.processes import free_port, running, wait_for_http
 from tests.support.prometheus import prometheus_server
 
 MODEL = "moe-pt2"
@@ -383,3 +390,43 @@ def test_migrations_run_from_empty_and_again_without_change(postgres: PostgresSe
     assert tables == {"predictions", "labels", VERSION_TABLE}
     migrate(postgres.dsn)
     assert query(postgres.dsn, f"SELECT version_num FROM {VERSION_TABLE}") == [("0001",)]
+
+
+def test_a_served_process_logs_rest_and_grpc_requests_and_writes_them_at_shutdown(
+    postgres: PostgresServer, mlflow: MlflowServer, logged: LoggedModels, tmp_path: Path
+) -> None:
+    postgres.start()
+    postgres.reset()
+    migrate_cli = [sys.executable, "-m", "modelpilot.inference.predlog", "migrate"]
+    subprocess.run(migrate_cli, env={**os.environ, "MODELPILOT_PREDLOG_DSN": postgres.dsn}, check=True, timeout=120)
+    port, grpc_port = free_port(), free_port()
+    env = {
+        "MLFLOW_TRACKING_URI": mlflow.url,
+        "MODELPILOT_MODEL_URI": f"models:/{logged.moe_pt2}/1",
+        "MODELPILOT_HOST": "127.0.0.1",
+        "MODELPILOT_PORT": str(port),
+        "MODELPILOT_METRICS_PORT": str(free_port()),
+        "MODELPILOT_GRPC_PORT": str(grpc_port),
+        "MODELPILOT_ACCESS_LOG": "false",
+        "MODELPILOT_PREDLOG_DSN": postgres.dsn,
+        "MODELPILOT_PREDLOG_FLUSH_SECONDS": "60",  # nothing is written before shutdown but by the final flush
+    }
+    serve = str(Path(sys.executable).parent / "modelpilot-serve")
+    with running([serve], log=tmp_path / "serve.log", env=env) as process:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", timeout=180)
+        rows = sample_rows(3, seed=21)
+        response = httpx.post(
+            f"http://127.0.0.1:{port}{PREDICT}",
+            json={"instances": rows.tolist()},
+            headers={"x-request-id": "rest-1"},
+            timeout=30,
+        )
+        assert response.status_code == 200
+        tensor = triton_grpc.InferInput("input", list(rows.shape), "FP32")
+        tensor.set_data_from_numpy(rows)
+        triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}").infer(MODEL, [tensor], request_id="grpc-1")
+        assert query(postgres.dsn, "SELECT count(*) FROM predictions") == [(0,)]
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    logged_rows = query(postgres.dsn, "SELECT request_id, count(*) FROM predictions GROUP BY 1 ORDER BY 1")
+    assert logged_rows == [("grpc-1", 3), ("rest-1", 3)]
