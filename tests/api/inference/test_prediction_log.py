@@ -25,11 +25,14 @@ from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
+from modelpilot.inference.prediction import Prediction
 from modelpilot.inference.predlog.__main__ import main as predlog_main
 from modelpilot.inference.predlog.connection import connect
 from modelpilot.inference.predlog.maintenance import compare_shadow, delete_expired
 from modelpilot.inference.predlog.metrics import PredictionLogMetrics
 from modelpilot.inference.predlog.migrate import VERSION_TABLE, current_revision, migrate
+from modelpilot.inference.predlog.records import LoggedRequest
+from modelpilot.inference.predlog.writer import PredictionLogWriter
 from tests.api.inference.models import LoggedModels, sample_rows
 from tests.api.inference.predlog_support import metric, query, wait_written
 from tests.support.mlflow_server import MlflowServer
@@ -430,3 +433,26 @@ def test_a_served_process_logs_rest_and_grpc_requests_and_writes_them_at_shutdow
         process.wait(timeout=60)
     logged_rows = query(postgres.dsn, "SELECT request_id, count(*) FROM predictions GROUP BY 1 ORDER BY 1")
     assert logged_rows == [("grpc-1", 3), ("rest-1", 3)]
+
+
+def test_a_batch_the_database_refuses_is_dropped_and_counted_and_the_log_goes_on(dsn: str) -> None:
+    registry = CollectorRegistry()
+    writer = PredictionLogWriter(dsn, PredictionLogMetrics(registry), batch_rows=1, flush_seconds=0.01)
+    writer.start()
+    try:
+        # A string output with a NUL character: jsonb cannot hold it, whatever the attempt.
+        refused = LoggedRequest(
+            "nul", np.zeros((1, 1)), Prediction(np.array(["a\x00b"], dtype=object), 1), 0.0, "m", "1", "stable"
+        )
+        fine = LoggedRequest(
+            "ok", np.zeros((1, 1)), Prediction(np.array(["ab"], dtype=object), 1), 0.0, "m", "1", "stable"
+        )
+        writer.record(refused)
+        writer.record(fine)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and writer.backlog():
+            time.sleep(0.05)
+    finally:
+        writer.stop()
+    assert registry.get_sample_value("modelpilot_prediction_log_dropped_total", {"reason": "rejected"}) == 1
+    assert query(dsn, "SELECT request_id, prediction FROM predictions") == [("ok", "ab")]

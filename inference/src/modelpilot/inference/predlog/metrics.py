@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from modelpilot.inference.prediction import bounded_label
 
-DROP_REASONS = ("queue_full", "shutdown")
+DROP_REASONS = ("queue_full", "shutdown", "rejected")
 
 
 class PredictionLogMetrics:

@@ -139,6 +139,16 @@ class PredictionLogWriter:
                     continue
             try:
                 self._write(batch)
+            except psycopg.DataError as error:
+                # A value the database refuses (a NUL character in an output string, which jsonb cannot
+                # hold) refuses it on every attempt: the batch is given up so the log does not stop.
+                log.error(
+                    "prediction log: the database refused a batch; dropped",
+                    extra={"fields": {"error": str(error).strip()[:300], "rows": batch.rows}},
+                )
+                self._close()
+                if not batch.written:
+                    self.metrics.dropped.labels("rejected").inc(batch.rows)
             except (psycopg.Error, OSError) as error:
                 batch.attempts += 1
                 self.metrics.write_errors.inc()
