@@ -21,16 +21,18 @@ ensure_debian_packages() {
     command -v "$command" >/dev/null || missing+=("$command")
   done
   [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  # PostgreSQL's binaries live under /usr/lib/postgresql/<major>/bin, not on PATH.
+  compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The packages' own services are not wanted: tests start Prometheus themselves on loopback, and the
-  # real node runs a containerd of its own (hack/cluster).
+  # The packages' own services are not wanted: tests start Prometheus and PostgreSQL themselves on loopback,
+  # and the real node runs a containerd of its own (hack/cluster).
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    $sudo systemctl disable --now prometheus prometheus-node-exporter containerd >/dev/null 2>&1 || true
+    $sudo systemctl disable --now prometheus prometheus-node-exporter containerd postgresql >/dev/null 2>&1 || true
   fi
 }
 

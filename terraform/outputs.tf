@@ -72,3 +72,23 @@ output "ecr_repository_urls" {
   description = "ECR repository URL per image name."
   value       = { for name, repository in aws_ecr_repository.images : name => repository.repository_url }
 }
+
+output "database_endpoint" {
+  description = "host:port of the PostgreSQL instance (null without var.database.enabled); the DSN's address."
+  value       = var.database.enabled ? aws_db_instance.database[0].endpoint : null
+}
+
+output "database_name" {
+  description = "Database created on the instance."
+  value       = var.database.enabled ? aws_db_instance.database[0].db_name : null
+}
+
+output "database_master_secret_arn" {
+  description = "Secrets Manager secret with the master user's rotated credentials (username, password); read it to create the application's role, never hand it to pods."
+  value       = var.database.enabled ? aws_db_instance.database[0].master_user_secret[0].secret_arn : null
+}
+
+output "database_security_group_id" {
+  description = "Security group of the database (admits the cluster nodes on 5432)."
+  value       = var.database.enabled ? aws_security_group.database[0].id : null
+}

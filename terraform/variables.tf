@@ -261,3 +261,43 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "database" {
+  description = "PostgreSQL (RDS) for the prediction log and, if wanted, MLflow's backend store: private subnets, reachable from the cluster nodes only, encrypted, TLS required, master password managed and rotated by RDS in Secrets Manager."
+  type = object({
+    enabled                   = optional(bool, false)
+    subnet_ids                = optional(list(string), [])
+    engine_version            = optional(string, "17")
+    instance_class            = optional(string, "db.t4g.medium")
+    allocated_storage_gib     = optional(number, 50)
+    max_allocated_storage_gib = optional(number, 500)
+    multi_az                  = optional(bool, true)
+    backup_retention_days     = optional(number, 7)
+    deletion_protection       = optional(bool, true)
+    kms_key_arn               = optional(string)
+    database_name             = optional(string, "modelpilot")
+    master_username           = optional(string, "modelpilot")
+  })
+  default = {}
+
+  validation {
+    condition     = length(var.database.subnet_ids) == 0 || length(var.database.subnet_ids) >= 2
+    error_message = "database.subnet_ids needs at least two private subnets (two availability zones), or none to use subnet_ids."
+  }
+  validation {
+    condition     = can(regex("^[0-9]+(\\.[0-9]+)?$", var.database.engine_version))
+    error_message = "database.engine_version must be a PostgreSQL version such as 17 or 17.6."
+  }
+  validation {
+    condition     = var.database.allocated_storage_gib >= 20 && var.database.max_allocated_storage_gib >= var.database.allocated_storage_gib
+    error_message = "database needs allocated_storage_gib >= 20 and max_allocated_storage_gib >= allocated_storage_gib."
+  }
+  validation {
+    condition     = var.database.backup_retention_days >= 1 && var.database.backup_retention_days <= 35
+    error_message = "database.backup_retention_days must be between 1 and 35."
+  }
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9_]{0,62}$", var.database.database_name)) && can(regex("^[a-z][a-z0-9_]{0,15}$", var.database.master_username))
+    error_message = "database.database_name and master_username must be lowercase identifiers (letters, digits, underscores)."
+  }
+}

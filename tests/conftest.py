@@ -12,6 +12,7 @@ from hypothesis import settings
 
 from tests.support.cluster import Cluster
 from tests.support.mlflow_server import MLFLOW_ENV, MlflowServer, mlflow_server
+from tests.support.postgres import PostgresServer, postgres_server
 
 for _name, _value in MLFLOW_ENV.items():
     os.environ.setdefault(_name, _value)
@@ -36,6 +37,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """A real MLflow tracking server on loopback, shared by the session."""
     with mlflow_server(tmp_path_factory.mktemp("mlflow")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on loopback, shared by the session; `stop()`/`start()` take it away and back."""
+    with postgres_server() as server:
         yield server
 
 

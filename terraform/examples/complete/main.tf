@@ -1,5 +1,5 @@
 # A complete modelpilot stack: a VPC with private subnets and one NAT gateway, the EKS cluster with CPU and
-# GPU node groups, the artifact bucket, IRSA roles and ECR repositories.
+# GPU node groups, the artifact bucket, IRSA roles, ECR repositories and the PostgreSQL of the prediction log.
 #   terraform init && terraform apply
 #   aws eks update-kubeconfig --name modelpilot --region eu-west-1
 # then follow docs/install.md.
@@ -67,6 +67,11 @@ module "modelpilot" {
     { namespace = "ml", name = "fraud-detector", training_service_account = "fraud-detector-training" },
   ]
   model_artifact_prefix = "mlartifacts/"
+
+  # PostgreSQL for the prediction log (and MLflow's backend store if wanted), in the private subnets.
+  database = {
+    enabled = true
+  }
 
   # Nobody is a cluster administrator by default; these roles are.
   access_entries = {

@@ -8,6 +8,16 @@ output "artifact_bucket_name" {
   value       = module.modelpilot.artifact_bucket_name
 }
 
+output "database_endpoint" {
+  description = "host:port of the prediction log's PostgreSQL."
+  value       = module.modelpilot.database_endpoint
+}
+
+output "database_master_secret_arn" {
+  description = "Secrets Manager secret with the database's rotated master credentials."
+  value       = module.modelpilot.database_master_secret_arn
+}
+
 output "helm_values" {
   description = "Values for `helm install modelpilot charts/modelpilot -f -` on this cluster."
   value = yamlencode({

@@ -27,8 +27,11 @@ def exported_series() -> set[str]:
 
     import modelpilot.operator.metrics  # noqa: F401 - registers the operator's metrics
     from modelpilot.inference.metrics import ServingMetrics
+    from modelpilot.inference.predlog.metrics import PredictionLogMetrics
 
-    families = [*REGISTRY.collect(), *ServingMetrics("model", "1", "stable").registry.collect()]
+    serving = ServingMetrics("model", "1", "stable")
+    PredictionLogMetrics(serving.registry)  # registered when the prediction log is on
+    families = [*REGISTRY.collect(), *serving.registry.collect()]
     names = {
         f"{family.name}{suffix}"
         for family in families

@@ -145,6 +145,40 @@ def test_bundled_mlflow_accepts_its_service_name_and_keeps_its_data(render: Rend
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
+def test_bundled_mlflow_keeps_sqlite_by_default_and_takes_a_postgresql_uri_from_a_secret(render: Render) -> None:
+    def container(manifests: list[Manifest]) -> Any:
+        [deployment] = [d for d in by_kind(manifests, "Deployment") if d["metadata"]["name"].endswith("mlflow")]
+        return deployment["spec"]["template"]["spec"]["containers"][0]
+
+    quick_start = container(render(mlflow__enabled="true"))
+    assert "--backend-store-uri=sqlite:////mlflow/mlflow.db" in quick_start["args"]
+    assert "MLFLOW_BACKEND_STORE_URI" not in {e["name"] for e in quick_start["env"]}
+    shared = container(render(mlflow__enabled="true", mlflow__backendStore__secretName="mlflow-db"))
+    assert not any(arg.startswith("--backend-store-uri") for arg in shared["args"])
+    [uri] = [e for e in shared["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI"]
+    assert uri["valueFrom"] == {"secretKeyRef": {"name": "mlflow-db", "key": "uri"}}
+
+
+def test_the_prediction_log_names_its_secret_to_the_operator_and_migrates_in_a_hook_job(render: Render) -> None:
+    assert not by_kind(render(), "Job")
+    manifests = render(predictionLog__enabled="true", predictionLog__secretName="predlog", predictionLog__port="6432")
+    [statefulset] = by_kind(manifests, "StatefulSet")
+    env = {e["name"]: e.get("value") for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MODELPILOT_PREDICTION_LOG_SECRET"] == "predlog"
+    assert env["MODELPILOT_PREDICTION_LOG_SECRET_KEY"] == "dsn"
+    assert env["MODELPILOT_PREDICTION_LOG_PORT"] == "6432"
+    [job] = by_kind(manifests, "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "modelpilot.inference.predlog", "migrate"]
+    assert container["image"].startswith("ghcr.io/modelpilot/modelpilot-inference:")
+    assert container["env"] == [
+        {"name": "MODELPILOT_PREDLOG_DSN", "valueFrom": {"secretKeyRef": {"name": "predlog", "key": "dsn"}}}
+    ]
+    without_job = render(predictionLog__enabled="true", predictionLog__migration__enabled="false")
+    assert not by_kind(without_job, "Job")
+
+
 def test_bundled_mlflow_takes_extra_environment_after_its_own(render: Render) -> None:
     values = CHART / "ci" / "e2e-values.yaml"
     [deployment] = [d for d in by_kind(render(values), "Deployment") if d["metadata"]["name"].endswith("mlflow")]

@@ -18,6 +18,8 @@ from modelpilot.inference.http import ServingEdge
 from modelpilot.inference.logs import AccessLog
 from modelpilot.inference.metrics import ServingMetrics
 from modelpilot.inference.model import ServedModel
+from modelpilot.inference.predlog.label_store import LABELS_PATH, post_labels
+from modelpilot.inference.predlog.service import prediction_log_for
 from modelpilot.inference.ratelimit import RateLimiter
 from modelpilot.inference.responses import json_bytes, serving_error_handler
 from modelpilot.inference.routes import GRPC_INFER_ROUTE, PREDICTION_ROUTES, ROUTES, STREAMING_ROUTES
@@ -41,7 +43,8 @@ def create_app(
     model = model or ServedModel(settings)
     traffic_routes = (*(route for route, _ in [*PREDICTION_ROUTES, *STREAMING_ROUTES]), GRPC_INFER_ROUTE)
     metrics = ServingMetrics(model.name, model.version, settings.track, traffic_routes=traffic_routes)
-    plane = DataPlane(settings, model, metrics)
+    prediction_log = prediction_log_for(settings, model, metrics.registry)
+    plane = DataPlane(settings, model, metrics, prediction_log)
     access_log = AccessLog(access_stream) if settings.access_log else None
 
     @asynccontextmanager
@@ -67,6 +70,9 @@ def create_app(
     # would only add per-request work.
     for path, endpoint, methods in ROUTES:
         app.add_route(path, endpoint, methods=methods)
+    if prediction_log is not None:
+        app.state.label_store = prediction_log.labels
+        app.add_route(LABELS_PATH, post_labels, methods=["POST"])
     app.add_exception_handler(ServingError, serving_error_handler)
     app.add_exception_handler(Exception, _internal_error)
     limiter = RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst) if settings.rate_limit_rps > 0 else None

@@ -22,6 +22,7 @@ from modelpilot.inference.errors import (
 from modelpilot.inference.metrics import ServingMetrics
 from modelpilot.inference.model import ServedModel
 from modelpilot.inference.prediction import Prediction
+from modelpilot.inference.predlog.service import PredictionLog
 from modelpilot.inference.settings import Settings
 from modelpilot.inference.validation import Features
 
@@ -56,10 +57,17 @@ class FaultInjector:
 class DataPlane:
     """Owns the model, the batcher and the metrics; the HTTP layer only decodes and encodes."""
 
-    def __init__(self, settings: Settings, model: ServedModel, metrics: ServingMetrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model: ServedModel,
+        metrics: ServingMetrics,
+        prediction_log: PredictionLog | None = None,
+    ) -> None:
         self.settings = settings
         self.model = model
         self.metrics = metrics
+        self.prediction_log = prediction_log
         self.draining = False
         offload = settings.offload_inference == "always" or (settings.offload_inference == "auto" and usable_cpus() > 1)
         # One worker thread: forward passes stay serial, the event loop keeps decoding meanwhile.
@@ -78,8 +86,10 @@ class DataPlane:
         self._load_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start batching; load the model in the background unless it is loaded already."""
+        """Start batching and the prediction log; load the model in the background unless it is loaded already."""
         self.batcher.start()
+        if self.prediction_log is not None:
+            self.prediction_log.start()
         if self.model.ready:
             self._on_ready()
         else:
@@ -92,6 +102,8 @@ class DataPlane:
         if self._load_task is not None:
             self._load_task.cancel()
         await self.batcher.stop()
+        if self.prediction_log is not None:  # after the last prediction; flushes what it can
+            await asyncio.to_thread(self.prediction_log.stop)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
@@ -131,8 +143,8 @@ class DataPlane:
         if name != self.model.name:
             raise UnknownModelError(f"model {name!r} is not served here; this server serves {self.model.name!r}")
 
-    async def predict(self, request: DecodedRequest) -> Prediction:
-        """Batched prediction for one decoded request."""
+    async def predict(self, request: DecodedRequest, request_id: str | None = None) -> Prediction:
+        """Batched prediction for one decoded request; logged under `request_id` when the log is on."""
         if self.draining:
             raise ModelNotReadyError("the server is shutting down", state="draining")
         if request.want_gates and not self._gates_supported():
@@ -142,12 +154,17 @@ class DataPlane:
         if self.faults.active:
             await self.faults.apply()
         try:
-            return await self.batcher.submit(request.features, want_gates=request.want_gates, params=request.params)
+            prediction = await self.batcher.submit(
+                request.features, want_gates=request.want_gates, params=request.params
+            )
         except ServingError:
             raise
         except Exception as error:
             log.exception("prediction failed")
             raise PredictionFailedError(f"the model failed on valid input: {type(error).__name__}: {error}") from error
+        if self.prediction_log is not None:
+            self.prediction_log.record(request_id, request.features, prediction)
+        return prediction
 
     async def predict_chunk(self, features: Features) -> Prediction:
         """One forward pass over a bulk chunk, outside the request queue."""

@@ -25,6 +25,7 @@ from modelpilot.inference.grpc_gen import oip_pb2 as pb
 from modelpilot.inference.grpc_gen import oip_pb2_grpc as pb_grpc
 from modelpilot.inference.http import ServingEdge
 from modelpilot.inference.oip import binary_tensor, output_tensor
+from modelpilot.inference.predlog.records import valid_request_id
 from modelpilot.inference.routes import SERVER_METADATA, check_version, model_metadata, requested_values
 
 log = logging.getLogger("modelpilot.inference")
@@ -112,7 +113,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[mi
                 decoded = decode_v2_payload(payload, values, validator)
             finally:
                 self.plane.batcher.decoding_finished()
-            prediction = await self.plane.predict(decoded)
+            prediction = await self.plane.predict(decoded, valid_request_id(request.id))
             response = pb.ModelInferResponse(
                 model_name=self.plane.model.name, model_version=self.plane.model.version, id=request.id
             )

@@ -24,6 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 from modelpilot.inference.auth import Authenticator
 from modelpilot.inference.clients import ClientAddresses
 from modelpilot.inference.dataplane import DataPlane
+from modelpilot.inference.decoding import is_csv
 from modelpilot.inference.errors import (
     MethodNotAllowedError,
     PayloadTooLargeError,
@@ -32,6 +33,8 @@ from modelpilot.inference.errors import (
 )
 from modelpilot.inference.logs import AccessLog
 from modelpilot.inference.metrics_endpoint import MetricsEndpoint
+from modelpilot.inference.predlog.label_store import LABELS_PATH
+from modelpilot.inference.predlog.records import REQUEST_ID
 from modelpilot.inference.ratelimit import RateLimiter
 from modelpilot.inference.responses import error_response
 from modelpilot.inference.routes import PredictionCall, PredictionRoute, StreamingCall, StreamingRoute
@@ -41,6 +44,8 @@ log = logging.getLogger("modelpilot.inference")
 # Probes never need credentials and are never rate limited (/metrics has a listener of its own).
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 _JSON = [(b"content-type", b"application/json")]
+# An inbound X-Request-Id is kept when it is a valid id (stored by the prediction log), else one is generated.
+REQUEST_ID_BYTES = re.compile(REQUEST_ID.pattern.encode())
 # request id, Content-Length, Content-Type, Authorization, X-API-Key, forwarded-for header,
 # Inference-Header-Content-Length
 _RequestHead = tuple[str, int | None, str, str | None, str | None, str | None, str | None]
@@ -109,7 +114,8 @@ class ServingEdge:
         self.max_batch_body = max_batch_body_bytes
         self.access_log = access_log
         self.metrics_app = MetricsEndpoint(plane.metrics)
-        self._id_prefix = os.urandom(4).hex()
+        # 64 random bits per process and a counter: ids unique across pods and restarts, at the cost of a counter.
+        self._id_prefix = os.urandom(8).hex()
         self._counter = 0
 
     @property
@@ -128,7 +134,9 @@ class ServingEdge:
         path: str = scope["path"]
         edge_route = self.routes.match(path)
         route = edge_route[0] if edge_route is not None else None
-        limit = self.max_batch_body if path.endswith("/predict_batch") else self.max_body
+        # Uploads read as they arrive (batch predictions, CSV labels) may be larger than a JSON body.
+        streamed = path.endswith("/predict_batch") or (path == LABELS_PATH and is_csv(head[2]))
+        limit = self.max_batch_body if streamed else self.max_body
         state: dict[str, Any] = {"status": 500, "started": False, "bytes_in": 0}
         client = "anonymous"
 
@@ -185,7 +193,7 @@ class ServingEdge:
             first, rest = await handler(self.plane, StreamingCall(request, params))
             await self._stream(first, rest, receive, send, state, rid)
             return
-        call = PredictionCall(self._body_reader(receive, limit, state), content_type, params, head[6])
+        call = PredictionCall(self._body_reader(receive, limit, state), content_type, params, head[6], head[0])
         answer = await handler(self.plane, call)
         if type(answer) is bytes:
             body = answer
@@ -293,7 +301,7 @@ class ServingEdge:
                     content_length = None
             elif name == b"content-type":
                 content_type = value.decode("latin-1")
-            elif name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
+            elif name == b"x-request-id" and REQUEST_ID_BYTES.fullmatch(value) is not None:
                 request_id = value.decode()
             elif name == b"authorization":
                 authorization = value.decode("latin-1")

@@ -75,6 +75,7 @@ class PredictionCall:
     content_type: str
     path_params: dict[str, str]
     header_length: str | None = None  # Inference-Header-Content-Length (OIP binary tensor data)
+    request_id: str | None = None  # the answer's X-Request-Id, under which the prediction log keeps its rows
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ async def v1_predict(plane: DataPlane, call: PredictionCall) -> bytes:
     """POST /v1/models/{name}/predict: records, columns or instances in; outputs, classes, gates out."""
     plane.check_name(call.path_params["name"])
     decoded = await _decode(plane, call, decode_v1_predict)
-    prediction = await plane.predict(decoded)
+    prediction = await plane.predict(decoded, call.request_id)
     document: dict[str, Any] = {
         "model": plane.model.name,
         "version": plane.model.version,
@@ -125,7 +126,7 @@ async def v1_predict(plane: DataPlane, call: PredictionCall) -> bytes:
 async def invocations(plane: DataPlane, call: PredictionCall) -> bytes:
     """POST /invocations: the MLflow scoring protocol, JSON or CSV."""
     decoded = await _decode(plane, call, decode_invocations, call.content_type)
-    prediction = await plane.predict(decoded)
+    prediction = await plane.predict(decoded, call.request_id)
     records = plane.model.loaded is not None and plane.model.loaded.runner.records_output
     return json_bytes({"predictions": mlflow_predictions(prediction.values, records=records)})
 
@@ -135,7 +136,7 @@ async def v2_infer(plane: DataPlane, call: PredictionCall) -> bytes | Answer:
     plane.check_name(call.path_params["name"])
     check_version(plane, call.path_params.get("version"))
     decoded = await _decode(plane, call, decode_v2_binary, call.header_length)
-    prediction = await plane.predict(decoded)
+    prediction = await plane.predict(decoded, call.request_id)
     tensors = [
         output_tensor(values, output.name, binary=output.binary)
         for output, values in requested_values(prediction, decoded)

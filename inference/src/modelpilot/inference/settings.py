@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -101,6 +101,37 @@ class Settings(BaseSettings):
     # Logs.
     access_log: bool = True
     log_level: str = "info"
+
+    # The prediction log in PostgreSQL (docs/prediction-log.md); off while the DSN is empty.
+    predlog_dsn: SecretStr = Field(
+        SecretStr(""), description="libpq DSN or URL of the prediction log database (from a Secret); empty: no log."
+    )
+    predlog_sample_rate: float = Field(1.0, ge=0, le=1, description="Share of requests whose rows are logged.")
+    predlog_inputs: Literal["hash", "full", "none"] = Field(
+        "hash",
+        description="Per row: the sha256 of its inputs (hash), the hash and the inputs as JSON (full), or neither "
+        "(none; shadow comparisons need a hash on both tracks).",
+    )
+    predlog_queue_rows: int = Field(
+        100_000, ge=1, description="Rows waiting to be written beyond which new rows are dropped (and counted)."
+    )
+    predlog_batch_rows: int = Field(5000, ge=1, description="Rows per write (one COPY).")
+    predlog_flush_seconds: float = Field(0.5, gt=0, description="Longest time a logged row waits for its write.")
+    predlog_retry_max_seconds: float = Field(
+        5.0, gt=0, description="Longest back-off between attempts while the database is away."
+    )
+    predlog_retention_days: float = Field(30.0, ge=0, description="Rows older than this are deleted; 0: kept.")
+    predlog_retention_interval_seconds: float = Field(600.0, gt=0, description="Time between retention passes.")
+    predlog_delete_batch_rows: int = Field(
+        10_000, ge=1, description="Rows one retention DELETE removes at most (short transactions, bounded locks)."
+    )
+    predlog_shadow_interval_seconds: float = Field(
+        10.0, ge=0, description="Canary track: time between shadow comparison passes; 0: none."
+    )
+    predlog_shadow_window_seconds: float = Field(
+        300.0, gt=0, description="A canary row is compared with a stable row of the same inputs logged this close."
+    )
+    predlog_shadow_batch_rows: int = Field(10_000, ge=1, description="Canary rows one comparison pass takes at most.")
 
     # For rollback tests only: make the prediction routes fail or slow down on purpose.
     fault_error_rate: float = Field(0.0, ge=0, le=1, description="Testing only: share of predictions answered 500.")

@@ -32,6 +32,15 @@ class OperatorSettings(BaseSettings):
         description="What scales the tracks: hpa (HorizontalPodAutoscalers on CPU) or keda (ScaledObjects for "
         "specs with serving.autoscaling.requestRate; the chart picks keda when the cluster serves KEDA's API).",
     )
+    prediction_log_secret: str = Field(
+        default="",
+        description="Secret, in each ModelDeployment's namespace, whose key holds the DSN of the prediction log "
+        "(docs/prediction-log.md); the serving pods get it as MODELPILOT_PREDLOG_DSN. Empty: no prediction log.",
+    )
+    prediction_log_secret_key: str = Field(default="dsn", description="Key of the DSN in that Secret.")
+    prediction_log_port: int = Field(
+        default=5432, ge=1, le=65535, description="TCP port of the prediction log's database (serving egress)."
+    )
     field_manager: str = Field(default="modelpilot", description="Server-side apply field manager.")
     poll_floor_seconds: float = Field(default=1.0, description="Shortest registry poll interval allowed.")
     registry_timeout_seconds: float = Field(default=10.0, description="Timeout of one registry request.")

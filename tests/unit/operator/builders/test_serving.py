@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from modelpilot.operator.builders.serving import build_track, track_object_keys, unbuilt_track_keys
+from modelpilot.operator.builders.serving import (
+    PredictionLogPlan,
+    build_track,
+    track_object_keys,
+    unbuilt_track_keys,
+)
+from modelpilot.operator.spec import SecretKeyRef
 from tests.unit.operator.builders.examples import OWNER, gateway_raw, ingress_raw, replicas_raw, spec_of, track_plan
 from tests.unit.operator.builders.golden import assert_matches_golden
 
@@ -246,6 +253,20 @@ def test_network_policy_admits_predictions_from_anywhere_metrics_from_pods_and_l
     ]
     egress_ports = {(port["protocol"], port["port"]) for rule in policy["egress"] for port in rule["ports"]}
     assert egress_ports == {("UDP", 53), ("TCP", 53), ("TCP", registry_port), ("TCP", 443), ("TCP", 80)}
+
+
+def test_the_prediction_log_dsn_comes_from_its_secret_and_its_port_is_let_out() -> None:
+    raw = replicas_raw()
+    raw["serving"]["env"] = [{"name": "MODELPILOT_PREDLOG_DSN", "value": "postgresql://plain@db/x"}]
+    secret = SecretKeyRef(name="predlog", key="dsn")
+    plan = replace(track_plan(), prediction_log=PredictionLogPlan(secret=secret, port=6432))
+    objects = build_track(OWNER, spec_of(raw), plan)
+    dsn = [var for var in _container(objects)["env"] if var["name"] == "MODELPILOT_PREDLOG_DSN"]
+    assert dsn == [{"name": "MODELPILOT_PREDLOG_DSN", "valueFrom": {"secretKeyRef": {"name": "predlog", "key": "dsn"}}}]
+    policy = _by_kind(objects)["NetworkPolicy"]["spec"]
+    assert ("TCP", 6432) in {(port["protocol"], port["port"]) for rule in policy["egress"] for port in rule["ports"]}
+    without = build_track(OWNER, spec_of(raw), track_plan())
+    assert _env(without)["MODELPILOT_PREDLOG_DSN"] == "postgresql://plain@db/x"  # the spec's own, as before
 
 
 def test_disruption_budget_allows_one_pod_down_at_a_time() -> None:

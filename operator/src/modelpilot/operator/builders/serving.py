@@ -71,6 +71,17 @@ DNS_PORT = 53
 # Artifact stores (S3, GCS, Azure Blob, an HTTP artifact proxy) are reached over HTTPS or HTTP at
 # addresses that are not known when the policy is built (and change), so egress is open by port only.
 ARTIFACT_STORE_PORTS = (443, 80)
+# The serving pods' setting that carries the prediction log's DSN (docs/prediction-log.md).
+PREDICTION_LOG_DSN_ENV = "MODELPILOT_PREDLOG_DSN"
+
+
+@dataclass(frozen=True)
+class PredictionLogPlan:
+    """Where the serving pods find the prediction log: its DSN in a Secret of the model's namespace, and the
+    database's TCP port (opened in the pods' egress policy)."""
+
+    secret: SecretKeyRef
+    port: int = 5432
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,7 @@ class TrackPlan:
     # X-Forwarded-For the server believes; empty: the TCP peer is the client.
     trusted_proxies: str = ""
     autoscaler: Autoscaler = "hpa"  # the operator's autoscaler backend (builders.autoscaling)
+    prediction_log: PredictionLogPlan | None = None  # the operator's setting; None: no prediction log
 
 
 def build_track(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[str, Any]]:
@@ -156,7 +168,7 @@ def _service_account(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -
     }
 
 
-def _env(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[str, str]]:
+def _env(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[str, Any]]:
     fixed = [
         ("MODELPILOT_MODEL_URI", plan.model_uri),
         ("MODELPILOT_MODEL_NAME", spec.model.name),
@@ -176,7 +188,15 @@ def _env(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[
     ]
     if plan.trusted_proxies:
         overridable.append(("MODELPILOT_TRUSTED_PROXIES", plan.trusted_proxies))
-    return env_list(fixed, overridable, spec.serving.env)
+    env: list[dict[str, Any]] = [*env_list(fixed, overridable, spec.serving.env)]
+    if plan.prediction_log is not None:
+        # From the Secret, never a plain value; it wins over a spec entry of the same name.
+        secret = plan.prediction_log.secret
+        env = [entry for entry in env if entry["name"] != PREDICTION_LOG_DSN_ENV]
+        env.append(
+            {"name": PREDICTION_LOG_DSN_ENV, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}}
+        )
+    return env
 
 
 def _auth_secrets(spec: ModelDeploymentSpec) -> list[tuple[str, str, SecretKeyRef]]:
@@ -379,7 +399,10 @@ def _network_policy(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) ->
     # Egress: DNS; the registry, which hands out the model; and 443/80 for the artifact store the model
     # files come from. Destinations stay open: the registry may be outside the cluster, and artifact
     # store addresses are cloud endpoints with changing IPs.
+    # The prediction log's database, when the operator gives the pods one.
     egress_ports = sorted({registry_port(spec.registry.tracking_uri), *ARTIFACT_STORE_PORTS})
+    if plan.prediction_log is not None:
+        egress_ports = sorted({*egress_ports, plan.prediction_log.port})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -30,7 +30,13 @@ from typing import Any
 from modelpilot.operator.builders.autoscaling import Autoscaler
 from modelpilot.operator.builders.common import ObjectKey, Owner, Track
 from modelpilot.operator.builders.routing import RouterPlan, build_router
-from modelpilot.operator.builders.serving import TrackPlan, build_track, track_object_keys, unbuilt_track_keys
+from modelpilot.operator.builders.serving import (
+    PredictionLogPlan,
+    TrackPlan,
+    build_track,
+    track_object_keys,
+    unbuilt_track_keys,
+)
 from modelpilot.operator.spec import ModelDeploymentSpec
 
 FULL = 100
@@ -127,6 +133,7 @@ def plan_traffic(
     canary_header_value: str | None = None,
     autoscaler: Autoscaler = "hpa",
     mirror: bool = False,
+    prediction_log: PredictionLogPlan | None = None,
 ) -> TrafficPlan:
     """Everything that makes `weight` percent reach the canary at version `canary` (None: no canary)
     while the stable track serves version `stable`. `stable_replicas` is what the stable Deployment runs
@@ -134,7 +141,8 @@ def plan_traffic(
     `router_proxies`: CIDRs of the gateway's or ingress controller's pods (unused by the replicas router).
     `canary_header_value`: the value of spec.traffic.header read from its Secret; None: no header rule.
     `autoscaler`: the operator's autoscaler backend (`builders.autoscaling`).
-    `mirror`: the router also sends the canary a copy of every request (the shadow phase; gateway and ingress)."""
+    `mirror`: the router also sends the canary a copy of every request (the shadow phase; gateway and ingress).
+    `prediction_log`: where the serving pods find the prediction log (the operator's setting); None: none."""
     weight = min(max(weight, 0), FULL) if canary is not None else 0
     proxies = router_proxies if spec.traffic.router != "replicas" else ""
     if spec.traffic.router == "replicas":
@@ -146,9 +154,11 @@ def plan_traffic(
     apply: list[dict[str, Any]] = []
     delete: list[ObjectKey] = []
     if canary is not None and sizes.canary is not None:
-        apply += build_track(owner, spec, _track_plan(spec, "canary", canary, sizes.canary, proxies, autoscaler))
+        canary_plan = _track_plan(spec, "canary", canary, sizes.canary, proxies, autoscaler, prediction_log)
+        apply += build_track(owner, spec, canary_plan)
         delete += unbuilt_track_keys(owner.name, spec, "canary", autoscaler)
-    apply += build_track(owner, spec, _track_plan(spec, "stable", stable, sizes.stable, proxies, autoscaler))
+    stable_plan = _track_plan(spec, "stable", stable, sizes.stable, proxies, autoscaler, prediction_log)
+    apply += build_track(owner, spec, stable_plan)
     delete += unbuilt_track_keys(owner.name, spec, "stable", autoscaler)
     router = build_router(
         owner,
@@ -189,7 +199,13 @@ class _Sizes:
 
 
 def _track_plan(
-    spec: ModelDeploymentSpec, track: Track, version: str, size: TrackSize, proxies: str, autoscaler: Autoscaler
+    spec: ModelDeploymentSpec,
+    track: Track,
+    version: str,
+    size: TrackSize,
+    proxies: str,
+    autoscaler: Autoscaler,
+    prediction_log: PredictionLogPlan | None,
 ) -> TrackPlan:
     return TrackPlan(
         track=track,
@@ -200,6 +216,7 @@ def _track_plan(
         max_replicas=size.max_replicas,
         trusted_proxies=proxies,
         autoscaler=autoscaler,
+        prediction_log=prediction_log,
     )
 
 

@@ -19,6 +19,7 @@ import orjson
 
 from modelpilot.operator.analysis import analyse
 from modelpilot.operator.builders.common import Owner, track_name
+from modelpilot.operator.builders.serving import PredictionLogPlan
 from modelpilot.operator.builders.traffic import plan_traffic
 from modelpilot.operator.handlers.autoscaling import report_request_rate_scaling
 from modelpilot.operator.handlers.canary_header import read_canary_header
@@ -35,7 +36,8 @@ from modelpilot.operator.registry import Credentials, ModelNotFoundError, Regist
 from modelpilot.operator.rollout import ABORT_ANNOTATION, PromoteInRegistry, is_active
 from modelpilot.operator.rollout.requests import pending_request
 from modelpilot.operator.runtime import Runtime
-from modelpilot.operator.spec import GROUP, VERSION, InvalidSpecError, ModelDeploymentSpec, parse_spec
+from modelpilot.operator.settings import OperatorSettings
+from modelpilot.operator.spec import GROUP, VERSION, InvalidSpecError, ModelDeploymentSpec, SecretKeyRef, parse_spec
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,14 @@ class CredentialsSecretForbiddenError(RegistryError):
     """The operator may not read the Secret named in spec.registry.credentialsSecret (RBAC)."""
 
     reason = "CredentialsSecretForbidden"
+
+
+def prediction_log_plan(settings: OperatorSettings) -> PredictionLogPlan | None:
+    """The prediction log the operator's settings give every serving pod; None when none is configured."""
+    if not settings.prediction_log_secret:
+        return None
+    secret = SecretKeyRef(name=settings.prediction_log_secret, key=settings.prediction_log_secret_key)
+    return PredictionLogPlan(secret=secret, port=settings.prediction_log_port)
 
 
 async def reconcile(
@@ -178,6 +188,7 @@ class Reconciliation:
                 router_proxies=self.runtime.settings.router_proxies,
                 canary_header_value=header_value,
                 autoscaler=self.runtime.settings.autoscaler,
+                prediction_log=prediction_log_plan(self.runtime.settings),
                 request=self.request,
             )
             requeue = await executor.drive(resolved)
@@ -278,6 +289,7 @@ class Reconciliation:
             weight=0,
             router_proxies=settings.router_proxies,
             autoscaler=settings.autoscaler,
+            prediction_log=prediction_log_plan(settings),
         )
         await objects.apply_plan(plan)
         observation = await objects.observe("stable", version)

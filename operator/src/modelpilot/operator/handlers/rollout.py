@@ -25,6 +25,7 @@ from modelpilot.operator import metrics
 from modelpilot.operator.analysis import AnalysisTarget, count_shadow_comparisons
 from modelpilot.operator.builders.autoscaling import Autoscaler
 from modelpilot.operator.builders.common import Owner, Track
+from modelpilot.operator.builders.serving import PredictionLogPlan
 from modelpilot.operator.builders.traffic import TrafficPlan, plan_traffic
 from modelpilot.operator.handlers.journal import Journal
 from modelpilot.operator.handlers.registry_outcome import promote, reject
@@ -107,6 +108,7 @@ class RolloutExecutor:
     router_proxies: str = ""  # the operator's setting, for the serving pods behind a gateway or ingress
     canary_header_value: str | None = None  # spec.traffic.header's value from its Secret; None: no header rule
     autoscaler: Autoscaler = "hpa"  # the operator's autoscaler backend
+    prediction_log: PredictionLogPlan | None = None  # the operator's setting, for the serving pods
     request: Request | None = None  # a person's request not answered yet (kubectl modelpilot promote, …)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     count_shadow: CountShadow = count_shadow_comparisons  # the shadow phase's comparisons in Prometheus
@@ -295,6 +297,7 @@ class RolloutExecutor:
             canary_header_value=self.canary_header_value,
             autoscaler=self.autoscaler,
             mirror=mirror,
+            prediction_log=self.prediction_log,
         )
 
     def _count(self, decision: Decision) -> None:
