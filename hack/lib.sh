@@ -21,6 +21,9 @@ ensure_debian_packages() {
     command -v "$command" >/dev/null || missing+=("$command")
   done
   [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  # Headless Chromium and its WebDriver for the dashboard's browser tests (tests/cluster/kubectl/test_dashboard.py).
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   local sudo=""
