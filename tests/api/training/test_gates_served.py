@@ -8,9 +8,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+import torch
 from starlette.testclient import TestClient
 
 from modelpilot.inference.app import create_app
+from modelpilot.inference.artifacts_pt2 import unvouched_record
 from modelpilot.inference.settings import Settings
 from modelpilot.training.data import FEATURES
 from tests.api.inference.conftest import wait_ready
@@ -46,6 +48,9 @@ def test_the_logged_model_carries_its_gates_program(mlflow: MlflowServer, traine
     files = model_dir(trained, mlflow.url)
     assert (files / "extra_files" / "gates.pt2").is_file()
     assert (files / "data" / "model.pt2").is_file()  # the model itself is still the pt2 forward program
+    # Served with MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false, the gates program loads after the same check as the
+    # model's archive: every record of it is vouched for.
+    assert unvouched_record(files / "extra_files" / "gates.pt2", torch) is None
 
 
 def test_predict_returns_the_eager_modules_gates_for_a_trained_pt2_model(

@@ -197,7 +197,12 @@ def stable_track_on_the_node(cluster: Cluster, namespace: str, name: str, port: 
     core = client.CoreV1Api(cluster.api_client)
 
     def serving() -> bool:
-        endpoints = core.read_namespaced_endpoints(track_name(name, "stable"), namespace)
+        try:
+            endpoints = core.read_namespaced_endpoints(track_name(name, "stable"), namespace)
+        except client.ApiException as error:
+            if error.status == 404:  # the endpoints controller has not written them yet
+                return False
+            raise
         return any(subset.addresses for subset in endpoints.subsets or [])
 
     wait_until(serving, timeout=120, description="the stable Service's endpoint ready")

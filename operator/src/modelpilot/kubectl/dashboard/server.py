@@ -72,7 +72,7 @@ class Dashboard:
         """Where the dashboard looks."""
         return {"namespace": self.cluster.namespace, "allNamespaces": self.all_namespaces, "tracks": list(TRACKS)}
 
-    def list(self) -> dict[str, Any]:
+    def deployments(self) -> dict[str, Any]:
         """Every ModelDeployment the dashboard shows, as list rows."""
         now = datetime.now(UTC)
         objs = self.cluster.list_all(all_namespaces=self.all_namespaces)
@@ -163,7 +163,7 @@ def make_handler(dashboard: Dashboard, port: Callable[[], int]) -> type[BaseHTTP
             if path == "/api/context":
                 self._answer(dashboard.context)
             elif path == "/api/modeldeployments":
-                self._answer(dashboard.list)
+                self._answer(dashboard.deployments)
             elif match := _DETAIL.match(path):
                 namespace, name = unquote(match["namespace"]), unquote(match["name"])
                 self._answer(lambda: dashboard.detail(namespace, name))
