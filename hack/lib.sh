@@ -23,6 +23,9 @@ ensure_debian_packages() {
   [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
   # PostgreSQL's binaries live under /usr/lib/postgresql/<major>/bin, not on PATH.
   compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
+  # Headless Chromium and its WebDriver for the dashboard's browser tests (tests/cluster/kubectl/test_dashboard.py).
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   local sudo=""

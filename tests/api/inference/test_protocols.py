@@ -87,11 +87,18 @@ def test_v1_predict_returns_classes_and_gates_from_the_pickled_moe(
     np.testing.assert_allclose(np.sum(body["gates"], axis=1), 1.0, rtol=1e-5)
 
 
-def test_pt2_model_explains_that_gates_are_not_exported(served: dict[str, TestClient], logged: LoggedModels) -> None:
-    name = logged.moe_pt2
+def test_pt2_model_without_a_gates_program_explains_that_gates_are_not_exported(
+    served: dict[str, TestClient], logged: LoggedModels
+) -> None:
+    name = logged.moe_pt2  # logged by mlflow.pytorch.log_model alone: the forward program, no gates program
     response = served[name].post(f"/v1/models/{name}/predict", json={"instances": ROWS.tolist(), "return_gates": True})
     assert response.status_code == 422
     assert response.json()["field"] == "return_gates"
+    assert "no gates program" in response.json()["message"], response.json()
+    v2 = {"inputs": [{"name": "input", "shape": list(ROWS.shape), "datatype": "FP32", "data": ROWS.ravel().tolist()}]}
+    response = served[name].post(f"/v2/models/{name}/infer", json={**v2, "parameters": {"return_gates": True}})
+    assert response.status_code == 422, response.text
+    assert "no gates program" in response.text
 
 
 def test_v1_predict_records_and_columns_on_a_column_model(served: dict[str, TestClient], logged: LoggedModels) -> None:

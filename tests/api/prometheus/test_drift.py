@@ -101,6 +101,10 @@ async def test_the_operator_records_drift_with_a_condition_and_one_event(prometh
     assert (drift.state, drift.features, drift.version) == ("Drifted", ["amount"], "8")
     assert drift.score is not None
     assert drift.score > 0.2
+    # Every scored feature's score is kept, the worst one equal to the score, the others under the threshold.
+    assert set(drift.scores) == set(FEATURES)
+    assert drift.scores["amount"] == pytest.approx(drift.score, abs=1e-6)
+    assert all(score < 0.2 for feature, score in drift.scores.items() if feature != "amount")
     condition = next(c for c in journal.status.conditions if c.type == "Drifted")
     assert (condition.status, condition.reason) == ("True", "Drifted")
     assert [e[1] for e in events] == ["DriftDetected"]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient, get_tracking_uri, set_registry_uri, set_tracking_uri
+from mlflow.artifacts import download_artifacts
 from mlflow.models import get_model_info
 from mlflow.pytorch import load_model
 
@@ -70,8 +71,8 @@ def test_first_version_is_registered_with_every_artifact_and_tag(
     assert tags["modelpilot.io/code-version"].startswith("0.1.0")
 
     run = client.get_run(result["run_id"])
-    assert {"plots/confusion_matrix.png", "plots/calibration.png", "reference/feature_stats.json", "model_card.md",
-            "gating/gates.pt2"} <= artifact_paths(client, run.info.run_id)  # fmt: skip
+    assert {"plots/confusion_matrix.png", "plots/calibration.png", "reference/feature_stats.json",
+            "model_card.md"} <= artifact_paths(client, run.info.run_id)  # fmt: skip
     metrics = run.data.metrics
     for name in ("test_auc", "test_f1_attack", "test_f1_benign", "test_precision_attack", "test_recall_attack",
                  "test_precision_benign", "test_recall_benign"):  # fmt: skip
@@ -104,7 +105,9 @@ def test_first_version_is_registered_with_every_artifact_and_tag(
     loaded = load_model(f"models:/{MODEL}/1")  # type: ignore[no-untyped-call]
     rows = torch.from_numpy(generate_flows(9, seed=99)[FEATURES].to_numpy().copy())
     assert loaded(rows).shape == (9, 2)
-    gates = torch.export.load(client.download_artifacts(run.info.run_id, "gating/gates.pt2")).module()
+    # The gates are a second exported program inside the model (an exported program keeps only forward).
+    model_files = Path(download_artifacts(artifact_uri=client.get_model_version_download_uri(MODEL, "1")))
+    gates = torch.export.load(str(model_files / "extra_files" / "gates.pt2")).module()
     assert np.allclose(gates(rows).sum(dim=1).detach().numpy(), 1.0, atol=1e-5)
 
 

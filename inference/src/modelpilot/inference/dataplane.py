@@ -149,7 +149,9 @@ class DataPlane:
             raise ModelNotReadyError("the server is shutting down", state="draining")
         if request.want_gates and not self._gates_supported():
             raise InvalidInputError(
-                "return_gates", "this model does not expose gating weights (a pt2 export keeps only forward)"
+                "return_gates",
+                "this model does not expose gating weights (a pt2 export keeps only forward, and this one has no "
+                "gates program, extra_files/gates.pt2)",
             )
         if self.faults.active:
             await self.faults.apply()

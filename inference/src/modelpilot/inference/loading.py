@@ -36,6 +36,7 @@ from modelpilot.inference.artifacts_rest import (
     write_registered_model_meta,
 )
 from modelpilot.inference.cpus import usable_cpus
+from modelpilot.inference.gates_program import load_gates_program
 from modelpilot.inference.reference import ARTIFACT_DIR as REFERENCE_DIR
 from modelpilot.inference.reference import ARTIFACT_FILE as REFERENCE_FILE
 from modelpilot.inference.reference import MAX_BYTES as REFERENCE_MAX_BYTES
@@ -249,8 +250,10 @@ def _build_runner(local: Path, metadata: MLmodel, schema: InputSchema, settings:
             module = mlflow.pytorch.load_model(str(local), weights_only=False)
         if serialization == "pickle":
             module.eval()
+        gates = load_gates_program(local, config) if serialization == "pt2" else None
         if device != "cpu":
             module = module.to(device)
+            gates = None if gates is None else gates.to(device)
         samples = [warmup_features(schema), *(_random_rows(schema, rows) for rows in (3, 5))]
         return TorchRunner(
             module,
@@ -258,6 +261,7 @@ def _build_runner(local: Path, metadata: MLmodel, schema: InputSchema, settings:
             serialization=serialization,
             column_output=not schema.is_tensor,
             samples=[s for s in samples if isinstance(s, np.ndarray)],
+            gates=gates,
         )
     if "python_function" not in flavors:
         raise ValueError(f"the model has flavors {sorted(flavors)} and none this server can run")

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from modelpilot.inference.flatgraph import flat_forward, same_results
+from modelpilot.inference.gates_program import answers_gates
 from modelpilot.inference.prediction import Prediction
 from modelpilot.inference.validation import Features, row_count
 
@@ -28,8 +29,9 @@ class Runner(Protocol):
 class TorchRunner:
     """A torch module called directly on a float tensor: no pandas, no autograd, one conversion each way.
 
-    For pt2 models the module is the exported program's `forward` only; a `gates(x)` method survives
-    only in the pickle format, so gating weights are available there alone.
+    For pt2 models the module is the exported program's `forward` only; the gating weights then come from
+    the model's second exported program, `gates` (see `gates_program`), when it has one. A pickled module
+    keeps its own `gates(x)` method.
     """
 
     as_matrix = True
@@ -43,25 +45,37 @@ class TorchRunner:
         serialization: str,
         column_output: bool = False,
         samples: Sequence[np.ndarray[Any, Any]] = (),
+        gates: Any = None,
     ) -> None:
-        """`samples`: inputs on which a flattened graph (see `flatgraph`) must answer exactly as the module."""
+        """`samples`: inputs on which a flattened graph (see `flatgraph`) must answer exactly as the module;
+        `gates`: the model's exported gates program (pt2), used when it answers one row of weights per row."""
         import torch
 
         self._torch = torch
         self.module = module
         self.device = torch.device(device)
         self.serialization = serialization
-        self.gates_supported = callable(getattr(module, "gates", None))
-        self._forward = graph_forward(module) or module
-        flat = "graph"
-        if samples and self.device.type == "cpu":
-            candidate = flat_forward(module)
-            tensors = [torch.from_numpy(sample) for sample in samples]
-            if candidate is not None and same_results(candidate, self._forward, tensors):
-                self._forward, flat = candidate, "flat graph"
+        tensors = [torch.from_numpy(sample).to(self.device) for sample in samples]
+        self._forward, flat = self._fastest(module, tensors)
+        self._gates: Any = getattr(module, "gates", None) if callable(getattr(module, "gates", None)) else None
+        if gates is not None and answers_gates(gates, tensors):
+            self._gates = self._fastest(gates, tensors)[0]
+        self.gates_supported = self._gates is not None
         # MLflow answers column-based torch models with records keyed by output position.
         self.records_output = column_output
-        self.description = f"pytorch ({serialization}) on {device}" + (", flat graph" if flat == "flat graph" else "")
+        self.description = f"pytorch ({serialization}) on {device}" + (", flat graph" if flat else "")
+        if gates is not None:
+            self.description += ", gates program" if self.gates_supported else ", gates program unusable"
+
+    def _fastest(self, module: Any, samples: list[Any]) -> tuple[Any, bool]:
+        """The fastest callable computing `module(x)`: its flat graph when it answers exactly as the module on the
+        samples (CPU only), else the graph's own `forward`, else the module; and whether it is the flat graph."""
+        forward = graph_forward(module) or module
+        if samples and self.device.type == "cpu":
+            candidate = flat_forward(module)
+            if candidate is not None and same_results(candidate, forward, samples):
+                return candidate, True
+        return forward, False
 
     def run(self, features: Features, *, want_gates: bool, params: dict[str, Any] | None) -> Prediction:
         """Forward (and gates when asked) under inference_mode."""
@@ -74,7 +88,7 @@ class TorchRunner:
             output = self._forward(batch)
             if not isinstance(output, torch.Tensor):
                 raise TypeError(f"the model returned {type(output).__name__}, expected one tensor")
-            gates = self.module.gates(batch) if want_gates and self.gates_supported else None
+            gates = self._gates(batch) if want_gates and self._gates is not None else None
             values = output.cpu().numpy()
             gate_values = None if gates is None else gates.cpu().numpy()
         return Prediction(values=values, rows=len(values), gates=gate_values, labelled=False)

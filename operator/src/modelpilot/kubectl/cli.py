@@ -14,6 +14,7 @@ import yaml
 
 from modelpilot.kubectl.acting import make_request
 from modelpilot.kubectl.cluster import Cluster, Target
+from modelpilot.kubectl.dashboard.server import serve
 from modelpilot.kubectl.errors import NotFoundError, PluginError
 from modelpilot.kubectl.screen import history_rows, list_rows, status_of, status_screen
 from modelpilot.operator.builders.common import COMPONENT_LABEL, DEPLOYMENT_LABEL, TRACK_LABEL, label_value
@@ -101,6 +102,20 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("-c", "--container", default=None, help="container (default: the pod's only one)")
     logs.add_argument("-f", "--follow", action="store_true", help="follow the newest pod's log")
     logs.set_defaults(run=run_logs)
+
+    dashboard = commands.add_parser(
+        "dashboard",
+        parents=[common],
+        help="a local web page: rollouts, analyses, drift, training, and predictions from an uploaded CSV",
+        description=(
+            "Serve a web page on 127.0.0.1 (a free port unless --port) that reads the API server with your "
+            "kubeconfig; its URL is printed. Ctrl-C stops it."
+        ),
+    )
+    dashboard.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace's ModelDeployments")
+    dashboard.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    dashboard.add_argument("--open", action="store_true", help="open the page in the default browser")
+    dashboard.set_defaults(run=run_dashboard)
 
     whoami = commands.add_parser("whoami", parents=[common], help="the user name your requests are signed with")
     whoami.set_defaults(run=run_whoami)
@@ -191,6 +206,10 @@ def run_logs(cluster: Cluster, args: argparse.Namespace, out: TextIO) -> int:
             print(f"==> pod {pod.metadata.name} <==", file=out)
         print(cluster.logs(pod.metadata.name, args.container, args.tail).rstrip("\n"), file=out)
     return 0
+
+
+def run_dashboard(cluster: Cluster, args: argparse.Namespace, out: TextIO) -> int:
+    return serve(cluster, all_namespaces=args.all_namespaces, port=args.port, open_browser=args.open, out=out)
 
 
 def run_whoami(cluster: Cluster, args: argparse.Namespace, out: TextIO) -> int:

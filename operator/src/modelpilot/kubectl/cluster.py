@@ -4,6 +4,7 @@ the API's refusals turned into messages a person can act on."""
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from modelpilot.kubectl.errors import ForbiddenError, NotFoundError, PluginError
 from modelpilot.operator.spec import GROUP, PLURAL, VERSION
 
 KIND = "ModelDeployment"
+PROXY_TIMEOUT = 60.0  # seconds a prediction may take through the service proxy
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,10 @@ class Cluster:
         if target.as_group:
             api.set_default_header("Impersonate-Group", target.as_group)  # type: ignore[no-untyped-call]
         return cls(api, namespace or "default")
+
+    def in_namespace(self, namespace: str) -> Cluster:
+        """The same client, pointed at another namespace."""
+        return Cluster(self.api, namespace)
 
     # -- ModelDeployments -----------------------------------------------------------------------
 
@@ -146,6 +152,35 @@ class Cluster:
         if not username:
             raise PluginError("the API server did not say who you are (SelfSubjectReview has no user name)")
         return str(username)
+
+    def post_to_service(self, service: str, port: str, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        """POST JSON to a Service of the namespace through the API server's service proxy
+        (`services/<name>:<port>/proxy/<path>`); the status and body of the answer, whoever gave it.
+
+        An answer that is not 2xx comes back as it is (the model server's own errors say what is wrong); the
+        API server's refusals of the proxying itself (no endpoints, RBAC) come back as its Status documents.
+        """
+        quoted = "/".join(urllib.parse.quote(part, safe="") for part in path.strip("/").split("/"))
+        resource = (
+            f"/api/v1/namespaces/{urllib.parse.quote(self.namespace, safe='')}/services/"
+            f"{urllib.parse.quote(service, safe='')}:{urllib.parse.quote(port, safe='')}/proxy/{quoted}"
+        )
+        try:
+            method, url, headers, data, _ = self.api.param_serialize(
+                "POST",
+                resource,
+                header_params={"Content-Type": "application/json", "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = self.api.call_api(method, url, header_params=headers, body=data, _request_timeout=PROXY_TIMEOUT)
+            response.read()  # type: ignore[no-untyped-call]
+        except ApiException as error:
+            raise PluginError(f"cannot call service {service} through the API server: {error.reason}") from None
+        except urllib3.exceptions.HTTPError as error:
+            host = self.api.configuration.host
+            raise PluginError(f"cannot reach the API server at {host}: {error}") from None
+        return int(response.status), bytes(response.data or b"")
 
     # -- errors ---------------------------------------------------------------------------------
 

@@ -164,6 +164,10 @@ class DriftStatus(StatusModel):
     score: float | None = Field(default=None, description="The largest feature score.")
     threshold: float | None = Field(default=None, description="The threshold it was compared with.")
     features: list[str] = Field(default_factory=list, description="Features over the threshold, worst first (≤ 10).")
+    scores: dict[str, float] = Field(
+        default_factory=dict,
+        description="Score of each scored feature, by name (a feature with too few served values has none).",
+    )
     inputs: int = Field(default=0, description="Fewest served values of a scored feature in the window.")
     reason: str = Field(default="", description="Why the state is what it is, in one line.")
     since: str | None = Field(default=None, description="When the current state began (the drift episode).")

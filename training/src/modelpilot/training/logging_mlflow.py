@@ -31,7 +31,8 @@ from modelpilot.training.settings import TrainSettings
 from modelpilot.training.sources import Dataset
 
 MODEL_ARTIFACT = "model"
-GATES_ARTIFACT = "gating/gates.pt2"
+# The gates program, an extra file of the logged model (`extra_files/gates.pt2` in its directory).
+GATES_FILE = "gates.pt2"
 INPUT_EXAMPLE_ROWS = 5
 
 
@@ -94,26 +95,28 @@ def log_epoch(run_id: str, record: EpochRecord) -> None:
 def log_model(model: MixtureOfExperts, example: np.ndarray, scratch: Path) -> str:
     """The model as a torch.export (pt2) MLflow model with signature and input example; its model URI.
 
-    The exported program keeps only `forward`, so the gates are exported next to it as their own program.
+    An exported program keeps only `forward`, so the gates are exported as a second program and saved inside
+    the model, as its extra file `GATES_FILE`: the prediction server loads it with the model and answers
+    `return_gates` from it.
     """
     example = np.ascontiguousarray(example, dtype=np.float32)
     with torch.no_grad():
         logits = model(torch.from_numpy(example)).numpy()
+    gates = torch.export.export(
+        GatingView(model), (torch.from_numpy(example),), dynamic_shapes=({0: torch.export.Dim.AUTO},)
+    )
+    gates_path = scratch / GATES_FILE
+    torch.export.save(gates, gates_path)
     info = mlflow.pytorch.log_model(
         model,
         name=MODEL_ARTIFACT,
         input_example=example,
         signature=infer_signature(example, logits),
         serialization_format="pt2",
+        extra_files=[str(gates_path)],
         # Listed, not inferred: inference loads the model in a subprocess and takes many seconds.
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
     )
-    gates = torch.export.export(
-        GatingView(model), (torch.from_numpy(example),), dynamic_shapes=({0: torch.export.Dim.AUTO},)
-    )
-    gates_path = scratch / Path(GATES_ARTIFACT).name
-    torch.export.save(gates, gates_path)
-    mlflow.log_artifact(str(gates_path), artifact_path=str(Path(GATES_ARTIFACT).parent))
     return str(info.model_uri)
 
 

@@ -2,8 +2,8 @@
 
 At most every quarter of the window (and every five minutes), the served counts per reference bin over
 the window and the reference shares are read from Prometheus (`analysis.read_drift_bins`) and scored
-(`drift.judge`). The outcome is `status.drift` (state, score, the features over the threshold, since
-when), the `Drifted` condition, an Event when a drift episode starts and when it ends, and the
+(`drift.judge`). The outcome is `status.drift` (state, score, the features over the threshold, each feature's
+score, since when), the `Drifted` condition, an Event when a drift episode starts and when it ends, and the
 `modelpilot_operator_drift_score` gauge. Too few served values, no reference bins or no Prometheus leave
 the state Unknown, never Drifted. A retraining on drift is decided with the training
 (`handlers.training.wanted_trigger`).
@@ -64,6 +64,7 @@ async def watch_drift(
         score=verdict.score if verdict is not None else None,
         threshold=watch.threshold,
         features=list(verdict.drifted[:SHOWN_FEATURES]) if verdict is not None else [],
+        scores=_scores(verdict),
         inputs=min((f.served for f in verdict.features if f.score is not None), default=0) if verdict else 0,
         reason=reason,
         since=stamp if changed or previous.since is None else previous.since,
@@ -85,6 +86,13 @@ async def watch_drift(
         kind = "Warning" if state == "Drifted" else "Normal"
         event = {"Drifted": "DriftDetected", "NotDrifted": "DriftCleared"}.get(state, "DriftUnknown")
         journal.notify(kind, event, reason, stable_version)
+
+
+def _scores(verdict: DriftVerdict | None) -> dict[str, float]:
+    """Each scored feature's score, rounded to what a person reads (and the status stays small)."""
+    if verdict is None:
+        return {}
+    return {f.feature: round(f.score, 6) for f in verdict.features if f.score is not None and math.isfinite(f.score)}
 
 
 def _outcome(
