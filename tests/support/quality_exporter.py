@@ -48,6 +48,8 @@ class Feed:
     comparisons_per_second: float = 0.0
     agreement: float = 1.0  # share of the shadow comparisons that agreed
     stable_version: str = "1"
+    # False: traffic only, no label or comparison series at all (as a serving pod before its first label).
+    quality_series: bool = True
 
 
 class QualityExporter:
@@ -83,10 +85,10 @@ class QualityExporter:
 
     def feed(self, feed: Feed) -> None:
         """Export `feed` from now on, replacing the feed of the same version and track."""
-        for predicted, actual in (("1", "1"), ("0", "0"), ("1", "0"), ("0", "1")):
+        for predicted, actual in (("1", "1"), ("0", "0"), ("1", "0"), ("0", "1")) if feed.quality_series else ():
             correct = "true" if predicted == actual else "false"
             self._labelled(feed, predicted, actual, correct).inc(0)
-        for agreed in ("true", "false"):
+        for agreed in ("true", "false") if feed.quality_series else ():
             self.comparisons.labels(feed.model, feed.version, feed.stable_version, agreed).inc(0)
         with self._lock:
             self._feeds[(feed.version, feed.track)] = feed
@@ -111,6 +113,8 @@ class QualityExporter:
                 carry[key] -= whole
                 for _ in range(whole):
                     self.latency.labels(**route).observe(LATENCY_SECONDS)
+                if not feed.quality_series:
+                    continue
                 labels = feed.labels_per_second * elapsed
                 right, wrong = labels * feed.accuracy, labels * (1 - feed.accuracy)
                 for predicted in ("1", "0"):

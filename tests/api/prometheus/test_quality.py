@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +17,7 @@ from modelpilot.operator.analysis import AnalysisTarget, analyse, count_shadow_c
 from modelpilot.operator.rollout.queries import QueryTarget
 from modelpilot.operator.spec import Analysis
 from tests.support.prometheus import PrometheusServer, prometheus_server
-from tests.support.quality_exporter import Feed, quality_exporter
+from tests.support.quality_exporter import Feed, QualityExporter, quality_exporter
 
 MODEL = "churn"
 WINDOW = "5s"
@@ -43,12 +45,14 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
             server.wait_for_targets(1)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                result = server.query(f"count_over_time(up[{WINDOW}])")
-                if result and float(result[0]["value"][1]) >= 5:  # type: ignore[index]
+                # Scrapes from before the window too: a series with no sample at the window's start counts as
+                # born in it.
+                result = server.query("count_over_time(up[10s])")
+                if result and float(result[0]["value"][1]) >= 9:  # type: ignore[index]
                     break
                 time.sleep(0.25)
             else:
-                raise TimeoutError(f"no full {WINDOW} window of scrapes after 60s")
+                raise TimeoutError("no 10 s of scrapes after 60s")
             yield server
 
 
@@ -129,3 +133,40 @@ async def test_an_unreachable_prometheus_makes_the_count_say_so(tmp_path: Path) 
     count = await count_shadow_comparisons(url, QueryTarget(MODEL, "canary", "5", "ml"), datetime.now(UTC))
     assert count.error is not None
     assert count.error.startswith("Prometheus unavailable")
+
+
+@pytest.fixture(scope="module")
+def born_late() -> Iterator[tuple[PrometheusServer, QualityExporter]]:
+    """Prometheus scraping an exporter with traffic but no label series yet, once it has a full window."""
+    with quality_exporter() as exporter:
+        exporter.feed(Feed(MODEL, "6", "canary", quality_series=False))
+        with prometheus_server(Path(tempfile.mkdtemp()), [exporter.target], labels={"namespace": "ml"}) as server:
+            server.wait_for_targets(1)
+            time.sleep(6)
+            yield server, exporter
+
+
+async def test_labels_of_a_series_born_in_the_window_count_in_full(
+    born_late: tuple[PrometheusServer, QualityExporter],
+) -> None:
+    # The serving pods create a label series at its first increment: one bulk upload of 100 labels, say.
+    server, exporter = born_late
+    exporter.labelled.labels(MODEL, "6", "canary", "1", "1", "true").inc(60)
+    exporter.labelled.labels(MODEL, "6", "canary", "1", "0", "false").inc(40)
+    exporter.comparisons.labels(MODEL, "6", "1", "true").inc(30)
+    await asyncio.sleep(2.5)  # two scrapes, both inside the window
+
+    result = await analyse(spec_for(server.url, minAccuracy=0.5, minLabels=100), target_of("6"))
+    assert result.verdict == "Passed", result.reason
+    # All of it (increase() alone counts none of it), and none twice.
+    assert result.values["labelled_predictions"] == pytest.approx(100)
+    assert result.values["accuracy"] == pytest.approx(0.6)
+    count = await count_shadow_comparisons(
+        server.url, QueryTarget(MODEL, "canary", "6", "ml"), datetime.now(UTC) - timedelta(seconds=4)
+    )
+    assert count.comparisons == pytest.approx(30)
+    assert count.agreed == pytest.approx(30)
+
+
+def target_of(version: str) -> AnalysisTarget:
+    return AnalysisTarget(model=MODEL, version=version, namespace="ml", step=0, weight=25)

@@ -17,21 +17,27 @@ from modelpilot.operator.spec import Analysis
 CANARY = '{namespace="ml",model="fraud",track="canary",version="3"'
 
 
+def counted(series: str, window: str) -> str:
+    """The documented form: increase() of the series that existed when the window began, the value of those
+    born in it."""
+    existing = f"increase({series}[{window}]) and {series} offset {window}"
+    return f"sum(({existing}) or ({series} unless {series} offset {window}))"
+
+
 def analysis_spec(**fields: object) -> Analysis:
     return Analysis.model_validate({"prometheus": "http://p:9090", **fields})
 
 
 def test_labels_are_counted_for_the_canary_version_in_the_namespace() -> None:
     assert labelled_count_query("ml", "fraud", "3", "1m") == (
-        f"sum(increase(modelpilot_labelled_predictions_total{CANARY}}}[1m]))"
+        counted(f"modelpilot_labelled_predictions_total{CANARY}}}", "1m")
     )
 
 
 def test_accuracy_is_zero_without_correct_series_and_empty_without_labels() -> None:
-    assert accuracy_query("ml", "fraud", "3", "1m") == (
-        f'(sum(increase(modelpilot_labelled_predictions_total{CANARY},correct="true"}}[1m])) or vector(0))'
-        f" / (sum(increase(modelpilot_labelled_predictions_total{CANARY}}}[1m])) > 0)"
-    )
+    correct = counted(f'modelpilot_labelled_predictions_total{CANARY},correct="true"}}', "1m")
+    labelled = counted(f"modelpilot_labelled_predictions_total{CANARY}}}", "1m")
+    assert accuracy_query("ml", "fraud", "3", "1m") == f"({correct} or vector(0)) / ({labelled} > 0)"
 
 
 def test_precision_and_recall_divide_by_the_predicted_and_the_actual_positives() -> None:
@@ -40,19 +46,19 @@ def test_precision_and_recall_divide_by_the_predicted_and_the_actual_positives()
     recall = recall_query("ml", "fraud", "3", "1m", "yes")
     assert hits in precision
     assert hits in recall
-    assert precision.endswith(
-        f'/ (sum(increase(modelpilot_labelled_predictions_total{CANARY},predicted="yes"}}[1m])) > 0)'
-    )
-    assert recall.endswith(f'/ (sum(increase(modelpilot_labelled_predictions_total{CANARY},actual="yes"}}[1m])) > 0)')
+    predicted = counted(f'modelpilot_labelled_predictions_total{CANARY},predicted="yes"}}', "1m")
+    actual = counted(f'modelpilot_labelled_predictions_total{CANARY},actual="yes"}}', "1m")
+    assert precision.endswith(f"/ ({predicted} > 0)")
+    assert recall.endswith(f"/ ({actual} > 0)")
 
 
 def test_shadow_comparisons_select_the_candidate_version_not_a_track() -> None:
     selector = '{namespace="ml",model="fraud",version="3"'
     assert shadow_comparisons_query("ml", "fraud", "3", 90) == (
-        f"sum(increase(modelpilot_shadow_comparisons_total{selector}}}[90s]))"
+        counted(f"modelpilot_shadow_comparisons_total{selector}}}", "90s")
     )
     assert shadow_agreed_query("ml", "fraud", "3", 90) == (
-        f'sum(increase(modelpilot_shadow_comparisons_total{selector},agreed="true"}}[90s]))'
+        counted(f'modelpilot_shadow_comparisons_total{selector},agreed="true"}}', "90s")
     )
 
 

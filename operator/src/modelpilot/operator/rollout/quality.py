@@ -11,7 +11,8 @@ The serving pods export two counters, summed here over the pods of one model ver
   candidate to mirrored traffic that was compared with the stable track's answer to the same input. Over the
   shadow phase it gives the comparisons and the share that agreed.
 
-Each ratio is empty (no data) when its denominator has no series or is 0, never NaN or a guess.
+Each ratio is empty (no data) when its denominator has no series or is 0, never NaN or a guess. The serving
+pods create a series at its first increment, which increase() alone would not count (`_sum_increase`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,16 @@ def _selector(matchers: list[str], *extra: str) -> str:
 
 
 def _sum_increase(metric: str, selector: str, window: str) -> str:
-    return f"sum(increase({metric}{selector}[{window}]))"
+    """What the series counted in the window, summed. increase() starts from a series' first sample, so a
+    series born inside the window would lose its whole first count — and the serving pods create a series at
+    its first increment: a new version's first labels, one bulk upload of a thousand. Series that existed at
+    the window's start count with their increase(), series born in it with their value (all of it came in
+    the window)."""
+    series = f"{metric}{selector}"
+    return (
+        f"sum((increase({series}[{window}]) and {series} offset {window})"
+        f" or ({series} unless {series} offset {window}))"
+    )
 
 
 def _ratio(numerator: str, denominator: str) -> str:
