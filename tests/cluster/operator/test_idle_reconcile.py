@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 from mlflow import MlflowClient
 
-from modelpilot.operator.handlers.reconcile import reconcile
+from modelpilot.operator.handlers.reconcile import Outcome, reconcile
 from modelpilot.operator.kubeapi import KubeApi, load_api_client
 from modelpilot.operator.runtime import Runtime
 from modelpilot.operator.settings import OperatorSettings
@@ -41,21 +43,37 @@ class CountingKube(KubeApi):
         return await super()._request(method, path, **kwargs)
 
 
+@dataclass
+class Served:
+    """A ModelDeployment of a registered champion, reconciled by a fresh runtime until a run is idle."""
+
+    namespace: str
+    kube: CountingKube
+    runtime: Runtime
+    reader: KubeApi
+
+    async def current(self) -> dict[str, Any]:
+        obj = await self.reader.get(MDEP, "ModelDeployment", self.namespace, NAME)
+        assert obj is not None
+        return obj
+
+    async def run(self, seen: dict[str, Any]) -> Outcome | None:
+        """One reconcile given the watch's copy `seen`; its requests are in `kube.requests`."""
+        self.kube.requests.clear()
+        return await reconcile(self.runtime, self.namespace, NAME, lambda *_: None, seen=seen)
+
+
 @pytest.fixture
-def resources(cluster: Cluster, namespace: str, modelpilot_crd: dict[str, Any]) -> Resources:
-    return Resources(cluster, namespace)
-
-
-async def test_an_idle_reconcile_reads_one_object_and_a_changed_resource_is_read_anew(
-    cluster: Cluster, namespace: str, resources: Resources, mlflow: MlflowServer
-) -> None:
+async def served(
+    cluster: Cluster, namespace: str, modelpilot_crd: dict[str, Any], mlflow: MlflowServer
+) -> AsyncIterator[Served]:
     client = MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
     model = f"idle-{uuid.uuid4().hex[:8]}"
     client.create_registered_model(model)
     run_id = client.create_run(experiment_id="0").info.run_id
     client.create_model_version(model, source=f"runs:/{run_id}/model", run_id=run_id)
     client.set_registered_model_alias(model, "champion", "1")
-    resources.apply({
+    Resources(cluster, namespace).apply({
         "apiVersion": MDEP, "kind": "ModelDeployment", "metadata": {"name": NAME},
         "spec": {
             "model": {"name": model, "alias": "champion"},
@@ -64,36 +82,35 @@ async def test_an_idle_reconcile_reads_one_object_and_a_changed_resource_is_read
         },
     })  # fmt: skip
     kube = CountingKube(cluster)
-    runtime = Runtime(settings=OperatorSettings(), kube=kube)
+    served = Served(
+        namespace,
+        kube,
+        Runtime(settings=OperatorSettings(), kube=kube),
+        KubeApi(load_api_client(str(cluster.kubeconfig))),
+    )
     try:
-        await _idle_then_changed(cluster, namespace, kube, runtime)
+        # Until the stable track is Ready and a run writes nothing: the steady state.
+        for _ in range(60):
+            outcome = await served.run(await served.current())
+            assert outcome is not None
+            if outcome.requeue_after >= 60 and not any(method == "PATCH" for method, _ in kube.requests):
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"never idle; last requests {kube.requests}")
+        yield served
     finally:
-        for registry in runtime.registries.values():
+        for registry in served.runtime.registries.values():
             await registry.aclose()
 
 
-async def _idle_then_changed(cluster: Cluster, namespace: str, kube: CountingKube, runtime: Runtime) -> None:
-
-    async def current() -> dict[str, Any]:
-        obj = await KubeApi(load_api_client(str(cluster.kubeconfig))).get(MDEP, "ModelDeployment", namespace, NAME)
-        assert obj is not None
-        return obj
-
-    # Until the stable track is Ready and a run writes nothing: the steady state.
-    for _ in range(60):
-        seen = await current()
-        kube.requests.clear()
-        outcome = await reconcile(runtime, namespace, NAME, lambda *_: None, seen=seen)
-        assert outcome is not None
-        if outcome.requeue_after >= 60 and not any(method == "PATCH" for method, _ in kube.requests):
-            break
-        await asyncio.sleep(0.5)
-    else:
-        raise AssertionError(f"never idle; last requests {kube.requests}")
-
+async def test_an_idle_reconcile_reads_one_object_and_a_changed_resource_is_read_anew(
+    cluster: Cluster, served: Served
+) -> None:
+    kube, runtime, namespace = served.kube, served.runtime, served.namespace
+    current = served.current
     seen = await current()
-    kube.requests.clear()
-    await reconcile(runtime, namespace, NAME, lambda *_: None, seen=seen)
+    await served.run(seen)
     assert kube.requests == [("GET", "deployments")]
 
     # Someone else changes the resource; the watch brings the new version, which this process never read.
@@ -101,8 +118,7 @@ async def _idle_then_changed(cluster: Cluster, namespace: str, kube: CountingKub
         GROUP, VERSION, namespace, PLURAL, NAME, {"metadata": {"annotations": {"example.com/touched": "yes"}}}
     )
     changed = await current()
-    kube.requests.clear()
-    await reconcile(runtime, namespace, NAME, lambda *_: None, seen=changed)
+    await served.run(changed)
     assert ("GET", "modeldeployments") in kube.requests
     assert runtime.answered_versions[(namespace, NAME)] == changed["metadata"]["resourceVersion"]
 
@@ -111,86 +127,49 @@ async def _idle_then_changed(cluster: Cluster, namespace: str, kube: CountingKub
         GROUP, VERSION, namespace, PLURAL, NAME, {"status": {"conditions": []}}
     )
     cleared = await current()
-    kube.requests.clear()
-    await reconcile(runtime, namespace, NAME, lambda *_: None, seen=cleared)
+    await served.run(cleared)
     assert ("GET", "modeldeployments") in kube.requests
     assert ("PATCH", "modeldeployments") in kube.requests
     rewritten = await current()
     assert runtime.answered_versions[(namespace, NAME)] == rewritten["metadata"]["resourceVersion"]
     # Until the watch brings the version of that write, its copy is older than the write: read anew.
-    kube.requests.clear()
-    await reconcile(runtime, namespace, NAME, lambda *_: None, seen=cleared)
+    await served.run(cleared)
     assert ("GET", "modeldeployments") in kube.requests
-    kube.requests.clear()
-    await reconcile(runtime, namespace, NAME, lambda *_: None, seen=rewritten)
+    await served.run(rewritten)
     assert kube.requests == [("GET", "deployments")]
 
 
 async def test_an_idle_reconcile_observes_the_watched_deployment_and_reads_a_changed_one(
-    cluster: Cluster, namespace: str, resources: Resources, mlflow: MlflowServer
+    cluster: Cluster, served: Served
 ) -> None:
-    client = MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
-    model = f"watched-{uuid.uuid4().hex[:8]}"
-    client.create_registered_model(model)
-    run_id = client.create_run(experiment_id="0").info.run_id
-    client.create_model_version(model, source=f"runs:/{run_id}/model", run_id=run_id)
-    client.set_registered_model_alias(model, "champion", "1")
-    resources.apply({
-        "apiVersion": MDEP, "kind": "ModelDeployment", "metadata": {"name": NAME},
-        "spec": {
-            "model": {"name": model, "alias": "champion"},
-            "registry": {"trackingUri": mlflow.url, "pollInterval": "60s"},
-            "serving": {"image": "ghcr.io/modelpilot/inference:test", "replicas": 1},
-        },
-    })  # fmt: skip
-    kube = CountingKube(cluster)
-    runtime = Runtime(settings=OperatorSettings(), kube=kube)
-    reader = KubeApi(load_api_client(str(cluster.kubeconfig)))
+    kube, runtime, namespace, reader = served.kube, served.runtime, served.namespace, served.reader
+    seen = await served.current()
     stable = f"{NAME}-stable"
-    try:
-        for _ in range(60):
-            seen = await reader.get(MDEP, "ModelDeployment", namespace, NAME)
-            assert seen is not None
-            kube.requests.clear()
-            outcome = await reconcile(runtime, namespace, NAME, lambda *_: None, seen=seen)
-            assert outcome is not None
-            if outcome.requeue_after >= 60 and not any(method == "PATCH" for method, _ in kube.requests):
-                break
-            await asyncio.sleep(0.5)
-        else:
-            raise AssertionError(f"never idle; last requests {kube.requests}")
+    deployment = await reader.get("apps/v1", "Deployment", namespace, stable)
+    assert deployment is not None
+    runtime.deployments.seen("MODIFIED", deployment)
+    outcome = await served.run(seen)
+    assert outcome is not None
+    assert outcome.requeue_after >= 60, "still Ready from the watched copy"
+    assert kube.requests == []
 
-        deployment = await reader.get("apps/v1", "Deployment", namespace, stable)
-        assert deployment is not None
-        runtime.deployments.seen("MODIFIED", deployment)
-        kube.requests.clear()
-        outcome = await reconcile(runtime, namespace, NAME, lambda *_: None, seen=seen)
-        assert outcome is not None
-        assert outcome.requeue_after >= 60, "still Ready from the watched copy"
-        assert kube.requests == []
+    # Someone else scales the Deployment (a new generation): the watched copy of it is not the one applied.
+    k8s.AppsV1Api(cluster.api_client).patch_namespaced_deployment(stable, namespace, {"spec": {"replicas": 3}})
+    changed = await reader.get("apps/v1", "Deployment", namespace, stable)
+    assert changed is not None
+    runtime.deployments.seen("MODIFIED", changed)
+    # The read makes the operator forget what it had applied; it applies it again in that run or the next
+    # (the read overlaps the applies).
+    await served.run(seen)
+    assert ("GET", "deployments") in kube.requests
+    if ("PATCH", "deployments") not in kube.requests:
+        await served.run(seen)
+    assert ("PATCH", "deployments") in kube.requests, "the operator puts its replicas back"
+    repaired = await reader.get("apps/v1", "Deployment", namespace, stable)
+    assert repaired is not None
+    assert repaired["spec"]["replicas"] == 1
 
-        # Someone else scales the Deployment (a new generation): the watched copy of it is not the one applied.
-        k8s.AppsV1Api(cluster.api_client).patch_namespaced_deployment(stable, namespace, {"spec": {"replicas": 3}})
-        changed = await reader.get("apps/v1", "Deployment", namespace, stable)
-        assert changed is not None
-        runtime.deployments.seen("MODIFIED", changed)
-        # The read makes the operator forget what it had applied; it applies it again in that run or the next
-        # (the read overlaps the applies).
-        kube.requests.clear()
-        await reconcile(runtime, namespace, NAME, lambda *_: None, seen=seen)
-        assert ("GET", "deployments") in kube.requests
-        if ("PATCH", "deployments") not in kube.requests:
-            await reconcile(runtime, namespace, NAME, lambda *_: None, seen=seen)
-        assert ("PATCH", "deployments") in kube.requests, "the operator puts its replicas back"
-        repaired = await reader.get("apps/v1", "Deployment", namespace, stable)
-        assert repaired is not None
-        assert repaired["spec"]["replicas"] == 1
-
-        # Gone from the watch (the watch's word for a delete): read, not assumed.
-        runtime.deployments.seen("DELETED", repaired)
-        kube.requests.clear()
-        await reconcile(runtime, namespace, NAME, lambda *_: None, seen=seen)
-        assert ("GET", "deployments") in kube.requests
-    finally:
-        for registry in runtime.registries.values():
-            await registry.aclose()
+    # Gone from the watch (the watch's word for a delete): read, not assumed.
+    runtime.deployments.seen("DELETED", repaired)
+    await served.run(seen)
+    assert ("GET", "deployments") in kube.requests
