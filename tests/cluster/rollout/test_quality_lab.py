@@ -159,3 +159,58 @@ def test_a_candidate_that_answers_fast_but_wrong_is_rolled_back_by_its_live_accu
         assert logged.counted == logged.rows, tracks
     assert champion.accuracy > MIN_ACCURACY + 0.1, tracks
     assert candidate.accuracy < MIN_ACCURACY - 0.1, tracks
+
+
+def test_the_shadow_phase_rejects_a_disagreeing_candidate_before_any_user_sees_it(
+    lab: Lab,
+    flow_model: LabModel,
+    objects: Objects,
+    mlflow: MlflowServer,
+    predlog_dsn: str,
+    operator: subprocess.Popen[bytes],
+) -> None:
+    model = flow_model
+    lab.server_env.update(
+        {
+            "MODELPILOT_PREDLOG_DSN": predlog_dsn,
+            "MODELPILOT_PREDLOG_FLUSH_SECONDS": "0.2",
+            "MODELPILOT_PREDLOG_INPUTS": "hash",  # the pairing of candidate and stable rows is by inputs hash
+            "MODELPILOT_PREDLOG_SHADOW_INTERVAL_SECONDS": "1",
+        }
+    )
+    model.client.set_registered_model_alias(model.name, "champion", model.stable)
+    spec = rollout_spec(model, mlflow.url, lab.prometheus_url)
+    spec["spec"]["rollout"]["shadow"] = {"minComparisons": 30, "minAgreement": 0.9, "maxDuration": "90s"}
+    objects.resources.apply_with_this_crd(spec)
+    objects.wait(stable_is(model.stable), "Ready with the champion")
+    lab.wait_serving("stable", model.stable)
+    flows = labelled_flows(500, seed=4343)
+    traffic = LabelledTraffic(flows.body, flows.label, f"{lab.url}/v1/labels", uuid.uuid4().hex[:12], LABEL_DELAY)
+    load = lab.start_load(rate=LOAD_RATE, seconds=150, labelled=traffic)
+
+    model.client.set_registered_model_alias(model.name, CANDIDATE_ALIAS, model.candidate)
+    done = objects.wait(state_is("Succeeded", "RolledBack", "Aborted", "Paused"), "the rollout ends", timeout=150)
+    lab.wait_for_split(lambda split: split.mirror is None and split.canary_version is None, "the canary gone")
+    report = load.stop()
+
+    assert canary(done)["state"] == "RolledBack", canary(done)
+    phase = canary(done)["shadow"]
+    assert phase["state"] == "Failed", phase
+    assert phase["comparisons"] >= 30, phase
+    assert phase["agreement"] < 0.9, phase
+    assert canary(done).get("analyses", []) == []  # no live step was analysed: there was none
+    tags = model.tags(model.candidate)
+    assert tags["modelpilot.io/rejected-metric"] == "shadow_agreement"
+    assert float(tags["modelpilot.io/rejected-value"]) == pytest.approx(phase["agreement"], abs=0.01)
+    assert model.alias("champion") == model.stable
+    # No user saw the candidate: no weight ever, every answer the load got was the champion's.
+    assert all(split.canary_weight == 0 for split in lab.observations), lab.observations
+    assert any(split.mirror == f"{RESOURCE}-canary" and split.canary_version for split in lab.observations)
+    assert set(report.statuses) == {200}, report.statuses
+    assert set(report.backends) == {f"stable/{model.stable}"}, report.backends
+    # But the candidate's serving process answered the mirrored copies, and logged them.
+    mirrored = sum(count for (track, version, status), count in lab.splitter.mirrored.items() if status == 200)
+    assert mirrored >= 30, lab.splitter.mirrored
+    tracks = logged_tracks(predlog_dsn, model.name)
+    assert tracks[(model.candidate, "canary")].rows >= 30, tracks
+    assert tracks[(model.stable, "stable")].rows == report.backends[f"stable/{model.stable}"], tracks

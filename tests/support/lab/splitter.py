@@ -2,16 +2,20 @@
 
 It forwards each request to the real server of the backend the current `RouteTable` picks (seeded
 random choice by weight, header rules honoured) and keeps the evidence tests judge the operator by:
-every split it applied (`observations`) and every request it could not place on a ready server.
+every split it applied (`observations`) and every request it could not place on a ready server. A rule
+with a `RequestMirror` filter also sends a copy of each request to the mirror backend's server, off the
+client's path, and drops its answer (`mirrored` counts them), as a Gateway does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -31,6 +35,7 @@ class SplitObservation:
     canary_weight: int  # percent of plain requests routed to the canary backend
     canary_version: str | None  # version of the ready canary server, None when there is none
     stable_version: str | None
+    mirror: str | None = None  # the backend plain requests are mirrored to, if any
 
     @property
     def canary_unready(self) -> bool:
@@ -55,6 +60,8 @@ class TrafficSplitter:
         self.table = RouteTable()
         self.observations: list[SplitObservation] = []
         self.answered: Counter[tuple[str, str, int]] = Counter()  # (track, version, status)
+        self.mirrored: Counter[tuple[str, str, int]] = Counter()  # copies: (track, version, status); status 0: error
+        self._mirrors: set[asyncio.Task[None]] = set()
         self.unplaced: Counter[str] = Counter()  # backend (or "none") → requests without a ready server
         self._session: aiohttp.ClientSession | None = None
 
@@ -68,14 +75,30 @@ class TrafficSplitter:
             canary_weight=table.weight_percent(self.canary_backend),
             canary_version=canary.version if canary else None,
             stable_version=stable.version if stable else None,
+            mirror=table.mirror_backend(),
         )
         last = self.observations[-1] if self.observations else None
-        if last is None or (last.canary_weight, last.canary_version, last.stable_version) != (
+        if last is None or (last.canary_weight, last.canary_version, last.stable_version, last.mirror) != (
             observation.canary_weight,
             observation.canary_version,
             observation.stable_version,
+            observation.mirror,
         ):
             self.observations.append(observation)
+
+    async def _mirror(
+        self, server: InferenceServer, request: web.Request, body: bytes, headers: Mapping[str, Any]
+    ) -> None:
+        assert self._session is not None
+        try:
+            async with self._session.request(
+                request.method, server.url + request.path_qs, data=body, headers=headers
+            ) as upstream:
+                await upstream.read()
+                status = upstream.status
+        except aiohttp.ClientError:
+            status = 0
+        self.mirrored[(server.track, server.version, status)] += 1
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward one request to the picked backend's server."""
@@ -88,6 +111,12 @@ class TrafficSplitter:
         assert self._session is not None
         body = await request.read()
         forwarded = {key: value for key, value in request.headers.items() if key.lower() not in _DROPPED_HEADERS}
+        rule = self.table.rule_for(request.path, headers)
+        mirror = self.serving(rule.mirror) if rule is not None and rule.mirror is not None else None
+        if mirror is not None:  # a copy, whose answer nobody waits for
+            task = asyncio.create_task(self._mirror(mirror, request, body, forwarded))
+            self._mirrors.add(task)
+            task.add_done_callback(self._mirrors.discard)
         try:
             async with self._session.request(
                 request.method, server.url + request.path_qs, data=body, headers=forwarded
@@ -115,5 +144,7 @@ class TrafficSplitter:
 
     async def close(self) -> None:
         """Close the upstream connection pool."""
+        if self._mirrors:
+            await asyncio.wait(self._mirrors, timeout=10)
         if self._session is not None:
             await self._session.close()
