@@ -237,12 +237,19 @@ class Lab:
         retired = await self.supervisor.sync(deployments, self._http)
         self.splitter.serving = dict(self.supervisor.active).get
         self.splitter.update(table)
-        for server in retired:  # only now does no request go to them
-            task = asyncio.create_task(asyncio.to_thread(stop, server.process, 3.0))
+        for server in retired:  # only now does no new request go to them
+            task = asyncio.create_task(self._retire(server))
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
         self._point_prometheus()
         await asyncio.to_thread(self._release_pods)
+
+    async def _retire(self, server: InferenceServer) -> None:
+        # Requests already placed on it are answered first: a draining server answers new ones 503.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await self.splitter.drained(server)
+        await asyncio.to_thread(stop, server.process, 3.0)
 
     async def _poll_forever(self) -> None:
         while True:

@@ -62,6 +62,10 @@ class TrafficSplitter:
         self.answered: Counter[tuple[str, str, int]] = Counter()  # (track, version, status)
         self.mirrored: Counter[tuple[str, str, int]] = Counter()  # copies: (track, version, status); status 0: error
         self._mirrors: set[asyncio.Task[None]] = set()
+        # Requests placed on a server and not answered yet, by its port: a retired server is stopped only
+        # once it has none (`drained`), as a pod leaves the endpoints before it gets SIGTERM.
+        self._in_flight: Counter[int] = Counter()
+        self._answered = asyncio.Condition()
         self.unplaced: Counter[str] = Counter()  # backend (or "none") → requests without a ready server
         self._session: aiohttp.ClientSession | None = None
 
@@ -89,6 +93,7 @@ class TrafficSplitter:
     async def _mirror(
         self, server: InferenceServer, request: web.Request, body: bytes, headers: Mapping[str, Any]
     ) -> None:
+        """Send the copy (counted in flight by the caller when it was placed); count its answer, drop it."""
         assert self._session is not None
         try:
             async with self._session.request(
@@ -98,6 +103,8 @@ class TrafficSplitter:
                 status = upstream.status
         except aiohttp.ClientError:
             status = 0
+        finally:
+            await self._placed_request_done(server)
         self.mirrored[(server.track, server.version, status)] += 1
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -108,12 +115,32 @@ class TrafficSplitter:
         if server is None:
             self.unplaced[backend or "none"] += 1
             return web.Response(status=503, text=f"no ready server for backend {backend}")
+        self._in_flight[server.port] += 1
+        try:
+            return await self._forward(request, headers, backend, server)
+        finally:
+            await self._placed_request_done(server)
+
+    async def drained(self, server: InferenceServer) -> None:
+        """Wait until no request placed on `server` is still unanswered (bound it with asyncio.timeout)."""
+        async with self._answered:
+            await self._answered.wait_for(lambda: self._in_flight[server.port] <= 0)
+
+    async def _placed_request_done(self, server: InferenceServer) -> None:
+        self._in_flight[server.port] -= 1
+        async with self._answered:
+            self._answered.notify_all()
+
+    async def _forward(
+        self, request: web.Request, headers: Mapping[str, str], backend: str | None, server: InferenceServer
+    ) -> web.StreamResponse:
         assert self._session is not None
         body = await request.read()
         forwarded = {key: value for key, value in request.headers.items() if key.lower() not in _DROPPED_HEADERS}
         rule = self.table.rule_for(request.path, headers)
         mirror = self.serving(rule.mirror) if rule is not None and rule.mirror is not None else None
         if mirror is not None:  # a copy, whose answer nobody waits for
+            self._in_flight[mirror.port] += 1
             task = asyncio.create_task(self._mirror(mirror, request, body, forwarded))
             self._mirrors.add(task)
             task.add_done_callback(self._mirrors.discard)
