@@ -2,6 +2,7 @@
 
     with running_lab(LabSettings(kubeconfig, namespace, "fraud", mlflow_url, root)) as lab:
         lab.faults["2"] = {"MODELPILOT_FAULT_ERROR_RATE": "0.2"}     # before version 2 is served
+        lab.server_env["MODELPILOT_PREDLOG_DSN"] = dsn               # every server, e.g. the prediction log
         ... apply the ModelDeployment with analysis.prometheus = lab.prometheus_url ...
         load = lab.start_load(rate=20, seconds=120)                  # /invocations to lab.url
         ... set the candidate alias, wait for the outcome ...
@@ -34,7 +35,7 @@ from kubernetes import client
 from modelpilot.operator.builders.common import label_value
 from tests.support.cluster import apply_manifest, get_object, list_objects, new_api_client, wait_until
 from tests.support.lab import admission
-from tests.support.lab.load import LoadReport, generate_load
+from tests.support.lab.load import LabelledTraffic, LoadReport, generate_load
 from tests.support.lab.model import invocation_body
 from tests.support.lab.pool import WarmServerPool
 from tests.support.lab.routes import RouteTable, table_from_httproute, table_from_ready_replicas
@@ -84,11 +85,14 @@ class Lab:
     def __init__(self, settings: LabSettings, pool: WarmServerPool) -> None:
         self.settings = settings
         self.faults: dict[str, dict[str, str]] = {}  # model version → extra server env (fault knobs)
+        # Extra env of every server started from now on: what the pod would get from a Secret (valueFrom
+        # entries are not read), e.g. MODELPILOT_PREDLOG_DSN. `faults` wins over it.
+        self.server_env: dict[str, str] = {}
         self.api_client = new_api_client(settings.kubeconfig)
         self.resource_label = label_value(settings.resource)
         self.stable_backend = f"{settings.resource}-stable"
         self.canary_backend = f"{settings.resource}-canary"
-        self.supervisor = ServerSupervisor(pool, settings.mlflow_url, self.faults)
+        self.supervisor = ServerSupervisor(pool, settings.mlflow_url, self.faults, self.server_env)
         self.splitter = TrafficSplitter(self.stable_backend, self.canary_backend, lambda name: None, seed=settings.seed)
         self.url = f"http://127.0.0.1:{free_port()}"
         self.prometheus_port = free_port()
@@ -117,8 +121,15 @@ class Lab:
         """The ready server of a track, if any."""
         return self.supervisor.serving(f"{self.settings.resource}-{track}")
 
-    def start_load(self, rate: float, seconds: float, headers: dict[str, str] | None = None) -> LoadRun:
-        """Send `rate` /invocations requests a second to the splitter for at most `seconds`."""
+    def start_load(
+        self,
+        rate: float,
+        seconds: float,
+        headers: dict[str, str] | None = None,
+        labelled: LabelledTraffic | None = None,
+    ) -> LoadRun:
+        """Send `rate` /invocations requests a second to the splitter for at most `seconds` (with `labelled`:
+        its rows, request ids and, later, their labels — see `load.LabelledTraffic`)."""
         report = LoadReport()
         stop_event = asyncio.Event()
         coroutine = generate_load(
@@ -129,6 +140,7 @@ class Lab:
             stop=stop_event,
             report=report,
             headers=headers,
+            labelled=labelled,
         )
         run = LoadRun(self, asyncio.run_coroutine_threadsafe(coroutine, self.loop), stop_event, report)
         self._loads.append(run)
@@ -225,12 +237,19 @@ class Lab:
         retired = await self.supervisor.sync(deployments, self._http)
         self.splitter.serving = dict(self.supervisor.active).get
         self.splitter.update(table)
-        for server in retired:  # only now does no request go to them
-            task = asyncio.create_task(asyncio.to_thread(stop, server.process, 3.0))
+        for server in retired:  # only now does no new request go to them
+            task = asyncio.create_task(self._retire(server))
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
         self._point_prometheus()
         await asyncio.to_thread(self._release_pods)
+
+    async def _retire(self, server: InferenceServer) -> None:
+        # Requests already placed on it are answered first: a draining server answers new ones 503.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await self.splitter.drained(server)
+        await asyncio.to_thread(stop, server.process, 3.0)
 
     async def _poll_forever(self) -> None:
         while True:

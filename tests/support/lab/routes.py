@@ -2,7 +2,9 @@
 
 Gateway router: the HTTPRoute's rules, as a Gateway implementation would take them — a request goes
 to the most specific matching rule (more header matches win, then the longer path prefix) and,
-within it, to a backend picked at random in proportion to the backendRef weights.
+within it, to a backend picked at random in proportion to the backendRef weights. A rule's `RequestMirror`
+filter names a backend that gets a copy of every request the rule matches (`percent`/`fraction`, a further
+Gateway API feature the operator does not use, are not modelled).
 Replicas router: both tracks behind one Service, so each Ready pod gets an equal share.
 """
 
@@ -29,6 +31,7 @@ class Rule:
     path_prefix: str
     headers: tuple[tuple[str, str], ...]  # (lower-case name, exact value)
     backends: tuple[Backend, ...]
+    mirror: str | None = None  # the backend of the rule's RequestMirror filter
 
     def matches(self, path: str, headers: Mapping[str, str]) -> bool:
         """Whether a request with `path` and (lower-case keyed) `headers` matches this rule."""
@@ -43,12 +46,18 @@ class RouteTable:
 
     rules: tuple[Rule, ...] = ()
 
-    def pick(self, path: str, headers: Mapping[str, str], rng: random.Random) -> str | None:
-        """The backend name a request goes to, or None when no rule matches or every weight is 0."""
+    def rule_for(self, path: str, headers: Mapping[str, str]) -> Rule | None:
+        """The rule a request goes by: the most specific that matches, or None."""
         matching = [rule for rule in self.rules if rule.matches(path, headers)]
         if not matching:
             return None
-        rule = max(matching, key=lambda item: (len(item.headers), len(item.path_prefix)))
+        return max(matching, key=lambda item: (len(item.headers), len(item.path_prefix)))
+
+    def pick(self, path: str, headers: Mapping[str, str], rng: random.Random) -> str | None:
+        """The backend name a request goes to, or None when no rule matches or every weight is 0."""
+        rule = self.rule_for(path, headers)
+        if rule is None:
+            return None
         backends = [backend for backend in rule.backends if backend.weight > 0]
         if not backends:
             return None
@@ -62,6 +71,11 @@ class RouteTable:
         total = sum(b.weight for b in plain.backends)
         share = sum(b.weight for b in plain.backends if b.name == backend)
         return round(100 * share / total) if total else 0
+
+    def mirror_backend(self) -> str | None:
+        """The backend plain requests (the first rule without header matches) are mirrored to, if any."""
+        plain = next((rule for rule in self.rules if not rule.headers), None)
+        return None if plain is None else plain.mirror
 
 
 def _path_has_prefix(path: str, prefix: str) -> bool:
@@ -80,12 +94,16 @@ def table_from_httproute(route: Mapping[str, Any] | None) -> RouteTable:
     for rule in (route.get("spec") or {}).get("rules") or []:
         # An omitted weight is 1 (Gateway API default).
         backends = tuple(Backend(str(ref["name"]), int(ref.get("weight", 1))) for ref in rule.get("backendRefs") or [])
+        mirrors = [
+            f["requestMirror"]["backendRef"]["name"] for f in rule.get("filters") or [] if f["type"] == "RequestMirror"
+        ]
+        mirror = str(mirrors[0]) if mirrors else None
         for match in rule.get("matches") or [{}]:
             path = match.get("path") or {}
             headers = tuple(
                 (str(header["name"]).lower(), str(header["value"])) for header in match.get("headers") or []
             )
-            rules.append(Rule(str(path.get("value", "/")), headers, backends))
+            rules.append(Rule(str(path.get("value", "/")), headers, backends, mirror))
     return RouteTable(tuple(rules))
 
 

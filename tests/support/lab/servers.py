@@ -121,10 +121,17 @@ class ServerSupervisor:
     so the caller can stop them after the router no longer sends them anything.
     """
 
-    def __init__(self, pool: WarmServerPool, mlflow_url: str, faults: MutableMapping[str, dict[str, str]]) -> None:
+    def __init__(
+        self,
+        pool: WarmServerPool,
+        mlflow_url: str,
+        faults: MutableMapping[str, dict[str, str]],
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.pool = pool
         self.mlflow_url = mlflow_url
         self.faults = faults
+        self.env: Mapping[str, str] = env if env is not None else {}  # extra env of every server
         self.active: dict[str, InferenceServer] = {}
         self.pending: dict[str, InferenceServer] = {}
         self.events: list[ServerEvent] = []
@@ -142,6 +149,7 @@ class ServerSupervisor:
             "MODELPILOT_METRICS_PORT": str(metrics_port),
             "MODELPILOT_GRPC_PORT": str(free_port()),
             "MLFLOW_TRACKING_URI": self.mlflow_url,
+            **self.env,
             **self.faults.get(view.version, {}),
         }
         started = self.pool.take(env)
