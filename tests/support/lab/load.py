@@ -81,10 +81,12 @@ class _LabelPoster:
         except aiohttp.ClientError:
             self.report.label_statuses[0] += 1
 
-    async def run(self) -> None:
-        """Post due labels every `LABEL_POST_SECONDS` until cancelled."""
-        while True:
-            await asyncio.sleep(LABEL_POST_SECONDS)
+    async def run(self, stop: asyncio.Event) -> None:
+        """Post due labels every `LABEL_POST_SECONDS` until `stop` is set. Never cancelled: a batch cut off
+        mid-post would be neither posted nor due any more."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=LABEL_POST_SECONDS)
             await self.post()
 
     async def finish(self) -> None:
@@ -135,7 +137,8 @@ async def generate_load(
                 report.statuses[0] += 1
             report.latencies.append(time.monotonic() - begun)
 
-        poster = asyncio.create_task(labels.run()) if labels is not None else None
+        posting_done = asyncio.Event()
+        poster = asyncio.create_task(labels.run(posting_done)) if labels is not None else None
         deadline = report.started + seconds
         next_at = report.started
         while not stop.is_set() and next_at < deadline:
@@ -152,9 +155,8 @@ async def generate_load(
         if in_flight:
             await asyncio.wait(in_flight, timeout=30)
         if poster is not None and labels is not None:
-            poster.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poster
+            posting_done.set()
+            await poster
             await labels.finish()
     report.finished = time.monotonic()
     return report
