@@ -31,22 +31,10 @@ from modelpilot.operator.runtime import Runtime
 from modelpilot.operator.settings import OperatorSettings
 from modelpilot.operator.spec import GROUP, VERSION
 from tests.support.cluster import Cluster, apply_manifest, create_namespace, start_cluster
+from tests.support.counting_kube import CountingKube
 from tests.support.mlflow_server import mlflow_server
 
 NAME = "idle"
-
-
-class CountingKube(KubeApi):
-    """The operator's client, counting requests by method and resource."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        super().__init__(load_api_client(str(cluster.kubeconfig)))
-        self.requests: Counter[str] = Counter()
-
-    async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        parts = path.split("/")
-        self.requests[f"{method} {parts[-3] if parts[-1] == 'status' else parts[-2]}"] += 1
-        return await super()._request(method, path, **kwargs)
 
 
 async def measure(cluster: Cluster, namespace: str, runs: int, *, watch: bool) -> str:
@@ -79,7 +67,8 @@ async def measure(cluster: Cluster, namespace: str, runs: int, *, watch: bool) -
     finally:
         for registry in runtime.registries.values():
             await registry.aclose()
-    requests = ", ".join(f"{key} {count / runs:.2f}" for key, count in sorted(kube.requests.items())) or "none"
+    counted = Counter(f"{method} {resource}" for method, resource in kube.requests)
+    requests = ", ".join(f"{key} {count / runs:.2f}" for key, count in sorted(counted.items())) or "none"
     return (
         f"idle reconcile ({'watched copies' if watched else 'reads'}): {1000 * cpu / runs:.2f} ms CPU, "
         f"{1000 * wall / runs:.1f} ms wall per run; API requests per run: {requests}"

@@ -23,24 +23,12 @@ from modelpilot.operator.runtime import Runtime
 from modelpilot.operator.settings import OperatorSettings
 from modelpilot.operator.spec import GROUP, PLURAL, VERSION
 from tests.support.cluster import Cluster
+from tests.support.counting_kube import CountingKube
 from tests.support.mlflow_server import MlflowServer
 from tests.support.namespace_objects import Resources
 
 NAME = "idle"
 MDEP = f"{GROUP}/{VERSION}"
-
-
-class CountingKube(KubeApi):
-    """The operator's API client, recording each request as (method, last path segment)."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        super().__init__(load_api_client(str(cluster.kubeconfig)))
-        self.requests: list[tuple[str, str]] = []
-
-    async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        parts = path.split("/")
-        self.requests.append((method, parts[-3] if parts[-1] == "status" else parts[-2]))
-        return await super()._request(method, path, **kwargs)
 
 
 @dataclass

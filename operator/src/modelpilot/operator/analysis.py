@@ -26,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -155,6 +157,19 @@ async def _instant(client: HttpClient, base_url: str, promql: str) -> dict[str, 
     return data
 
 
+@asynccontextmanager
+async def _client_or_own(client: HttpClient | None, request_timeout: float) -> AsyncIterator[HttpClient]:
+    """`client`, or a client of this call's own, closed when the call ends."""
+    if client is not None:
+        yield client
+        return
+    own = HttpClient(timeout=request_timeout)
+    try:
+        yield own
+    finally:
+        await own.aclose()
+
+
 def _json(response: Answer) -> dict[str, Any]:
     try:
         body = response.json_value()
@@ -226,15 +241,10 @@ async def analyse(
         )
 
     queries = analysis_queries(spec, target)
-    owned = client is None
-    http = client or HttpClient(timeout=request_timeout)
-    try:
+    async with _client_or_own(client, request_timeout) as http:
         outcomes = await asyncio.gather(
             *(query_value(http, spec.prometheus, promql) for promql in queries.values()), return_exceptions=True
         )
-    finally:
-        if owned:
-            await http.aclose()
     measured: dict[str, float | None] = {}
     for name, outcome in zip(queries, outcomes, strict=True):
         if isinstance(outcome, PrometheusUnavailableError):
@@ -306,20 +316,16 @@ async def count_shadow_comparisons(
     started = now or datetime.now(UTC)
     seconds = max(math.ceil((started - since).total_seconds()), 1)
     where = (target.namespace, target.model, target.version or "", seconds)
-    owned = client is None
-    http = client or HttpClient(timeout=request_timeout)
     try:
-        compared, agreed = await asyncio.gather(
-            query_value(http, prometheus, shadow_comparisons_query(*where)),
-            query_value(http, prometheus, shadow_agreed_query(*where)),
-        )
+        async with _client_or_own(client, request_timeout) as http:
+            compared, agreed = await asyncio.gather(
+                query_value(http, prometheus, shadow_comparisons_query(*where)),
+                query_value(http, prometheus, shadow_agreed_query(*where)),
+            )
     except PrometheusUnavailableError as error:
         return ShadowCount(stamp_down(started), error=f"Prometheus unavailable: {error}")
     except QueryRejectedError as error:
         return ShadowCount(stamp_down(started), error=f"the shadow comparisons query failed: {error}")
-    finally:
-        if owned:
-            await http.aclose()
     # No series: nothing was compared (or agreed) yet.
     return ShadowCount(stamp_down(started), comparisons=_finite(compared or 0.0), agreed=_finite(agreed or 0.0))
 
@@ -341,20 +347,16 @@ async def read_drift_bins(
     request_timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> DriftBins | str:
     """The bins of `target`'s served inputs over `window`, or why they cannot be read (a fixed sentence)."""
-    owned = client is None
-    http = client or HttpClient(timeout=request_timeout)
     try:
-        shares, served = await asyncio.gather(
-            query_vector(http, prometheus, reference_shares_query(target)),
-            query_vector(http, prometheus, served_bins_query(target, window)),
-        )
+        async with _client_or_own(client, request_timeout) as http:
+            shares, served = await asyncio.gather(
+                query_vector(http, prometheus, reference_shares_query(target)),
+                query_vector(http, prometheus, served_bins_query(target, window)),
+            )
     except PrometheusUnavailableError as error:
         return f"Prometheus unavailable: {error}"
     except QueryRejectedError as error:
         return f"the drift query failed: {error}"
-    finally:
-        if owned:
-            await http.aclose()
     reference: dict[str, dict[str, float]] = {}
     for labels, value in shares:
         reference.setdefault(labels.get("feature", ""), {})[labels.get("bin", "")] = value
