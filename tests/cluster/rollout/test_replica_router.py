@@ -19,6 +19,9 @@ from tests.support.mlflow_server import MlflowServer
 
 STEPS = (10, 25, 50, 100)
 TOLERANCE = 5
+# Each pod turns Ready this long after it is created, twice the step interval: a step's hold must start
+# when its pods are Ready, or the step is analysed (and left) before its share was ever carried.
+POD_START_SECONDS = 6.0
 
 
 @pytest.fixture
@@ -30,7 +33,15 @@ def replica_lab(
     server_pool: WarmServerPool,
     tmp_path: Path,
 ) -> Iterator[Lab]:
-    settings = LabSettings(cluster.kubeconfig, namespace, RESOURCE, mlflow.url, tmp_path / "lab", router="replicas")
+    settings = LabSettings(
+        cluster.kubeconfig,
+        namespace,
+        RESOURCE,
+        mlflow.url,
+        tmp_path / "lab",
+        router="replicas",
+        pod_start_seconds=POD_START_SECONDS,
+    )
     with running_lab(settings, server_pool) as running:
         yield running
 
@@ -45,9 +56,7 @@ def test_replica_router_carries_each_step_within_tolerance_and_status_shows_the_
     operator: subprocess.Popen[bytes],
 ) -> None:
     lab, model = replica_lab, lab_model
-    # A step's interval runs from the moment its replicas are applied, not from when they are Ready: it must
-    # outlast the start of the lab's serving processes on a loaded machine for the share to show.
-    spec = rollout_spec(model, mlflow.url, lab.prometheus_url, steps=STEPS, interval="6s")
+    spec = rollout_spec(model, mlflow.url, lab.prometheus_url, steps=STEPS, interval="3s")
     spec["spec"]["traffic"] = {"router": "replicas"}
     spec["spec"]["serving"]["replicas"] = 4  # 4 pods alone give 25 % at best for 10 %: 6 + 1 do
     model.client.set_registered_model_alias(model.name, "champion", model.stable)

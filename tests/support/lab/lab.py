@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -62,6 +63,9 @@ class LabSettings:
     router: Literal["gateway", "replicas"] = "gateway"
     seed: int = 0
     poll_seconds: float = 0.5
+    # A serving pod turns Ready no sooner than this after it was created, as a real container takes its
+    # time to start even when its model server is already up.
+    pod_start_seconds: float = 0.0
 
 
 class LoadRun:
@@ -215,10 +219,18 @@ class Lab:
             annotations, labels = metadata.get("annotations") or {}, metadata.get("labels") or {}
             if annotations.get(admission.UNREADY_ANNOTATION) != "true" or metadata.get("deletionTimestamp"):
                 continue
+            if self._starting(metadata.get("creationTimestamp")):
+                continue
             server = self.serving(labels.get("modelpilot.io/track", ""))
             if server is not None and label_value(server.version) == labels.get("modelpilot.io/version"):
                 with contextlib.suppress(client.ApiException):  # the pod may be gone already
                     core.patch_namespaced_pod(metadata["name"], self.settings.namespace, admission.release_patch())
+
+    def _starting(self, created: str | None) -> bool:
+        if not self.settings.pod_start_seconds or not created:
+            return False
+        age = datetime.datetime.now(datetime.UTC) - datetime.datetime.fromisoformat(created)
+        return age.total_seconds() < self.settings.pod_start_seconds
 
     def _point_prometheus(self) -> None:
         targets = sorted(server.metrics_address for server in self.supervisor.running())

@@ -122,6 +122,24 @@ def test_a_stable_track_still_growing_does_not_take_weight_from_a_canary_that_ha
     assert decision.canary.weight == STEPS[1]
 
 
+def test_a_step_whose_pods_do_not_carry_its_share_yet_is_held_from_when_they_do() -> None:
+    # The replica router: step 2's pods were applied at t=100, but at t=100 + INTERVAL they still start.
+    stepped = holding(1, STEPS[1], since=100)
+    late = decide(SPEC, stepped, observe(100 + INTERVAL, share_settled=False))
+    assert not any(isinstance(action, RunAnalysis) for action in late.actions)
+    assert late.actions == (EnsureCanary("2", STEPS[1]),)
+    assert late.canary.step_started_at == stamp(at(100 + INTERVAL))
+    assert "waiting for its pods" in (late.canary.reason or "")
+    assert late.requeue_after == READY_POLL_SECONDS
+    # Ready at the next look: the step's full interval runs from then, with the usual reason.
+    settled = decide(SPEC, late.canary, observe(102 + INTERVAL))
+    assert settled.canary.reason == f"holding step 2/{len(STEPS)} at {STEPS[1]}%"
+    assert not any(isinstance(action, RunAnalysis) for action in settled.actions)
+    assert settled.due == at(100 + 2 * INTERVAL)
+    analysed = decide(SPEC, settled.canary, observe(100 + 2 * INTERVAL))
+    assert RunAnalysis("2", 1, STEPS[1]) in analysed.actions
+
+
 def test_canary_not_ready_within_the_timeout_rolls_back() -> None:
     decision = decide(SPEC, holding(0, 0), observe(120, canary_ready=False))
     assert decision.canary.state == "RollingBack"

@@ -177,10 +177,12 @@ class RolloutExecutor:
         rollout = self.spec.rollout
         shadowing = rollout is not None and in_shadow_phase(rollout, canary or CanaryStatus())
         mirror_refusal = await self._mirror_refusal() if shadowing else None
-        canary_ready = False
+        canary_ready = share_settled = False
         if deployed is not None and rollout_version is not None:
             # Pods added for a larger step join as they become Ready; the canary stays Ready meanwhile.
-            canary_ready = (await self.cluster.observe("canary", rollout_version)).serves_only_version
+            observed = await self.cluster.observe("canary", rollout_version)
+            canary_ready = observed.serves_only_version
+            share_settled = await self._share_settled(canary, observed)
         return Observation(
             now=self.clock(),
             stable_version=resolved.stable,
@@ -196,7 +198,17 @@ class RolloutExecutor:
             router_weight=router_weight,
             # Only the replica router sizes the stable track for a step.
             stable_sized=stable_ready or self.spec.traffic.router != "replicas",
+            share_settled=share_settled,
         )
+
+    async def _share_settled(self, canary: CanaryStatus | None, observed: TrackObservation) -> bool:
+        """Whether the replica router's Ready pods give the canary the share its current weight was planned
+        to, within the tolerance; true for the other routers and at weight 0."""
+        if self.spec.traffic.router != "replicas" or canary is None or canary.weight == 0 or not canary.version:
+            return True
+        plan = await self._plan(await self._stable_track_version(), canary.version, canary.weight)
+        share = await self._replica_share(observed, plan)
+        return share is None or abs(share - plan.effective_weight) <= self.spec.traffic.replicas.tolerance
 
     async def _mirror_refusal(self) -> str | None:
         """Whether the router can mirror, asked of the cluster once per run."""
@@ -343,12 +355,18 @@ class RolloutExecutor:
             await self._stable_track_version(), version if carries else None, canary.weight
         )
         canary.weight_message = plan.message
-        if self.spec.traffic.router != "replicas" or observed is None or plan.effective_weight in (0, 100):
+        share = None if observed is None else await self._replica_share(observed, plan)
+        if share is None:
             canary.effective_weight = plan.effective_weight
             return False
-        # Each Ready pod behind the shared Service takes an equal share: the share is what the pods show.
+        canary.effective_weight = share
+        return abs(share - plan.effective_weight) > self.spec.traffic.replicas.tolerance
+
+    async def _replica_share(self, canary: TrackObservation, plan: TrafficPlan) -> int | None:
+        """The replica router's canary share in percent: each Ready pod behind the shared Service takes an
+        equal part. None for the other routers, and at 0 or 100 % (the plan alone sets those)."""
+        if self.spec.traffic.router != "replicas" or plan.effective_weight in (0, 100):
+            return None
         stable = await self.cluster.observe("stable", await self._stable_track_version())
-        serving = observed.serving + stable.serving
-        canary.effective_weight = round(100 * observed.serving / serving) if serving else 0
-        tolerance = self.spec.traffic.replicas.tolerance
-        return abs(canary.effective_weight - plan.effective_weight) > tolerance
+        serving = canary.serving + stable.serving
+        return round(100 * canary.serving / serving) if serving else 0

@@ -47,6 +47,9 @@ class Observation:
       None when it cannot be read (replica router). A hold only counts while the router carries it.
     - stable_sized: the stable track has every pod it was last sized for Ready. Only the replica router
       grows the stable track for a step (its pods set the ratio), so for the others this is always true.
+    - share_settled: the replica router's Ready pods give the canary the share its weight was planned to,
+      within `traffic.replicas.tolerance` (pods added for a step may still be starting). A hold only counts
+      once they do; always true for the other routers (`router_weight` tells for them).
     - request: a person's rollout request (promote, abort, pause, resume) not answered yet; the decision
       answers it (`Decision.answer`), and the executor passes it to one decision only.
     - shadow: the count the previous decision asked for (`RunShadowCheck`), if any.
@@ -64,6 +67,7 @@ class Observation:
     analysis: AnalysisResult | None = None
     router_weight: int | None = None
     stable_sized: bool = True
+    share_settled: bool = True
     request: Request | None = None
     shadow: ShadowCount | None = None
     mirror_refusal: str | None = None

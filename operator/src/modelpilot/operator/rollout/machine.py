@@ -18,7 +18,8 @@ States (`CanaryStatus.state`):
 - Progressing and Paused carry traffic. Each step: wait for the canary to be Ready (weight 0 until it
   is; `canaryReadyTimeout` ⇒ RollingBack) and, from weight 0, for the stable track to have the pods it
   was sized for (`stable_sized`; the replica router grows it for the step), set the step's weight, hold
-  `interval`, ask for an analysis (`RunAnalysis`). Passed ⇒ next step (after the 100% step ⇒ Promoting);
+  `interval` (with the replica router, from when the Ready pods carry the step's share:
+  `share_settled`), ask for an analysis (`RunAnalysis`). Passed ⇒ next step (after the 100% step ⇒ Promoting);
   Failed ⇒ failures + 1, `failureLimit` ⇒ RollingBack; Inconclusive ⇒ counted, `inconclusiveLimit` in a
   row ⇒ Paused. After an analysis that does not advance, the step is held another `interval` from that
   analysis. Paused never promotes: a conclusive analysis resumes Progressing at the same step, which is
@@ -183,7 +184,7 @@ def _progress(rollout: Rollout, step: Step) -> Decision:
     if canary.weight != target:
         canary.weight = target
         canary.step_started_at = stamp(obs.now)
-        canary.reason = f"holding step {index + 1}/{len(rollout.steps)} at {target}%"
+        canary.reason = _holding(rollout, index)
         step.act(EnsureCanary(version, target))
         step.emit("Normal", "StepStarted", f"canary Ready: step {index + 1}/{len(rollout.steps)}, weight {target}%")
         return step.hold(rollout.interval_seconds)
@@ -193,12 +194,9 @@ def _progress(rollout: Rollout, step: Step) -> Decision:
         step.act(EnsureCanary(version, target))
         return step.done(rollout.interval_seconds)
 
-    if obs.router_weight is not None and obs.router_weight != target:
-        # The step was recorded but its weight never reached the router (the operator stopped in between):
-        # the hold starts now, so the step is analysed on traffic at its own weight.
-        canary.step_started_at = stamp(obs.now)
-        step.act(EnsureCanary(version, target))
-        return step.hold(rollout.interval_seconds)
+    restarted = _restart_hold(rollout, step, index)
+    if restarted is not None:
+        return restarted
 
     hold_start = _holdstart_rollout(canary)
     due = hold_start + timedelta(seconds=rollout.interval_seconds)
@@ -210,6 +208,32 @@ def _progress(rollout: Rollout, step: Step) -> Decision:
         step.act(EnsureCanary(version, target), RunAnalysis(version, index, target))
         return step.done(0.0)
     return _judge(rollout, step, result)
+
+
+def _restart_hold(rollout: Rollout, step: Step, index: int) -> Decision | None:
+    """The step's hold starts over while its weight is not yet what the traffic gets; None once it is."""
+    obs, canary, target = step.obs, step.canary, rollout.steps[index]
+    waiting = f"{_holding(rollout, index)}: waiting for its pods to be Ready"
+    if obs.router_weight is not None and obs.router_weight != target:
+        # The step was recorded but its weight never reached the router (the operator stopped in between):
+        # the hold starts now, so the step is analysed on traffic at its own weight.
+        canary.step_started_at = stamp(obs.now)
+        step.act(EnsureCanary(step.version, target))
+        return step.hold(rollout.interval_seconds)
+    if not obs.share_settled:
+        # Replica router: the step's pods are still starting, so the canary's share is not yet the step's.
+        # The hold (and so the analysis) starts once the Ready pods carry it.
+        canary.step_started_at = stamp(obs.now)
+        canary.reason = waiting
+        step.act(EnsureCanary(step.version, target))
+        return step.done(READY_POLL_SECONDS)
+    if canary.reason == waiting:
+        canary.reason = _holding(rollout, index)
+    return None
+
+
+def _holding(rollout: Rollout, index: int) -> str:
+    return f"holding step {index + 1}/{len(rollout.steps)} at {rollout.steps[index]}%"
 
 
 def _canary_ready(step: Step) -> bool:
@@ -299,7 +323,7 @@ def _judge(rollout: Rollout, step: Step, result: AnalysisResult) -> Decision:
     canary.step += 1
     canary.weight = steps[canary.step]
     canary.step_started_at = stamp(step.obs.now)
-    canary.reason = f"holding step {canary.step + 1}/{len(steps)} at {canary.weight}%"
+    canary.reason = _holding(rollout, canary.step)
     step.act(EnsureCanary(step.version, canary.weight))
     step.emit(
         "Normal",
