@@ -114,12 +114,8 @@ def _stages(instructions: list[Instruction]) -> list[Stage]:
 
 
 def _image_is_pinned(image: str) -> bool:
-    if "@sha256:" in image:
-        return True
-    last = image.rsplit("/", 1)[-1]
-    if ":" not in last:
-        return False
-    return last.rsplit(":", 1)[1] not in {"", "latest"}
+    """Pinned by digest: a tag (even a full version) can be moved to other content."""
+    return "@sha256:" in image
 
 
 def _check_from(path: str, stage: Stage, defaults: dict[str, str], names: set[str]) -> list[Finding]:
@@ -131,7 +127,7 @@ def _check_from(path: str, stage: Stage, defaults: dict[str, str], names: set[st
     if "$" in image:
         return [Finding(path, first.line, "DF001", f"base image {words[0]} has no default to check")]
     if not _image_is_pinned(image):
-        return [Finding(path, first.line, "DF001", f"base image {image} is not pinned to a tag or digest")]
+        return [Finding(path, first.line, "DF001", f"base image {image} is not pinned by digest (@sha256:…)")]
     return []
 
 

@@ -11,6 +11,9 @@ from tests.unit.chart.conftest import REPO
 LINTER = REPO / "hack" / "lint_dockerfiles.py"
 
 
+PINNED = f"python:3.11.14-slim-bookworm@sha256:{'0' * 64}"
+
+
 def lint(*paths: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(LINTER), *map(str, paths)], capture_output=True, text=True, check=False, timeout=60
@@ -60,10 +63,19 @@ def test_the_linter_catches_what_the_images_must_not_do(tmp_path: Path) -> None:
     }
 
 
+def test_a_base_image_pinned_by_tag_alone_is_not_pinned(tmp_path: Path) -> None:
+    tagged = tmp_path / "Dockerfile"
+    tagged.write_text("ARG BASE=python:3.11.14-slim-bookworm\nFROM ${BASE} AS build\nFROM ${BASE}\nUSER 10001\n")
+    result = lint(tagged)
+    assert result.returncode == 1
+    assert [line.split()[1] for line in result.stdout.splitlines()] == ["DF001", "DF001"]
+    assert "not pinned by digest" in result.stdout
+
+
 def test_the_linter_accepts_a_clean_multi_stage_build(tmp_path: Path) -> None:
     good = tmp_path / "Dockerfile"
     good.write_text(
-        "ARG BASE=python:3.11.14-slim-bookworm\n"
+        f"ARG BASE={PINNED}\n"
         "FROM ${BASE} AS build\n"
         "COPY uv-requirements.txt /tmp/\n"
         "RUN pip install --no-cache-dir --require-hashes -r /tmp/uv-requirements.txt\n"
@@ -83,11 +95,11 @@ def test_the_linter_accepts_a_clean_multi_stage_build(tmp_path: Path) -> None:
 def test_a_download_cache_on_a_cache_mount_is_not_in_the_image(tmp_path: Path) -> None:
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(
-        "FROM python:3.11.14-slim-bookworm AS build\n"
+        f"FROM {PINNED} AS build\n"
         "RUN --mount=type=cache,id=uv,target=/root/.cache/uv uv pip install --system --require-hashes -r req.txt\n"
         "RUN --mount=type=cache,target=/root/.cache/pip pip install --require-hashes -r uv.txt\n"
         "RUN --mount=type=bind,source=x,target=/x uv pip install --system --require-hashes -r /x/req.txt\n"
-        "FROM python:3.11.14-slim-bookworm\n"
+        f"FROM {PINNED}\n"
         "USER 10001:10001\n"
         'ENTRYPOINT ["app"]\n'
     )
@@ -104,12 +116,12 @@ def test_docker_build_context_is_limited_to_sources() -> None:
 def test_what_comes_from_an_index_is_checked_against_hashes(tmp_path: Path) -> None:
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(
-        "FROM python:3.11.14-slim-bookworm AS build\n"
+        f"FROM {PINNED} AS build\n"
         "RUN pip install --no-cache-dir -r /tmp/uv-requirements.txt\n"
         "RUN uv pip install --no-cache -r /tmp/requirements.txt\n"
         "RUN uv pip install --no-cache --index-url https://download.pytorch.org/whl/cpu -r /tmp/torch.txt\n"
         "RUN uv pip install --no-cache ./app\n"
-        "FROM python:3.11.14-slim-bookworm\n"
+        f"FROM {PINNED}\n"
         "USER 10001:10001\n"
         'ENTRYPOINT ["app"]\n'
     )
