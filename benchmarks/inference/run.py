@@ -39,6 +39,8 @@ SERVER_CPU, LOAD_CPU = "0", "1"
 MODEL_NAME = "bench-moe"
 CONNECTIONS = (1, 8, 32)
 ROW_COUNTS = (1, 256)
+# modelpilot-serve again, on a version whose run logged the training reference: it counts drift bins.
+DRIFT_BINS = "modelpilot-bins"
 
 
 @dataclass
@@ -83,40 +85,49 @@ def _median(runs: list[Cell]) -> Cell:
     )
 
 
-def register_model(tracking_uri: str, workdir: Path) -> tuple[str, Path]:
+def register_model(tracking_uri: str, workdir: Path) -> tuple[dict[str, str], Path]:
     """Log the product's MoE (pt2, tensor signature), register it, save its state dict for the floor.
 
-    Returns the models:/ URI and the state dict's path.
+    Version 1's run logs the model alone; version 2's run (the same weights) also logs the training
+    reference a training run writes, so a server of version 2 counts every input into its drift bins.
+    Returns the models:/ URI of each contender that is not the default, and the state dict's path.
     """
     import mlflow
     import mlflow.pytorch
+    import pandas as pd
     import torch
 
     from modelpilot.training.model import MixtureOfExperts
+    from modelpilot.training.reference import REFERENCE_ARTIFACT, reference_statistics
 
     torch.manual_seed(0)
+    training_rows = sample_rows(512, seed=3)
     model = MixtureOfExperts(N_FEATURES)
-    model.fit_normalisation(torch.from_numpy(sample_rows(512, seed=3)))
+    model.fit_normalisation(torch.from_numpy(training_rows))
     model.eval()
     state_dict = workdir / "state_dict.pt"
     torch.save(model.state_dict(), state_dict)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("benchmark")
-    with mlflow.start_run():
-        mlflow.pytorch.log_model(
-            model,
-            name="moe",
-            input_example=sample_rows(4),
-            registered_model_name=MODEL_NAME,
-            pip_requirements=["torch"],
-        )
-    return f"models:/{MODEL_NAME}/1", state_dict
+    frame = pd.DataFrame(training_rows, columns=[f"f{index}" for index in range(N_FEATURES)])
+    for with_reference in (False, True):
+        with mlflow.start_run():
+            mlflow.pytorch.log_model(
+                model,
+                name="moe",
+                input_example=sample_rows(4),
+                registered_model_name=MODEL_NAME,
+                pip_requirements=["torch"],
+            )
+            if with_reference:
+                mlflow.log_dict(reference_statistics(frame, list(frame.columns)), REFERENCE_ARTIFACT)
+    return {DRIFT_BINS: f"models:/{MODEL_NAME}/2"}, state_dict
 
 
 def server_commands(name: str, uri: str, port: int, state_dict: Path) -> tuple[list[str], dict[str, str], str]:
     """(argv, extra env, readiness path) of each contender."""
     pin = ["taskset", "-c", SERVER_CPU]
-    if name == "modelpilot":
+    if name in ("modelpilot", DRIFT_BINS):
         env = {
             "MODELPILOT_MODEL_URI": uri,
             "MODELPILOT_HOST": "127.0.0.1",
@@ -160,6 +171,16 @@ def started(
         yield url, process, time.perf_counter() - begin
     finally:
         stop(process)
+
+
+def check_counts_drift_bins(process: subprocess.Popen[bytes], url: str) -> None:
+    """The server on the version with a training reference exports its bins (else it would measure nothing)."""
+    environ = Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
+    port = next(e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"MODELPILOT_METRICS_PORT="))
+    predictions(url, orjson.dumps({"inputs": sample_rows(8).tolist()}))
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    if "modelpilot_feature_reference_share{" not in metrics:
+        sys.exit(f"{DRIFT_BINS}: the server has no drift bins: its version's training reference was not loaded")
 
 
 def run_wrk(url: str, body_file: Path, connections: int, duration: int, pid: int) -> Cell:
@@ -208,7 +229,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="runs of every cell per server (medians reported)")
-    parser.add_argument("--servers", default="modelpilot,mlflow,floor")
+    parser.add_argument("--servers", default="modelpilot,mlflow,floor", help=f"also: {DRIFT_BINS}")
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         sys.exit("needs wrk and taskset (apt-get install -y wrk util-linux)")
@@ -219,13 +240,15 @@ def main() -> None:
     results = {name: ServerResult(name) for name in names}
     reference: dict[int, np.ndarray[Any, Any]] = {}
     with mlflow_server(workdir / "mlflow") as registry, ExitStack() as servers:
-        uri, state_dict = register_model(registry.url, workdir)
+        uris, state_dict = register_model(registry.url, workdir)
         env["MLFLOW_TRACKING_URI"] = registry.url
         running: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
         for name in names:
             url, process, cold_start = servers.enter_context(
-                started(name, uri, state_dict, workdir / f"{name}.log", env)
+                started(name, uris.get(name, f"models:/{MODEL_NAME}/1"), state_dict, workdir / f"{name}.log", env)
             )
+            if name == DRIFT_BINS:
+                check_counts_drift_bins(process, url)
             results[name].cold_start_s = cold_start
             results[name].rss_ready_mb = rss_bytes(process_tree(process.pid)) / 2**20
             running[name] = (url, process)
@@ -287,7 +310,26 @@ def report(results: list[ServerResult], duration: int, rounds: int) -> str:
             lines.append(f"\nCold start vs mlflow: {ours.cold_start_s / by_name['mlflow'].cold_start_s:.2f}x")
         if "floor" in by_name:
             lines.append(f"RSS at ready vs floor: {ours.rss_ready_mb - by_name['floor'].rss_ready_mb:+.0f} MiB")
+        if DRIFT_BINS in by_name:
+            lines += _drift_bins_cost(ours, by_name[DRIFT_BINS])
     return "\n".join(lines)
+
+
+def _drift_bins_cost(ours: ServerResult, bins: ServerResult) -> list[str]:
+    """The drift bins' cost: the server with a training reference against the same server without one."""
+    lines = [
+        "",
+        f"| rows | conns | req/s {DRIFT_BINS} vs modelpilot | per round | p50 vs modelpilot | CPU-s/1k vs modelpilot |",
+        "|---:|---:|---:|---|---:|---:|",
+    ]
+    for key, cell in bins.cells.items():
+        base = ours.cells[key]
+        rounds = " ".join(f"{a.rps / b.rps:.2f}" for a, b in zip(bins.runs[key], ours.runs[key], strict=True))
+        lines.append(
+            f"| {key[0]} | {key[1]} | {cell.rps / base.rps:.2f}x | {rounds} | {cell.p50_ms / base.p50_ms:.2f}x | "
+            f"{cell.cpu_per_1k / base.cpu_per_1k:.2f}x |"
+        )
+    return lines
 
 
 if __name__ == "__main__":
