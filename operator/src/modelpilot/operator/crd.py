@@ -102,6 +102,11 @@ def _convert_union(node: dict[str, Any], definitions: dict[str, Any]) -> dict[st
         for key in ("description", "default"):
             if outer.get(key) is not None:
                 converted[key] = outer[key]
+        # Bounds of either branch apply to values of its type only (a minimum to numbers, a pattern to strings).
+        for branch in branches:
+            for key in ("minimum", "maximum", "pattern", "maxLength"):
+                if key in branch:
+                    converted[key] = branch[key]
         return converted
     if len(branches) != 1:
         raise ValueError(f"a CRD schema cannot express the union {node['anyOf']!r}")
