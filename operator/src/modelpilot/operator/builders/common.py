@@ -6,6 +6,7 @@ import copy
 import hashlib
 import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from modelpilot.operator.spec import GROUP, KIND, VERSION, EnvVar, ModelDeploymentSpec, Resources, Toleration
@@ -132,10 +133,40 @@ def quantity(value: int | str) -> str:
     return str(value)
 
 
+_QUANTITY_SUFFIXES = {
+    **{suffix: Decimal(1024) ** power for power, suffix in enumerate(("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{suffix: Decimal(10) ** (3 * power) for power, suffix in enumerate(("", "k", "M", "G", "T", "P", "E"))},
+    "m": Decimal("1e-3"),
+    "u": Decimal("1e-6"),
+    "n": Decimal("1e-9"),
+}
+_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))((?:[eE][+-]?[0-9]+)|[KMGTPE]i|[numkMGTPE])?$")
+
+
+def quantity_amount(value: int | str) -> Decimal:
+    """The number a Kubernetes quantity stands for (`1500m` is 1.5, `2Ki` 2048); ValueError when it is none."""
+    match = _QUANTITY.match(str(value))
+    if match is None:
+        raise ValueError(f"{value!r} is not a quantity")
+    number, suffix = match.group(1), match.group(2) or ""
+    try:
+        if suffix[:1] in {"e", "E"}:
+            return Decimal(number + suffix)
+        return Decimal(number) * _QUANTITY_SUFFIXES[suffix]
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a quantity") from None
+
+
+def gpu_amount(resources: Resources) -> Decimal:
+    """GPUs a container with these resources asks for (its limit, else its request; 0 for none)."""
+    amount = resources.limits.get(GPU_RESOURCE, resources.requests.get(GPU_RESOURCE))
+    return Decimal(0) if amount is None else quantity_amount(amount)
+
+
 def requests_gpu(resources: Resources) -> bool:
     """Whether a container with these resources asks for at least one GPU."""
     amounts = [resources.limits.get(GPU_RESOURCE), resources.requests.get(GPU_RESOURCE)]
-    return any(amount is not None and str(amount) not in {"0", "0.0"} for amount in amounts)
+    return any(amount is not None and quantity_amount(amount) > 0 for amount in amounts)
 
 
 def container_resources(resources: Resources) -> dict[str, dict[str, str]]:
