@@ -17,6 +17,7 @@ from modelpilot.operator.crd import build_crd
 from modelpilot.operator.handlers.training import CRONJOB_NAME_LIMIT
 from modelpilot.operator.kubeapi import KubeApi, KubeError
 from modelpilot.operator.spec import GROUP, PLURAL, VERSION, parse_spec
+from modelpilot.operator.spec.training import MAX_WORKERS
 from tests.support.cluster import apply_manifest, wait_for_condition
 from tests.support.derived_objects import derived_objects
 from tests.support.gateway_api import install_gateway_api_crds
@@ -125,4 +126,7 @@ async def test_the_longest_name_yields_names_every_derived_object_accepts(
         if obj["kind"] == "Job" and obj["spec"].get("completionMode") == "Indexed":
             # Each pod's hostname is `<job>-<index>`: a DNS label.
             assert len(f"{object_name}-{obj['spec']['completions'] - 1}") <= DNS1035_LABEL_MAX
+        if obj["kind"] == "TrainJob":
+            # JobSet refuses a JobSet whose pod names `<name>-node-0-<index>-<5 characters>` exceed a DNS label.
+            assert len(f"{object_name}-node-0-{MAX_WORKERS - 1}-abcde") <= DNS1035_LABEL_MAX
     assert {obj["kind"] for obj in objects} >= {"Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"}
