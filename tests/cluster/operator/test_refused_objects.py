@@ -44,12 +44,7 @@ CASES = [
         "nodeSelectorTerms",
     ),
     ("annotation-size", _serving(podAnnotations={"big": "x" * 262_144}), "Deployment", "262144 bytes"),
-    (
-        "over-limit",
-        _serving(resources={"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}),
-        "Deployment",
-        "must be less than or equal to cpu limit",
-    ),
+    ("resource-name", _serving(resources={"requests": {"gpus": "1"}}), "Deployment", "standard resource"),
     ("cron", _scheduled("99 3 * * 0"), "CronJob", "schedule"),
 ]
 

@@ -13,12 +13,12 @@ from modelpilot.operator.builders.common import (
     label_value,
     labels,
     pod_tolerations,
-    quantity_amount,
     requests_gpu,
     selector,
     track_name,
 )
 from modelpilot.operator.spec import Resources, Toleration
+from modelpilot.operator.spec.kube import quantity_amount
 from tests.unit.operator.builders.examples import OWNER, replicas_raw, spec_of
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}

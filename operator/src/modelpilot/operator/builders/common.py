@@ -6,10 +6,11 @@ import copy
 import hashlib
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Literal
 
 from modelpilot.operator.spec import GROUP, KIND, VERSION, EnvVar, ModelDeploymentSpec, Resources, Toleration
+from modelpilot.operator.spec.kube import quantity_amount
 
 Track = Literal["stable", "canary"]
 TRACKS: tuple[Track, ...] = ("stable", "canary")
@@ -131,30 +132,6 @@ def metadata(
 def quantity(value: int | str) -> str:
     """A quantity as the string form the API server returns, so applied and live objects compare equal."""
     return str(value)
-
-
-_QUANTITY_SUFFIXES = {
-    **{suffix: Decimal(1024) ** power for power, suffix in enumerate(("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
-    **{suffix: Decimal(10) ** (3 * power) for power, suffix in enumerate(("", "k", "M", "G", "T", "P", "E"))},
-    "m": Decimal("1e-3"),
-    "u": Decimal("1e-6"),
-    "n": Decimal("1e-9"),
-}
-_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))((?:[eE][+-]?[0-9]+)|[KMGTPE]i|[numkMGTPE])?$")
-
-
-def quantity_amount(value: int | str) -> Decimal:
-    """The number a Kubernetes quantity stands for (`1500m` is 1.5, `2Ki` 2048); ValueError when it is none."""
-    match = _QUANTITY.match(str(value))
-    if match is None:
-        raise ValueError(f"{value!r} is not a quantity")
-    number, suffix = match.group(1), match.group(2) or ""
-    try:
-        if suffix[:1] in {"e", "E"}:
-            return Decimal(number + suffix)
-        return Decimal(number) * _QUANTITY_SUFFIXES[suffix]
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not a quantity") from None
 
 
 def gpu_amount(resources: Resources) -> Decimal:

@@ -11,6 +11,7 @@ Regular expressions use no backslashes, so they read the same in Python, in the 
 from __future__ import annotations
 
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
@@ -37,7 +38,7 @@ QUANTITY_PATTERN = "^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)(([KMGTPE]i)|[numkMGTPE]
 # The same, without a sign or with '+': the amounts of container resources must not be negative.
 NONNEGATIVE_QUANTITY_PATTERN = "^[+]?([0-9]+([.][0-9]*)?|[.][0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?[0-9]+))?$"
 ResourceQuantity = Annotated[
-    Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=NONNEGATIVE_QUANTITY_PATTERN)],
+    Annotated[int, Field(ge=0)] | Annotated[str, Field(max_length=64, pattern=NONNEGATIVE_QUANTITY_PATTERN)],
     Field(description="A Kubernetes quantity of at least 0, e.g. 500m, 2Gi or 1."),
 ]
 # Gateway API's HTTPPathMatch characters for Exact and PathPrefix matches.
@@ -109,16 +110,45 @@ Image = Annotated[
 ]
 
 
-_QUANTITY_NUMBER = re.compile("^([+-]?([0-9]+([.][0-9]*)?|[.][0-9]+))")
+_QUANTITY_SUFFIXES = {
+    **{suffix: Decimal(1024) ** power for power, suffix in enumerate(("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{suffix: Decimal(10) ** (3 * power) for power, suffix in enumerate(("", "k", "M", "G", "T", "P", "E"))},
+    "m": Decimal("1e-3"),
+    "u": Decimal("1e-6"),
+    "n": Decimal("1e-9"),
+}
+_QUANTITY_PARTS = re.compile("^([+-]?([0-9]+([.][0-9]*)?|[.][0-9]+))(([eE][+-]?[0-9]+)|[KMGTPE]i|[numkMGTPE])?$")
+
+
+def quantity_amount(value: int | str) -> Decimal:
+    """The number a Kubernetes quantity stands for (`1500m` is 1.5, `2Ki` 2048); ValueError when it is none."""
+    match = _QUANTITY_PARTS.match(str(value))
+    if match is None:
+        raise ValueError(f"{value!r} is not a quantity like 500m, 2Gi or 1")
+    number, suffix = match.group(1), match.group(4) or ""
+    try:
+        if suffix[:1] in {"e", "E"}:
+            return Decimal(number + suffix)
+        return Decimal(number) * _QUANTITY_SUFFIXES[suffix]
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a quantity like 500m, 2Gi or 1") from None
 
 
 def quantity_sign(text: str) -> int:
     """-1, 0 or 1: the sign of a Kubernetes quantity; ValueError when `text` is not one."""
-    number = _QUANTITY_NUMBER.match(text)
-    if number is None or not re.match(QUANTITY_PATTERN, text):
-        raise ValueError(f"{text!r} is not a quantity like 500m, 2Gi or 1")
-    value = float(number.group(1))
-    return (value > 0) - (value < 0)
+    amount = quantity_amount(text)
+    return (amount > 0) - (amount < 0)
+
+
+def is_extended_resource(name: str) -> bool:
+    """Whether a container resource is an extended one (a domain-prefixed name outside kubernetes.io, e.g.
+    nvidia.com/gpu): the Pod API takes only whole amounts of those, and a request equal to the limit."""
+    return "/" in name and "kubernetes.io/" not in name and not name.startswith("requests.")
+
+
+def extended_resource_cel(var: str) -> str:
+    """CEL: the resource name `var` is an extended resource (`is_extended_resource`)."""
+    return f"({var}.contains('/') && !{var}.contains('kubernetes.io/') && !{var}.startsWith('requests.'))"
 
 
 HTTP_PATH_RULES: list[tuple[str, str]] = [

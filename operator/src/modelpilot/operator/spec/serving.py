@@ -19,10 +19,13 @@ from modelpilot.operator.spec.kube import (
     LabelValue,
     QualifiedName,
     ResourceQuantity,
+    extended_resource_cel,
+    is_extended_resource,
     is_label_value,
     is_qualified_name,
     keyed_by_qualified_names,
     qualified_name_cel,
+    quantity_amount,
     quantity_sign,
 )
 
@@ -98,15 +101,55 @@ class EnvVar(SpecModel):
     value: str = Field(default="", description="Variable value.")
 
 
+_REQUEST_OVER_LIMIT = "a resource's request must not exceed its limit"
+_WHOLE_EXTENDED = "extended resources such as nvidia.com/gpu come in whole numbers"
+# Entries of requests or limits: CEL's cost budget needs a bound (a container names a handful of resources).
+RESOURCES_MAX_ENTRIES = 32
+
+
+def _whole_extended_cel(side: str) -> str:
+    # Quantity.isInteger() answers false for 2000m, which the Pod API takes as 2: compare the number instead.
+    amount = f"quantity(string(self.{side}[k])).asApproximateFloat()"
+    return (
+        f"!has(self.{side}) || self.{side}.all(k, !{extended_resource_cel('k')} || {amount} == double(int({amount})))"
+    )
+
+
 class Resources(SpecModel):
     """Compute resources of a container, as in a Pod spec (GPUs as nvidia.com/gpu limits)."""
 
+    # The Pod API's rules that relate amounts (ValidateResourceRequirements); which names it takes, and that an
+    # extended resource's request equals its limit, are left to it.
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits)"
+                " || !quantity(string(self.requests[k])).isGreaterThan(quantity(string(self.limits[k]))))",
+                _REQUEST_OVER_LIMIT,
+            ),
+            (_whole_extended_cel("requests"), _WHOLE_EXTENDED),
+            (_whole_extended_cel("limits"), _WHOLE_EXTENDED),
+        )
+    )
+
     requests: dict[str, ResourceQuantity] = Field(
-        default_factory=dict, description="Minimum resources, e.g. cpu: 500m."
+        default_factory=dict, max_length=RESOURCES_MAX_ENTRIES, description="Minimum resources, e.g. cpu: 500m."
     )
     limits: dict[str, ResourceQuantity] = Field(
-        default_factory=dict, description="Maximum resources, e.g. memory: 2Gi, nvidia.com/gpu: 1."
+        default_factory=dict,
+        max_length=RESOURCES_MAX_ENTRIES,
+        description="Maximum resources, e.g. memory: 2Gi, nvidia.com/gpu: 1.",
     )
+
+    @model_validator(mode="after")
+    def _amounts_fit(self) -> Resources:
+        for name, amount in self.requests.items():
+            if name in self.limits and quantity_amount(amount) > quantity_amount(self.limits[name]):
+                raise ValueError(_REQUEST_OVER_LIMIT)
+        for name, amount in [*self.requests.items(), *self.limits.items()]:
+            if is_extended_resource(name) and quantity_amount(amount) % 1 != 0:
+                raise ValueError(_WHOLE_EXTENDED)
+        return self
 
 
 class Scheduling(SpecModel):
