@@ -99,9 +99,14 @@ def _convert_union(node: dict[str, Any], definitions: dict[str, Any]) -> dict[st
     types = {branch.get("type") for branch in branches}
     if types == {"integer", "string"}:
         converted: dict[str, Any] = {"x-kubernetes-int-or-string": True}
-        for key in ("description", "default"):
+        for key in ("description", "default", "x-kubernetes-validations"):
             if outer.get(key) is not None:
                 converted[key] = outer[key]
+        # Bounds of either branch apply to values of its type only (a minimum to numbers, a pattern to strings).
+        for branch in branches:
+            for key in ("minimum", "maximum", "pattern", "maxLength"):
+                if key in branch:
+                    converted[key] = branch[key]
         return converted
     if len(branches) != 1:
         raise ValueError(f"a CRD schema cannot express the union {node['anyOf']!r}")

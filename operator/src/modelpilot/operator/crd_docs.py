@@ -27,13 +27,24 @@ def _type_of(node: dict[str, Any]) -> str:
 
 def _constraints(node: dict[str, Any]) -> str:
     parts = []
-    for key, label in (("minimum", "≥"), ("maximum", "≤"), ("minLength", "min length"), ("maxItems", "max items")):
+    bounds = (
+        ("minimum", "≥"),
+        ("maximum", "≤"),
+        ("minLength", "min length"),
+        ("maxLength", "max length"),
+        ("maxItems", "max items"),
+        ("maxProperties", "max entries"),
+    )
+    for key, label in bounds:
         if key in node:
             parts.append(f"{label} {node[key]}")
     if "pattern" in node:
-        parts.append(f"pattern `{node['pattern']}`")
+        parts.append(f"pattern `{node['pattern']}`".replace("|", "\\|"))
     if "default" in node:
         parts.append(f"default `{node['default']}`")
+    values = node.get("additionalProperties")
+    if isinstance(values, dict) and _constraints(values):
+        parts.append(f"values: {_constraints(values)}")
     return "; ".join(parts)
 
 
@@ -55,6 +66,8 @@ def _rules(node: dict[str, Any], path: str) -> Iterator[str]:
         yield f"| `{path}` | {rule['message']} | `{expression}` |"
     for name, child in node.get("properties", {}).items():
         yield from _rules(child, f"{path}.{name}" if path else name)
+    if node.get("type") == "array":
+        yield from _rules(node.get("items", {}), f"{path}[]")
 
 
 def render_reference() -> str:
@@ -82,7 +95,11 @@ def render_reference() -> str:
         "",
         "## Validation rules",
         "",
-        "Checked by the API server (CEL) when a resource is created or changed, and again by the operator.",
+        "Checked by the API server (CEL) when a resource is created or changed, and again by the operator. Values "
+        "copied into the objects the operator makes (labels, annotations, tolerations, env names, images, paths, "
+        "hosts, names of Secrets and classes, ports) follow the rules those objects' APIs apply, so a spec the API "
+        "server accepts yields objects it accepts; docs/operations.md lists what is left to the InvalidSpec "
+        "condition.",
         "",
         "| where | message | rule |",
         "| --- | --- | --- |",

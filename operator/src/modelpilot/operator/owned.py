@@ -4,9 +4,12 @@ deleted when not known gone, read at most once per reconciliation.
 `AppliedMemory` (one per operator process) remembers a digest of what was last applied to each object
 and the generation the API server gave it, and which objects this process deleted (or found gone).
 Only this operator writes these objects, so an object whose applied content is unchanged needs no
-apply, and one known gone needs no delete. Two things make the memory let go of an object, so a
-change made by someone else is repaired: a read that shows another generation (or no object), and
-age — every object is applied again at least every `resync_seconds`. A failed request forgets the
+apply, and one known gone needs no delete. An object this process has not applied yet is read first:
+when another object controls it (another ModelDeployment whose derived name is the same, KEDA's HPA), it
+is neither applied nor deleted, and the reconciliation shows the conflict instead of taking it over.
+Two things make the memory let go of an object, so a change made by someone else is repaired: a read
+that shows another generation (or no object), and age — every object is applied again at least every
+`resync_seconds`. A failed request forgets the
 whole resource. A restarted operator starts with an empty memory and so applies everything once.
 
 `OwnedObjects` is one reconciliation's view: it serves each read from the API once and afterwards
@@ -45,7 +48,7 @@ from modelpilot.operator.builders.routing import (
 from modelpilot.operator.builders.traffic import TrafficPlan
 from modelpilot.operator.kubeapi import KubeApi, KubeError
 from modelpilot.operator.observe import TrackObservation, deployed_version, observe_pods, observe_settled
-from modelpilot.operator.spec import ModelDeploymentSpec
+from modelpilot.operator.spec import GROUP, KIND, ModelDeploymentSpec
 from modelpilot.operator.watched import WatchedDeployments
 
 T = TypeVar("T")
@@ -67,6 +70,34 @@ class DerivedObjectRefusedError(KubeError):
     def describe(self) -> str:
         """One line for the InvalidSpec condition: which object, and the API server's reason (bounded)."""
         return f"the API server refused {self.kind} {self.name} built from the spec: {self.detail[:400]}"
+
+
+class OwnedElsewhereError(DerivedObjectRefusedError):
+    """An object with a name this ModelDeployment derives is controlled by another object: applying it would
+    take it over (and the other owner would take it back), so it is left alone."""
+
+    def __init__(self, kind: str, name: str, controller: dict[str, Any]) -> None:
+        self.controller = controller
+        described = f"{controller.get('kind', 'an object')} {controller.get('name', '')}".strip()
+        super().__init__(kind, name, 409, f"it belongs to {described}")
+
+    def describe(self) -> str:
+        """One line for the NameConflict condition: which object, and who controls it."""
+        return (
+            f"{self.kind} {self.name} that this ModelDeployment derives {self.detail}: the names collide; "
+            "rename one of the two (it is neither changed nor deleted here)"
+        )
+
+
+def foreign_controller(obj: dict[str, Any], owner: Owner) -> dict[str, Any] | None:
+    """The controller ownerReference of `obj` when it is not the owner. A ModelDeployment of the owner's name
+    counts as the owner: names are unique in a namespace, so it is the owner or a deleted one it replaces."""
+    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+        if not ref.get("controller"):
+            continue
+        ours = ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/")
+        return None if ours and ref.get("name") == owner.name else dict(ref)
+    return None
 
 
 def digest(obj: dict[str, Any]) -> str:
@@ -99,6 +130,10 @@ class AppliedMemory:
         """Record an apply and the generation the API server answered with."""
         self.applied[(namespace, key)] = _Applied(content, generation, self.clock())
         self.absent.discard((namespace, key))
+
+    def has_applied(self, namespace: str, key: ObjectKey) -> bool:
+        """Whether this process applied the object (and has not forgotten it since)."""
+        return (namespace, key) in self.applied
 
     def applied_generation(self, namespace: str, key: ObjectKey) -> int | None:
         """The generation the API server answered this process's last apply of the object with, if any."""
@@ -220,6 +255,11 @@ class OwnedObjects:
             content = digest(obj)
             if not self.memory.needs_apply(self.namespace, key, content):
                 continue
+            if not self.memory.has_applied(self.namespace, key):
+                existing = await self.read(*key, owned=False)
+                controller = None if existing is None else foreign_controller(existing, self.owner)
+                if controller is not None:
+                    raise OwnedElsewhereError(obj["kind"], key[2], controller)
             try:
                 applied = await self._call(self.kube.apply(obj))
             except KubeError as error:
@@ -231,10 +271,15 @@ class OwnedObjects:
             self._reads[key] = _done(applied)
 
     async def delete(self, keys: list[ObjectKey]) -> None:
-        """Delete each object not known to be gone; one already gone counts as deleted."""
+        """Delete each object not known to be gone; one already gone counts as deleted, and one another object
+        controls is not this ModelDeployment's to delete."""
         for key in keys:
             if self.memory.is_absent(self.namespace, key):
                 continue
+            if not self.memory.has_applied(self.namespace, key):
+                existing = await self.read(*key)
+                if existing is None or foreign_controller(existing, self.owner) is not None:
+                    continue
             api_version, kind, name = key
             await self._call(self.kube.delete(api_version, kind, self.namespace, name))
             self.memory.remember_absent(self.namespace, key)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from modelpilot.operator.builders.common import (
     Owner,
+    gpu_amount,
     is_valid_label_value,
     label_value,
     labels,
     pod_tolerations,
+    requests_gpu,
     selector,
     track_name,
 )
 from modelpilot.operator.spec import Resources, Toleration
+from modelpilot.operator.spec.kube import quantity_amount
 from tests.unit.operator.builders.examples import OWNER, replicas_raw, spec_of
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -148,3 +153,17 @@ def test_a_gpu_toleration_for_another_effect_does_not_cover_no_schedule() -> Non
     result = pod_tolerations([existing], Resources(limits={"nvidia.com/gpu": 1}))
     assert result[-1] == GPU_TOLERATION
     assert len(result) == 2
+
+
+@pytest.mark.parametrize(
+    ("amount", "expected"),
+    [(1, "1"), ("1500m", "1.5"), ("2Ki", "2048"), ("1e3", "1000"), ("+.5", "0.5"), ("3M", "3000000"), ("0Gi", "0")],
+)
+def test_quantity_amount_reads_every_suffix(amount: int | str, expected: str) -> None:
+    assert quantity_amount(amount) == Decimal(expected)
+
+
+def test_a_gpu_amount_in_any_quantity_form_counts_its_gpus() -> None:
+    assert gpu_amount(Resources(limits={"nvidia.com/gpu": "2000m"})) == 2
+    assert not requests_gpu(Resources(limits={"nvidia.com/gpu": "0m"}))
+    assert requests_gpu(Resources(requests={"nvidia.com/gpu": "1e0"}))

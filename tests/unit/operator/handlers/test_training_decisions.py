@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from modelpilot.operator.builders.common import Owner
-from modelpilot.operator.handlers.training import cronjob_name, job_name, job_state, scheduled_job, wanted_trigger
+from modelpilot.operator.handlers.training import (
+    TRAINING_RUN_NAME_LIMIT,
+    cronjob_name,
+    job_name,
+    job_state,
+    scheduled_job,
+    wanted_trigger,
+)
 from modelpilot.operator.spec import parse_spec
 from modelpilot.operator.status import DriftStatus, ModelDeploymentStatus, TrainingStatus
 from tests.support.crd_cases import valid_spec
@@ -31,7 +38,7 @@ def _pod(message: str) -> dict[str, Any]:
 def test_job_names_are_stable_per_trigger_and_distinct_across_triggers() -> None:
     assert job_name(OWNER, "request", "a") == job_name(OWNER, "request", "a")
     assert job_name(OWNER, "request", "a") != job_name(OWNER, "request", "b")
-    assert len(job_name(Owner(name="x" * 63, namespace="ml", uid="u"), "initial", "initial")) <= 63
+    assert len(job_name(Owner(name="x" * 63, namespace="ml", uid="u"), "initial", "initial")) == TRAINING_RUN_NAME_LIMIT
 
 
 def test_running_complete_and_failed_jobs() -> None:

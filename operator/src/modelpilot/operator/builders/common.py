@@ -6,9 +6,11 @@ import copy
 import hashlib
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 
 from modelpilot.operator.spec import GROUP, KIND, VERSION, EnvVar, ModelDeploymentSpec, Resources, Toleration
+from modelpilot.operator.spec.kube import quantity_amount
 
 Track = Literal["stable", "canary"]
 TRACKS: tuple[Track, ...] = ("stable", "canary")
@@ -132,10 +134,16 @@ def quantity(value: int | str) -> str:
     return str(value)
 
 
+def gpu_amount(resources: Resources) -> Decimal:
+    """GPUs a container with these resources asks for (its limit, else its request; 0 for none)."""
+    amount = resources.limits.get(GPU_RESOURCE, resources.requests.get(GPU_RESOURCE))
+    return Decimal(0) if amount is None else quantity_amount(amount)
+
+
 def requests_gpu(resources: Resources) -> bool:
     """Whether a container with these resources asks for at least one GPU."""
     amounts = [resources.limits.get(GPU_RESOURCE), resources.requests.get(GPU_RESOURCE)]
-    return any(amount is not None and str(amount) not in {"0", "0.0"} for amount in amounts)
+    return any(amount is not None and quantity_amount(amount) > 0 for amount in amounts)
 
 
 def container_resources(resources: Resources) -> dict[str, dict[str, str]]:

@@ -32,14 +32,14 @@ from modelpilot.operator.builders.common import (
 )
 from modelpilot.operator.builders.placement import serving_placement
 from modelpilot.operator.spec import ModelDeploymentSpec, SecretKeyRef
-from modelpilot.operator.spec.serving import METRICS_PORT
+from modelpilot.operator.spec.serving import GRPC_PORT, METRICS_PORT
 
 CONTAINER_NAME = "server"
 PORT_NAME = "http"
 # GET /metrics is on a port of its own: Prometheus scrapes it, the Service and the router never carry it.
 METRICS_PORT_NAME = "metrics"
 # The Open Inference Protocol's gRPC service of the server (MODELPILOT_GRPC_PORT), beside HTTP on the Service.
-GRPC_PORT, GRPC_PORT_NAME = 8081, "grpc"
+GRPC_PORT_NAME = "grpc"
 READINESS_PATH = "/readyz"
 LIVENESS_PATH = "/healthz"
 METRICS_PATH = "/metrics"

@@ -13,11 +13,11 @@ from typing import Any
 from modelpilot.operator.builders.common import (
     COMPONENT_LABEL,
     DEPLOYMENT_LABEL,
-    GPU_RESOURCE,
     Owner,
     container_resources,
     container_security_context,
     env_list,
+    gpu_amount,
     label_value,
     labels,
     metadata,
@@ -76,8 +76,8 @@ def _registry_pointers(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
 
 def procs_per_worker(training: Training) -> int:
     """Training processes in each pod: one per GPU of the pod, else one."""
-    amount = training.resources.limits.get(GPU_RESOURCE) or training.resources.requests.get(GPU_RESOURCE)
-    return max(1, int(str(amount))) if amount is not None else 1
+    # A fractional amount is refused by the API server (extended resources are whole numbers): round it down.
+    return max(1, int(gpu_amount(training.resources)))
 
 
 def rendezvous_service_name(owner: Owner) -> str:

@@ -128,14 +128,15 @@ class Journal:
         if was_reason != "PodsFailing" or _failure_causes(was_message or "") != _failure_causes(message):
             self.notify("Warning", "PodsFailing", message)
 
-    def mark_invalid(self, message: str) -> None:
-        """The spec cannot be acted on: phase Invalid, and one Event per distinct problem."""
-        _, reason, was_message = self.was("Ready")
+    def mark_invalid(self, message: str, reason: str = "InvalidSpec") -> None:
+        """The spec cannot be acted on (InvalidSpec), or its objects' names are another's (NameConflict): phase
+        Invalid, and one Event per distinct problem."""
+        _, was_reason, was_message = self.was("Ready")
         self.status.phase = "Invalid"
-        self.condition("Ready", False, "InvalidSpec", message)
-        self.condition("Degraded", True, "InvalidSpec", message)
-        if reason != "InvalidSpec" or was_message != message:
-            self.notify("Warning", "InvalidSpec", message)
+        self.condition("Ready", False, reason, message)
+        self.condition("Degraded", True, reason, message)
+        if was_reason != reason or was_message != message:
+            self.notify("Warning", reason, message)
 
 
 def _clearing(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from modelpilot.operator.handlers.rollout import RolloutExecutor
 from modelpilot.operator.handlers.training import reconcile_training
 from modelpilot.operator.kubeapi import KubeError
 from modelpilot.operator.observe import TrackObservation
-from modelpilot.operator.owned import DerivedObjectRefusedError, OwnedObjects
+from modelpilot.operator.owned import DerivedObjectRefusedError, OwnedElsewhereError, OwnedObjects
 from modelpilot.operator.registry import Credentials, ModelNotFoundError, Registry, RegistryError, ResolvedVersions
 from modelpilot.operator.rollout import ABORT_ANNOTATION, PromoteInRegistry, is_active
 from modelpilot.operator.rollout.requests import pending_request
@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 NOT_READY_REQUEUE_SECONDS = 2.0
 INVALID_SPEC_REQUEUE_SECONDS = 600.0
+# A name conflict ends when the other owner goes, which wakes nothing here: look again sooner than for a bad spec.
+NAME_CONFLICT_REQUEUE_SECONDS = 60.0
 
 
 @dataclass
@@ -127,6 +129,8 @@ class Reconciliation:
             return await self._invalid(str(error))
         try:
             return await self._run(spec)
+        except OwnedElsewhereError as error:
+            return await self._invalid(error.describe(), "NameConflict", NAME_CONFLICT_REQUEUE_SECONDS)
         except DerivedObjectRefusedError as error:
             return await self._invalid(error.describe())
         except RegistryError as error:
@@ -134,10 +138,12 @@ class Reconciliation:
             # the status already, so the next run repeats what is not done yet.
             return await self._registry_failed(spec, error)
 
-    async def _invalid(self, message: str) -> Outcome:
-        self.journal.mark_invalid(message)
+    async def _invalid(
+        self, message: str, reason: str = "InvalidSpec", requeue: float = INVALID_SPEC_REQUEUE_SECONDS
+    ) -> Outcome:
+        self.journal.mark_invalid(message, reason)
         await self.journal.write()
-        return Outcome(INVALID_SPEC_REQUEUE_SECONDS, "invalid")
+        return Outcome(requeue, "invalid")
 
     async def _run(self, spec: ModelDeploymentSpec) -> Outcome:
         journal = self.journal

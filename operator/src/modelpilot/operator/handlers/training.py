@@ -49,10 +49,17 @@ class JobState:
     report: dict[str, Any] | None = None
 
 
+# A training run's name is a Job's or a TrainJob's. A TrainJob's JobSet names its pods
+# `<name>-node-0-<index>-<5 characters>`, and JobSet refuses a JobSet whose pod names would exceed a DNS label
+# (63): with up to 64 workers that leaves 47 characters, so at most 32 of the ModelDeployment's name.
+TRAINING_RUN_NAME_LIMIT = 47
+_RUN_NAME_PREFIX = TRAINING_RUN_NAME_LIMIT - len("-train-") - 8
+
+
 def job_name(owner: Owner, trigger: str, key: str) -> str:
-    """A stable, DNS-safe name for the Job of one trigger occurrence."""
+    """A stable, DNS-safe name for the training run of one trigger occurrence."""
     digest = hashlib.sha256(f"{owner.uid}:{trigger}:{key}".encode()).hexdigest()[:8]
-    return f"{owner.name[:40]}-train-{digest}"
+    return f"{owner.name[:_RUN_NAME_PREFIX]}-train-{digest}"
 
 
 # A CronJob's name has at most 52 characters (its Jobs append a timestamp).

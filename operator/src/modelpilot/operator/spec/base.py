@@ -48,7 +48,12 @@ class SpecModel(BaseModel):
 class SecretKeyRef(SpecModel):
     """One key of a Secret in the ModelDeployment's namespace."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        description="Name of the Secret (a Secret's name is a DNS subdomain).",
+    )
     key: str = Field(
         min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key in the Secret's data."
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from modelpilot.operator.spec.base import Duration, SpecModel, Stage, cel_rules
+from modelpilot.operator.spec.kube import DNS1123_SUBDOMAIN_MAX, DNS1123_SUBDOMAIN_PATTERN
 
 
 class ModelRef(SpecModel):
@@ -90,6 +92,11 @@ class ModelRef(SpecModel):
         return self.candidate_alias is not None or self.candidate_stage is not None
 
 
+# The serving pods' NetworkPolicy opens the URL's port: it must be a URL whose port (if any) is a TCP port.
+TRACKING_URI_RULE = "isURL(self) && (url(self).getPort() == '' || int(url(self).getPort()) <= 65535)"
+TRACKING_URI_MESSAGE = "registry.trackingUri must be a URL whose port, if given, is a number up to 65535"
+
+
 class RegistrySpec(SpecModel):
     """How to reach the MLflow tracking server that holds the model registry."""
 
@@ -97,10 +104,12 @@ class RegistrySpec(SpecModel):
         pattern=r"^https?://[^\s]+$",
         max_length=2048,
         description="URL of the MLflow tracking server, e.g. http://mlflow.mlflow:5000.",
+        json_schema_extra=cel_rules((TRACKING_URI_RULE, TRACKING_URI_MESSAGE)),
     )
     credentials_secret: str | None = Field(
         default=None,
-        max_length=253,
+        max_length=DNS1123_SUBDOMAIN_MAX,
+        pattern=DNS1123_SUBDOMAIN_PATTERN,
         description=(
             "Name of a Secret in the same namespace with MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME "
             "and MLFLOW_TRACKING_PASSWORD; passed to the operator's registry client, the serving pods "
@@ -111,3 +120,12 @@ class RegistrySpec(SpecModel):
         default="30s",
         description="How often the registry is polled when no webhook arrives (a Go duration, e.g. 30s).",
     )
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _port_is_a_port(cls, value: str) -> str:
+        try:
+            urlsplit(value).port  # noqa: B018 -- raises for a port that is no number or out of range
+        except ValueError:
+            raise ValueError(TRACKING_URI_MESSAGE) from None
+        return value

@@ -2,41 +2,106 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from modelpilot.operator.spec.base import SecretKeyRef, SpecModel, cel_rules
+from modelpilot.operator.spec.kube import (
+    DNS1123_SUBDOMAIN_MAX,
+    DNS1123_SUBDOMAIN_PATTERN,
+    GATEWAY_PATH_MAX,
+    GATEWAY_PATH_RULES,
+    HTTP_PATH_RULES,
+    IPV4_PATTERN,
+    WILDCARD_SUBDOMAIN_PATTERN,
+    http_path_problem,
+)
+
+# Gateway API's own types (HTTPRoute's parentRefs and hostnames): the route is refused with anything else.
+_GATEWAY_NAMESPACE_PATTERN = "^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$"
+GatewayHostname = Annotated[str, Field(min_length=1, max_length=253, pattern=WILDCARD_SUBDOMAIN_PATTERN)]
+_INGRESS_HOST = "traffic.ingress.host must be a DNS name (a '*.' prefix allowed), not an IP address"
+
+
+def _path_rules(where: str, rules: list[tuple[str, str]]) -> dict[str, Any]:
+    return cel_rules(*[(rule, f"{where} {message}") for rule, message in rules])
 
 
 class ParentRef(SpecModel):
     """A Gateway (or listener of one) the HTTPRoute attaches to."""
 
     name: str = Field(min_length=1, max_length=253, description="Name of the Gateway.")
-    namespace: str | None = Field(default=None, max_length=63, description="Namespace of the Gateway.")
-    section_name: str | None = Field(default=None, max_length=253, description="Listener name on the Gateway.")
+    namespace: str | None = Field(
+        default=None, max_length=63, pattern=_GATEWAY_NAMESPACE_PATTERN, description="Namespace of the Gateway."
+    )
+    section_name: str | None = Field(
+        default=None,
+        max_length=DNS1123_SUBDOMAIN_MAX,
+        pattern=DNS1123_SUBDOMAIN_PATTERN,
+        description="Listener name on the Gateway.",
+    )
 
 
 class GatewayRoute(SpecModel):
     """Gateway API HTTPRoute settings."""
 
     parent_refs: list[ParentRef] = Field(min_length=1, max_length=32, description="Gateways the route attaches to.")
-    hostnames: list[str] = Field(default_factory=list, max_length=16, description="Hostnames the route serves.")
-    path: str = Field(default="/", pattern=r"^/", description="Path prefix the route matches.")
+    hostnames: list[GatewayHostname] = Field(
+        default_factory=list, max_length=16, description="Hostnames the route serves (a '*.' prefix allowed)."
+    )
+    path: str = Field(
+        default="/",
+        pattern=r"^/",
+        max_length=GATEWAY_PATH_MAX,
+        description="Path prefix the route matches.",
+        json_schema_extra=_path_rules("traffic.gateway.path", GATEWAY_PATH_RULES),
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _route_accepts_path(cls, value: str) -> str:
+        problem = http_path_problem(value, gateway=True)
+        if problem:
+            raise ValueError(f"traffic.gateway.path {problem}")
+        return value
 
 
 class IngressTLS(SpecModel):
     """TLS for the Ingress."""
 
-    secret_name: str = Field(min_length=1, max_length=253, description="Secret holding the certificate.")
+    secret_name: str = Field(
+        min_length=1,
+        max_length=DNS1123_SUBDOMAIN_MAX,
+        pattern=DNS1123_SUBDOMAIN_PATTERN,
+        description="Secret holding the certificate.",
+    )
 
 
 class IngressRoute(SpecModel):
     """ingress-nginx settings: a stable Ingress plus a canary Ingress with canary annotations."""
 
-    class_name: str = Field(default="nginx", description="IngressClass name.")
-    host: str = Field(min_length=1, max_length=253, description="Host the Ingress serves.")
-    path: str = Field(default="/", pattern=r"^/", description="Path prefix the Ingress matches.")
+    class_name: str = Field(
+        default="nginx",
+        min_length=1,
+        max_length=DNS1123_SUBDOMAIN_MAX,
+        pattern=DNS1123_SUBDOMAIN_PATTERN,
+        description="IngressClass name.",
+    )
+    host: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=WILDCARD_SUBDOMAIN_PATTERN,
+        description="Host the Ingress serves: a DNS name, '*.' prefix allowed.",
+        json_schema_extra=cel_rules((f"!self.matches('{IPV4_PATTERN}')", _INGRESS_HOST)),
+    )
+    path: str = Field(
+        default="/",
+        pattern=r"^/",
+        description="Path prefix the Ingress matches.",
+        json_schema_extra=_path_rules("traffic.ingress.path", HTTP_PATH_RULES),
+    )
     tls: IngressTLS | None = Field(default=None, description="TLS settings; unset means plain HTTP.")
     cluster_domain: str = Field(
         default="cluster.local",
@@ -48,6 +113,21 @@ class IngressRoute(SpecModel):
             "name, which ingress-nginx resolves without search domains."
         ),
     )
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_a_name(cls, value: str) -> str:
+        if re.match(IPV4_PATTERN, value):
+            raise ValueError(_INGRESS_HOST)
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _ingress_accepts_path(cls, value: str) -> str:
+        problem = http_path_problem(value, gateway=False)
+        if problem:
+            raise ValueError(f"traffic.ingress.path {problem}")
+        return value
 
 
 class HeaderValueSource(SpecModel):

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from modelpilot.operator.spec.base import Duration, SpecModel, cel_rules
+from modelpilot.operator.spec.kube import DNS1123_SUBDOMAIN_MAX, DNS1123_SUBDOMAIN_PATTERN, INT32_MAX, Image
 from modelpilot.operator.spec.serving import ALLOW_PICKLE_DESCRIPTION, EnvVar, Resources, Scheduling
 
 
@@ -57,15 +58,15 @@ class Training(Scheduling):
         )
     )
 
-    image: str = Field(min_length=1, max_length=1024, description="Image with the modelpilot-train entrypoint.")
+    image: Image = Field(description="Image with the modelpilot-train entrypoint.")
     args: list[str] = Field(default_factory=list, max_length=64, description="Extra arguments to modelpilot-train.")
     data: TrainingData = Field(default_factory=TrainingData, description="Training data location.")
     resources: Resources = Field(default_factory=Resources, description="Job container resources, e.g. a GPU.")
     env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables.")
     service_account_name: str | None = Field(
         default=None,
-        max_length=253,
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=DNS1123_SUBDOMAIN_MAX,
+        pattern=DNS1123_SUBDOMAIN_PATTERN,
         description=(
             "ServiceAccount (in the ModelDeployment's namespace) the training pods run as, e.g. one annotated "
             "with eks.amazonaws.com/role-arn for an IAM role that reads the data and writes artifacts; unset: "
@@ -83,7 +84,7 @@ class Training(Scheduling):
     backoff_limit: int = Field(default=2, ge=0, le=20, description="Retries of a failed training pod.")
     active_deadline_seconds: int = Field(default=7200, ge=60, description="Longest a training Job may run.")
     ttl_seconds_after_finished: int = Field(
-        default=86400, ge=0, description="How long a finished Job is kept for its logs."
+        default=86400, ge=0, le=INT32_MAX, description="How long a finished Job is kept for its logs."
     )
     workers: int = Field(
         default=1,
