@@ -166,10 +166,9 @@ def _check_run(path: str, instruction: Instruction, env: str) -> list[Finding]:
         for package in _packages(arguments):
             if not re.search(r"(==|@|\.whl$|^\.|^/)", package):
                 findings.append(Finding(path, instruction.line, "DF021", f"pip install of unpinned {package}"))
-        # A requirements file is installed against its hashes, unless it names another index than the lock's
-        # (the CPU torch index: its files are not the locked ones). A single pinned tool is DF021's.
+        # A requirements file is installed against its hashes. A single pinned tool is DF021's.
         from_file = re.search(r"(^|\s)(-r|--requirements?)\b", arguments) is not None
-        if from_file and "--index-url" not in arguments and "--require-hashes" not in arguments:
+        if from_file and "--require-hashes" not in arguments:
             findings.append(Finding(path, instruction.line, "DF022", "requirements installed without --require-hashes"))
     if re.search(r"\bsudo\b", command):
         findings.append(Finding(path, instruction.line, "DF030", "sudo in a RUN; the build runs as root already"))

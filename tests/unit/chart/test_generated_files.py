@@ -129,4 +129,5 @@ def test_what_comes_from_an_index_is_checked_against_hashes(tmp_path: Path) -> N
     assert result.stdout.splitlines() == [
         f"{dockerfile}:2: DF022 requirements installed without --require-hashes",
         f"{dockerfile}:3: DF022 requirements installed without --require-hashes",
+        f"{dockerfile}:4: DF022 requirements installed without --require-hashes",  # another index: hashes all the same
     ]
