@@ -41,6 +41,7 @@ CONNECTIONS = (1, 8, 32)
 ROW_COUNTS = (1, 256)
 # modelpilot-serve again, on a version whose run logged the training reference: it counts drift bins.
 DRIFT_BINS = "modelpilot-bins"
+DRIFT_BINS_URI = f"models:/{MODEL_NAME}/2"
 
 
 @dataclass
@@ -85,12 +86,12 @@ def _median(runs: list[Cell]) -> Cell:
     )
 
 
-def register_model(tracking_uri: str, workdir: Path) -> tuple[dict[str, str], Path]:
+def register_model(tracking_uri: str, workdir: Path) -> tuple[str, Path]:
     """Log the product's MoE (pt2, tensor signature), register it, save its state dict for the floor.
 
     Version 1's run logs the model alone; version 2's run (the same weights) also logs the training
-    reference a training run writes, so a server of version 2 counts every input into its drift bins.
-    Returns the models:/ URI of each contender that is not the default, and the state dict's path.
+    reference a training run writes, so a server of version 2 (`DRIFT_BINS_URI`) counts every input into
+    its drift bins. Returns version 1's models:/ URI and the state dict's path.
     """
     import mlflow
     import mlflow.pytorch
@@ -121,7 +122,7 @@ def register_model(tracking_uri: str, workdir: Path) -> tuple[dict[str, str], Pa
             )
             if with_reference:
                 mlflow.log_dict(reference_statistics(frame, list(frame.columns)), REFERENCE_ARTIFACT)
-    return {DRIFT_BINS: f"models:/{MODEL_NAME}/2"}, state_dict
+    return f"models:/{MODEL_NAME}/1", state_dict
 
 
 def server_commands(name: str, uri: str, port: int, state_dict: Path) -> tuple[list[str], dict[str, str], str]:
@@ -240,12 +241,12 @@ def main() -> None:
     results = {name: ServerResult(name) for name in names}
     reference: dict[int, np.ndarray[Any, Any]] = {}
     with mlflow_server(workdir / "mlflow") as registry, ExitStack() as servers:
-        uris, state_dict = register_model(registry.url, workdir)
+        uri, state_dict = register_model(registry.url, workdir)
         env["MLFLOW_TRACKING_URI"] = registry.url
         running: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
         for name in names:
             url, process, cold_start = servers.enter_context(
-                started(name, uris.get(name, f"models:/{MODEL_NAME}/1"), state_dict, workdir / f"{name}.log", env)
+                started(name, DRIFT_BINS_URI if name == DRIFT_BINS else uri, state_dict, workdir / f"{name}.log", env)
             )
             if name == DRIFT_BINS:
                 check_counts_drift_bins(process, url)
