@@ -25,6 +25,8 @@ func (*AzureEventGridTopicHandler) EmitEvent(eventdata.EventData, func(eventdata
 
 func (*AzureEventGridTopicHandler) SetActiveStatus(metav1.ConditionStatus) {}
 
-func (*AzureEventGridTopicHandler) GetActiveStatus() metav1.ConditionStatus { return metav1.ConditionFalse }
+func (*AzureEventGridTopicHandler) GetActiveStatus() metav1.ConditionStatus {
+	return metav1.ConditionFalse
+}
 
 func (*AzureEventGridTopicHandler) CloseHandler() {}

@@ -20,7 +20,9 @@ var errSecretStoreNotBuilt = errors.New("cloud secret stores are not built into 
 
 type AzureKeyVaultHandler struct{}
 
-func NewAzureKeyVaultHandler(*kedav1alpha1.AzureKeyVault) *AzureKeyVaultHandler { return &AzureKeyVaultHandler{} }
+func NewAzureKeyVaultHandler(*kedav1alpha1.AzureKeyVault) *AzureKeyVaultHandler {
+	return &AzureKeyVaultHandler{}
+}
 
 func (*AzureKeyVaultHandler) Initialize(context.Context, client.Client, logr.Logger, string, corev1listers.SecretLister) error {
 	return errSecretStoreNotBuilt
