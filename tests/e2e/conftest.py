@@ -1,5 +1,6 @@
 """The end-to-end installation the tests run against: the chart with its bundled MLflow, the project's own
-images, an in-cluster Prometheus — on the local cluster's real node, or on kind (MODELPILOT_E2E_CLUSTER=external).
+images, an in-cluster Prometheus, Traefik and KEDA — on the local cluster's real node, or on kind
+(MODELPILOT_E2E_CLUSTER=external).
 
 Locally the session builds and loads the images and installs the chart (`hack/e2e images`, `hack/e2e
 install`); on kind the workflow has done both before pytest starts.

@@ -373,6 +373,15 @@ FIELDS: dict[str, Classification] = {
         AUTOSCALER,
         accepted=(Accepted({"serving.autoscaling.requestRate.prometheus": "https://p:1/" + "x" * 2000}, "keda"),),
     ),
+    "serving.autoscaling.scaleDownStabilization": Copied(
+        ("HorizontalPodAutoscaler", "ScaledObject"),
+        AUTOSCALER,
+        refused=(Refusal({"serving.autoscaling.scaleDownStabilization": "61m"}, "must be at most 1h"),),
+        accepted=(
+            Accepted({"serving.autoscaling.scaleDownStabilization": "1h"}),
+            Accepted({"serving.autoscaling.scaleDownStabilization": "0s"}, "keda"),
+        ),
+    ),
     "serving.auth.apiKeys.name": Copied(
         ("Deployment",),
         f"{SERVING} (a Secret volume; the Pod API takes any name, but no Secret has one that is no DNS subdomain)",

@@ -3,8 +3,9 @@
 With the keda backend (KEDA's CRDs served) a spec with serving.autoscaling.requestRate gets a ScaledObject
 per track and no HPA of the operator's, RequestRateScaling True; taking requestRate out swaps the
 ScaledObject for the operator's CPU HPA. With the hpa backend the same spec gets the CPU HPA, and the
-condition and one Warning Event say that KEDA is missing. KEDA itself does not run here: what it would do
-with the ScaledObject is its own business (and its CRDs' schema is checked in tests/cluster/builders).
+condition and one Warning Event say that KEDA is missing. KEDA itself does not run here (kwok pods serve no
+requests): its CRDs' schema is checked in tests/cluster/builders, and tests/e2e/test_request_rate_scaling.py
+runs KEDA on the real node and scales real pods with it.
 """
 
 from __future__ import annotations

@@ -138,6 +138,27 @@ def test_request_rate_without_any_prometheus_is_refused() -> None:
     assert spec_of(raw).request_rate_prometheus == "http://prometheus:9090"
 
 
+def test_scale_down_stabilization_goes_to_keda_and_to_the_operators_hpa_alike() -> None:
+    raw = _request_rate_raw()
+    raw["serving"]["autoscaling"]["scaleDownStabilization"] = "1m30s"
+    scaled = _keda_track(raw)
+    behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior == {"scaleDown": {"stabilizationWindowSeconds": 90}}
+    (hpa,) = _autoscalers(build_track(OWNER, spec_of(raw), track_plan()))
+    assert hpa["spec"]["behavior"] == behavior
+    # Unset: five minutes, the HPA's own default.
+    assert _keda_track(_request_rate_raw())["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == {
+        "scaleDown": {"stabilizationWindowSeconds": 300}
+    }
+
+
+def test_scale_down_stabilization_longer_than_the_hpa_takes_is_refused() -> None:
+    raw = _request_rate_raw()
+    raw["serving"]["autoscaling"]["scaleDownStabilization"] = "61m"
+    with pytest.raises(InvalidSpecError, match="scaleDownStabilization must be at most 1h"):
+        spec_of(raw)
+
+
 @pytest.mark.parametrize("target", [0, -1])
 def test_request_rate_target_must_be_positive(target: float) -> None:
     with pytest.raises(InvalidSpecError, match="targetPerReplica"):

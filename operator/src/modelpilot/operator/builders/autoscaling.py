@@ -31,9 +31,6 @@ REQUEST_RATE_TRIGGER = "request-rate"
 CPU_TRIGGER = "cpu"
 # How often KEDA asks Prometheus (the HPA asks KEDA every 15 s on its own schedule).
 KEDA_POLLING_SECONDS = 15
-# Scale down only after the rate has stayed low this long (the HPA's default too): a short lull between
-# bursts does not take pods away that the next burst needs again.
-SCALE_DOWN_STABILIZATION_SECONDS = 300
 
 
 def uses_keda(spec: ModelDeploymentSpec, autoscaler: Autoscaler) -> bool:
@@ -65,6 +62,12 @@ def request_rate_query(namespace: str, model: str, track: Track, window: str) ->
     """Requests per second the pods of one track serve, probes and scrapes left out."""
     selector = "{" + ",".join(traffic_matchers(namespace, model, track)) + "}"
     return f"sum(rate({REQUESTS_METRIC}{selector}[{window}]))"
+
+
+def _behavior(autoscaling: Autoscaling) -> dict[str, Any]:
+    """Scale down only after the load has stayed low for the spec's window (5 minutes, the HPA's default,
+    unless the spec says otherwise): a short lull between bursts does not take pods the next one needs."""
+    return {"scaleDown": {"stabilizationWindowSeconds": autoscaling.scale_down_stabilization_seconds}}
 
 
 def _cpu_metric(autoscaling: Autoscaling) -> dict[str, Any]:
@@ -110,6 +113,7 @@ def build_autoscaler(
             "minReplicas": minimum,
             "maxReplicas": maximum,
             "metrics": metrics,
+            "behavior": _behavior(autoscaling),
         },
     }
 
@@ -134,11 +138,7 @@ def _scaled_object(
             "minReplicaCount": minimum,
             "maxReplicaCount": maximum,
             "pollingInterval": KEDA_POLLING_SECONDS,
-            "advanced": {
-                "horizontalPodAutoscalerConfig": {
-                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": SCALE_DOWN_STABILIZATION_SECONDS}}
-                }
-            },
+            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(autoscaling)}},
             "triggers": [
                 {
                     "type": "prometheus",

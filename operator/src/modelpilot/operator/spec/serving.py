@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from modelpilot.operator.spec.base import Duration, Quantity, SecretKeyRef, SpecModel, cel_rules
+from modelpilot.operator.spec.base import Duration, Quantity, SecretKeyRef, SpecModel, cel_rules, parse_duration
 from modelpilot.operator.spec.kube import (
     ENV_NAME_PATTERN,
     LABEL_VALUE_MAX,
@@ -261,6 +261,9 @@ class CustomScalingMetric(SpecModel):
         return value
 
 
+# The HPA refuses a longer scale-down stabilization window.
+MAX_STABILIZATION_SECONDS = 3600
+_STABILIZATION_AT_MOST = "serving.autoscaling.scaleDownStabilization must be at most 1h"
 _METRIC_OR_REQUEST_RATE = (
     "serving.autoscaling takes metric (an adapter's per-pod metric) or requestRate (KEDA), not both"
 )
@@ -293,6 +296,10 @@ class Autoscaling(SpecModel):
                 "serving.autoscaling.minReplicas must not exceed maxReplicas",
             ),
             ("!has(self.metric) || !has(self.requestRate)", _METRIC_OR_REQUEST_RATE),
+            (
+                "!has(self.scaleDownStabilization) || duration(self.scaleDownStabilization) <= duration('1h')",
+                _STABILIZATION_AT_MOST,
+            ),
         )
     )
 
@@ -315,6 +322,13 @@ class Autoscaling(SpecModel):
             "backend is keda; with plain HPAs the tracks scale on CPU only."
         ),
     )
+    scale_down_stabilization: Duration = Field(
+        default="5m",
+        description=(
+            "How long the load must have stayed low before a track scales down (the HPA's scale-down "
+            "stabilization window, at most 1h): a short lull between bursts keeps the pods the next burst needs."
+        ),
+    )
 
     @model_validator(mode="after")
     def _bounds_are_ordered(self) -> Autoscaling:
@@ -322,7 +336,14 @@ class Autoscaling(SpecModel):
             raise ValueError("serving.autoscaling.minReplicas must not exceed maxReplicas")
         if self.metric is not None and self.request_rate is not None:
             raise ValueError(_METRIC_OR_REQUEST_RATE)
+        if parse_duration(self.scale_down_stabilization) > MAX_STABILIZATION_SECONDS:
+            raise ValueError(_STABILIZATION_AT_MOST)
         return self
+
+    @property
+    def scale_down_stabilization_seconds(self) -> int:
+        """The stabilization window in whole seconds, as the HPA's behavior takes it."""
+        return round(parse_duration(self.scale_down_stabilization))
 
 
 class ServingServiceAccount(SpecModel):
