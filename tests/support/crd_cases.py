@@ -158,6 +158,20 @@ INVALID_CASES = [
     ),
     InvalidCase("unknown router", _set("traffic.router", "istio"), "router"),
     InvalidCase(
+        "grpc route on the http route's listener and hostnames",
+        _set("traffic.gateway.grpc", {"parentRefs": [{"name": "public"}]}),
+        "accepts only one of an HTTPRoute and a GRPCRoute",
+    ),
+    InvalidCase(
+        "grpc route on a named listener of a gateway the http route takes whole",
+        _set(
+            "traffic.gateway.grpc",
+            {"parentRefs": [{"name": "public", "sectionName": "grpc"}], "hostnames": ["m.example.com"]},
+        ),
+        "accepts only one of an HTTPRoute and a GRPCRoute",
+    ),
+    InvalidCase("grpc route without parentRefs", _set("traffic.gateway.grpc", {"parentRefs": []}), "parentRefs"),
+    InvalidCase(
         "custom metric without bounds",
         _set("rollout.analysis.metrics", [{"name": "x", "query": "up"}]),
         "needs min, max or both",

@@ -474,6 +474,56 @@ FIELDS: dict[str, Classification] = {
         ),
         accepted=(Accepted({"traffic.gateway.path": "/v1/models/fraud%20x;y=1:@~"}),),
     ),
+    # The GRPCRoute's own listeners (another section of the HTTPRoute's Gateway `public`, or another Gateway).
+    "traffic.gateway.grpc.parentRefs[].name": Copied(
+        ("GRPCRoute",),
+        ROUTING,
+        accepted=(Accepted({"traffic.gateway.grpc": {"parentRefs": [{"name": "A_Gateway " * 25}]}}),),
+    ),
+    "traffic.gateway.grpc.parentRefs[].namespace": Copied(
+        ("GRPCRoute",),
+        ROUTING,
+        refused=(
+            Refusal({"traffic.gateway.grpc": {"parentRefs": [{"name": "g", "namespace": "Gateways"}]}}, "should match"),
+        ),
+        accepted=(Accepted({"traffic.gateway.grpc": {"parentRefs": [{"name": "g", "namespace": "n" * 63}]}}),),
+    ),
+    "traffic.gateway.grpc.parentRefs[].sectionName": Copied(
+        ("GRPCRoute",),
+        ROUTING,
+        refused=(
+            Refusal({"traffic.gateway.grpc": {"parentRefs": [{"name": "g", "sectionName": "GRPC"}]}}, "should match"),
+        ),
+        accepted=(
+            Accepted(
+                {
+                    "traffic.gateway.grpc": {
+                        "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": _SUBDOMAIN_253}]
+                    }
+                }
+            ),
+        ),
+    ),
+    "traffic.gateway.grpc.hostnames[]": Copied(
+        ("GRPCRoute",),
+        ROUTING,
+        refused=(
+            Refusal(
+                {"traffic.gateway.grpc": {"parentRefs": [{"name": "g"}], "hostnames": ["Fraud.example.com"]}},
+                "should match",
+            ),
+        ),
+        accepted=(
+            Accepted(
+                {
+                    "traffic.gateway.grpc": {
+                        "parentRefs": [{"name": "g"}],
+                        "hostnames": ["*.example.com", _SUBDOMAIN_253, "10.0.0.1"],
+                    }
+                }
+            ),
+        ),
+    ),
     "traffic.ingress.className": Copied(
         ("Ingress",),
         ROUTING,

@@ -40,6 +40,19 @@ TRAFFIC = {
             "path": "/predict",
         },
     },
+    # The gRPC service through a listener of its own, with the canary header (a GRPCRoute header match).
+    "gateway-grpc": {
+        "router": "gateway",
+        "gateway": {
+            "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "https"}],
+            "hostnames": ["fraud.example.com"],
+            "grpc": {
+                "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "grpc"}],
+                "hostnames": ["fraud-grpc.example.com"],
+            },
+        },
+        "header": {"name": "X-Canary", "valueFrom": {"secretKeyRef": {"name": "fraud-canary-header", "key": "value"}}},
+    },
     "ingress": {
         "router": "ingress",
         "ingress": {"host": "fraud.example.com", "tls": {"secretName": "fraud-tls"}},
@@ -123,6 +136,8 @@ async def test_every_built_object_is_accepted_by_server_side_apply(
     kube = KubeApi(api_client, field_manager=FIELD_MANAGER)
     objects = _objects(_owner(namespace), _spec_raw(example, router), plan)
     assert objects
+    kinds = {obj["kind"] for obj in objects}
+    assert ("GRPCRoute" in kinds) == (router == "gateway-grpc")
     for obj in objects:
         stored = await _dry_run_apply(kube, obj)
         assert stored["kind"] == obj["kind"]
@@ -130,7 +145,7 @@ async def test_every_built_object_is_accepted_by_server_side_apply(
         assert FIELD_MANAGER in _managers(stored)
         assert stored["metadata"]["labels"] == obj["metadata"]["labels"]
         assert stored["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["ownerReferences"][0]["uid"]
-        if obj["kind"] in {"HTTPRoute", "Ingress"} and router_weight(obj) is not None:
+        if obj["kind"] in {"HTTPRoute", "GRPCRoute", "Ingress"} and router_weight(obj) is not None:
             assert router_weight(stored) == router_weight(obj) == (25 if plan.canary_present else 0)
 
 

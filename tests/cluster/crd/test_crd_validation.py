@@ -55,6 +55,15 @@ def test_invalid_resource_is_rejected_by_the_api_server(cluster: Cluster, namesp
     assert case.message.lower() in str(raised.value.body).lower()
 
 
+def test_a_grpc_route_on_a_listener_of_its_own_is_accepted_and_kept(cluster: Cluster, namespace: str) -> None:
+    spec = valid_spec()
+    grpc = {"parentRefs": [{"name": "public", "sectionName": "grpc"}], "hostnames": ["grpc.m.example.com"]}
+    spec["traffic"]["gateway"]["grpc"] = grpc
+    created = _create(cluster.api_client, namespace, "grpc", spec)
+    # Kept, not pruned: the CRD knows the field.
+    assert created["spec"]["traffic"]["gateway"]["grpc"] == grpc
+
+
 def test_kubectl_shows_the_printer_columns(cluster: Cluster, namespace: str) -> None:
     manifest = yaml.safe_dump(
         {

@@ -85,6 +85,7 @@ def test_the_operator_gets_what_it_needs_and_no_more(render: Render) -> None:
         ("batch", "jobs"),
         ("batch", "cronjobs"),
         ("gateway.networking.k8s.io", "httproutes"),
+        ("gateway.networking.k8s.io", "grpcroutes"),
     ]
     for key in owned:
         assert verbs[key] == {"get", "list", "watch"} | WRITE_VERBS, key

@@ -50,6 +50,7 @@ KINDS = {
         Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
         Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
         Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
+        Kind("gateway.networking.k8s.io/v1", "GRPCRoute", "grpcroutes"),
         # Read only: whether the Gateways a route attaches to can mirror requests (the shadow phase).
         Kind("gateway.networking.k8s.io/v1", "Gateway", "gateways"),
         Kind("gateway.networking.k8s.io/v1", "GatewayClass", "gatewayclasses", namespaced=False),

@@ -18,6 +18,7 @@ from tests.unit.operator.builders.examples import HEADER_VALUE, OWNER, gateway_r
 from tests.unit.operator.builders.golden import assert_matches_golden
 
 ROUTE_KEY = ("gateway.networking.k8s.io/v1", "HTTPRoute", "fraud")
+GRPC_ROUTE_KEY = ("gateway.networking.k8s.io/v1", "GRPCRoute", "fraud")
 INGRESS_KEY = ("networking.k8s.io/v1", "Ingress", "fraud")
 CANARY_INGRESS_KEY = ("networking.k8s.io/v1", "Ingress", "fraud-canary")
 SHARED_SERVICE_KEY = ("v1", "Service", "fraud")
@@ -95,7 +96,8 @@ def test_http_route_omits_hostnames_when_none_are_given_and_uses_the_path() -> N
 
 def test_gateway_mode_removes_the_objects_of_the_other_modes() -> None:
     objects = build_router(OWNER, spec_of(gateway_raw()), RouterPlan(0, False))
-    assert set(objects.delete) == {INGRESS_KEY, CANARY_INGRESS_KEY, SHARED_SERVICE_KEY}
+    # No spec.traffic.gateway.grpc: a GRPCRoute left from an earlier spec goes too.
+    assert set(objects.delete) == {INGRESS_KEY, CANARY_INGRESS_KEY, SHARED_SERVICE_KEY, GRPC_ROUTE_KEY}
 
 
 def test_ingress_mode_with_canary_annotates_a_second_ingress() -> None:
@@ -122,7 +124,7 @@ def test_ingress_mode_with_canary_annotates_a_second_ingress() -> None:
     assert canary["spec"]["rules"][0]["host"] == "fraud.example.com"
     assert router_weight(canary) == 40
     assert router_weight(stable) is None
-    assert set(objects.delete) == {ROUTE_KEY, SHARED_SERVICE_KEY}
+    assert set(objects.delete) == {ROUTE_KEY, GRPC_ROUTE_KEY, SHARED_SERVICE_KEY}
 
 
 def test_ingress_mode_without_canary_deletes_the_canary_ingress() -> None:
@@ -175,7 +177,7 @@ def test_replicas_mode_is_one_service_over_both_tracks() -> None:
         "app.kubernetes.io/component": "serving",
     }
     assert router_weight(service) is None
-    assert set(objects.delete) == {ROUTE_KEY, INGRESS_KEY, CANARY_INGRESS_KEY}
+    assert set(objects.delete) == {ROUTE_KEY, GRPC_ROUTE_KEY, INGRESS_KEY, CANARY_INGRESS_KEY}
 
 
 @pytest.mark.parametrize("raw", [gateway_raw, ingress_raw, replicas_raw])

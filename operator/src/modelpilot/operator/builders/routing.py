@@ -4,7 +4,12 @@ Three modes, one per `spec.traffic.router`:
 - gateway: a Gateway API HTTPRoute with weighted backendRefs, plus (with `spec.traffic.header`) a header rule
   that always reaches the canary; in the shadow phase its weighted rule carries a `RequestMirror` filter to
   the canary's Service (Gateway API "Extended" support: the Gateway's implementation must list the
-  `HTTPRouteRequestMirror` feature);
+  `HTTPRouteRequestMirror` feature). With `spec.traffic.gateway.grpc`, a GRPCRoute of the same name splits
+  the Open Inference Protocol's gRPC service (the Services' `grpc` port) with the same weights and header.
+  It is opt-in, with parentRefs of its own: Gateway API accepts only one of an HTTPRoute and a GRPCRoute on
+  a listener whose hostnames they share, and a GRPCRoute needs a listener that speaks HTTP/2 and admits it.
+  It carries no mirror: the shadow phase judges the candidate on mirrored HTTP requests, and at weight 0
+  every gRPC call goes to stable;
 - ingress: an ingress-nginx Ingress for stable and a second, canary-annotated Ingress for the canary (with
   `spec.traffic.header`, annotated to send requests that carry the header to the canary); in the shadow
   phase the stable Ingress carries `mirror-target` (ingress-nginx ignores it on a canary Ingress);
@@ -19,7 +24,8 @@ from typing import Any
 
 from modelpilot.operator.builders.common import ObjectKey, Owner, Track, labels, metadata, selector, track_name
 from modelpilot.operator.builders.serving import PORT_NAME
-from modelpilot.operator.spec import GatewayRoute, IngressRoute, ModelDeploymentSpec, ParentRef
+from modelpilot.operator.spec import GatewayRoute, GrpcGatewayRoute, IngressRoute, ModelDeploymentSpec, ParentRef
+from modelpilot.operator.spec.serving import GRPC_PORT
 
 ROUTER_COMPONENT = "router"
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
@@ -34,6 +40,8 @@ MIRROR_FILTER = "RequestMirror"
 # The Gateway API conformance feature of the RequestMirror filter, as a GatewayClass lists it in
 # `status.supportedFeatures` ({name: …} entries since v1.2; plain names before).
 MIRROR_FEATURE = "HTTPRouteRequestMirror"
+# The gRPC service the GRPCRoute routes: the Open Inference Protocol's (inference/.../grpc_gen/oip.proto).
+OIP_GRPC_SERVICE = "inference.GRPCInferenceService"
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,10 @@ def _route_key(owner_name: str) -> ObjectKey:
     return (GATEWAY_API_VERSION, "HTTPRoute", owner_name)
 
 
+def _grpc_route_key(owner_name: str) -> ObjectKey:
+    return (GATEWAY_API_VERSION, "GRPCRoute", owner_name)
+
+
 def _ingress_key(owner_name: str) -> ObjectKey:
     return ("networking.k8s.io/v1", "Ingress", owner_name)
 
@@ -87,17 +99,20 @@ def build_router(owner: Owner, spec: ModelDeploymentSpec, plan: RouterPlan) -> R
     router = spec.traffic.router
     name = owner.name
     if router == "gateway":
-        assert spec.traffic.gateway is not None  # the spec's validation requires it
-        route = _http_route(owner, spec, spec.traffic.gateway, weight, plan)
-        return RouterObjects(
-            apply=[route],
-            delete=[_ingress_key(name), _canary_ingress_key(name), _shared_service_key(name)],
-        )
+        gateway = spec.traffic.gateway
+        assert gateway is not None  # the spec's validation requires it
+        apply = [_http_route(owner, spec, gateway, weight, plan)]
+        delete = [_ingress_key(name), _canary_ingress_key(name), _shared_service_key(name)]
+        if gateway.grpc is not None:
+            apply.append(_grpc_route(owner, spec, gateway.grpc, weight, plan))
+        else:
+            delete.append(_grpc_route_key(name))
+        return RouterObjects(apply=apply, delete=delete)
     if router == "ingress":
         assert spec.traffic.ingress is not None  # the spec's validation requires it
         mirror = plan.mirror and plan.canary_present
         apply = [_stable_ingress(owner, spec, spec.traffic.ingress, mirror=mirror)]
-        delete = [_route_key(name), _shared_service_key(name)]
+        delete = [_route_key(name), _grpc_route_key(name), _shared_service_key(name)]
         if plan.canary_present:
             apply.append(_canary_ingress(owner, spec, spec.traffic.ingress, weight, _header(spec, plan)))
         else:
@@ -105,7 +120,7 @@ def build_router(owner: Owner, spec: ModelDeploymentSpec, plan: RouterPlan) -> R
         return RouterObjects(apply=apply, delete=delete)
     return RouterObjects(
         apply=[_shared_service(owner, spec, plan.shared_tracks)],
-        delete=[_route_key(name), _ingress_key(name), _canary_ingress_key(name)],
+        delete=[_route_key(name), _grpc_route_key(name), _ingress_key(name), _canary_ingress_key(name)],
     )
 
 
@@ -127,9 +142,9 @@ def router_mirrors(obj: dict[str, Any]) -> bool:
 
 
 def router_weight(obj: dict[str, Any]) -> int | None:
-    """The canary weight (percent) an HTTPRoute or canary Ingress carries; None for any other object."""
+    """The canary weight (percent) an HTTPRoute, GRPCRoute or canary Ingress carries; None for any other object."""
     kind = obj.get("kind")
-    if kind == "HTTPRoute":
+    if kind in {"HTTPRoute", "GRPCRoute"}:
         canary = track_name(obj["metadata"]["name"], "canary")
         rules = (obj.get("spec") or {}).get("rules") or []
         if not rules:
@@ -164,8 +179,10 @@ def _header(spec: ModelDeploymentSpec, plan: RouterPlan) -> tuple[str, str] | No
     return spec.traffic.header.name, plan.canary_header_value
 
 
-def _backend(owner: Owner, spec: ModelDeploymentSpec, track: Track, weight: int | None = None) -> dict[str, Any]:
-    ref: dict[str, Any] = {"name": track_name(owner.name, track), "port": spec.serving.port}
+def _backend(
+    owner: Owner, spec: ModelDeploymentSpec, track: Track, weight: int | None = None, *, port: int | None = None
+) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": track_name(owner.name, track), "port": port or spec.serving.port}
     if weight is not None:
         ref["weight"] = weight
     return ref
@@ -200,6 +217,33 @@ def _http_route(
     return {
         "apiVersion": GATEWAY_API_VERSION,
         "kind": "HTTPRoute",
+        "metadata": metadata(owner, owner.name, _router_labels(owner, spec)),
+        "spec": route_spec,
+    }
+
+
+def _grpc_route(
+    owner: Owner, spec: ModelDeploymentSpec, grpc: GrpcGatewayRoute, weight: int, plan: RouterPlan
+) -> dict[str, Any]:
+    # The same split as the HTTPRoute's, onto the Services' gRPC port, for the OIP service's methods only.
+    method = {"type": "Exact", "service": OIP_GRPC_SERVICE}
+    backends = [_backend(owner, spec, "stable", 100 - weight, port=GRPC_PORT)]
+    if plan.canary_present:
+        backends.append(_backend(owner, spec, "canary", weight, port=GRPC_PORT))
+    rules: list[dict[str, Any]] = [{"matches": [{"method": method}], "backendRefs": backends}]
+    header = _header(spec, plan)
+    if plan.canary_present and header is not None:
+        name, value = header
+        # gRPC metadata keys are lowercase on the wire; Gateway API matches header names case-insensitively.
+        header_match = {"method": method, "headers": [{"type": "Exact", "name": name.lower(), "value": value}]}
+        rules.append({"matches": [header_match], "backendRefs": [_backend(owner, spec, "canary", port=GRPC_PORT)]})
+    route_spec: dict[str, Any] = {"parentRefs": [_parent_ref(ref) for ref in grpc.parent_refs]}
+    if grpc.hostnames:
+        route_spec["hostnames"] = list(grpc.hostnames)
+    route_spec["rules"] = rules
+    return {
+        "apiVersion": GATEWAY_API_VERSION,
+        "kind": "GRPCRoute",
         "metadata": metadata(owner, owner.name, _router_labels(owner, spec)),
         "spec": route_spec,
     }

@@ -44,6 +44,7 @@ from modelpilot.operator.spec.serving import (
 )
 from modelpilot.operator.spec.traffic import (
     GatewayRoute,
+    GrpcGatewayRoute,
     HeaderOverride,
     HeaderValueSource,
     IngressRoute,
@@ -180,6 +181,7 @@ __all__ = [
     "Duration",
     "EnvVar",
     "GatewayRoute",
+    "GrpcGatewayRoute",
     "HeaderOverride",
     "HeaderValueSource",
     "IngressRoute",

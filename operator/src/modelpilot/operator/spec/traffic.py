@@ -30,7 +30,7 @@ def _path_rules(where: str, rules: list[tuple[str, str]]) -> dict[str, Any]:
 
 
 class ParentRef(SpecModel):
-    """A Gateway (or listener of one) the HTTPRoute attaches to."""
+    """A Gateway (or listener of one) a route attaches to."""
 
     name: str = Field(min_length=1, max_length=253, description="Name of the Gateway.")
     namespace: str | None = Field(
@@ -44,8 +44,57 @@ class ParentRef(SpecModel):
     )
 
 
+class GrpcGatewayRoute(SpecModel):
+    """Gateway API GRPCRoute settings: where the Open Inference Protocol's gRPC service is routed."""
+
+    parent_refs: list[ParentRef] = Field(
+        min_length=1,
+        max_length=32,
+        description=(
+            "Gateway listeners the GRPCRoute attaches to: listeners that accept GRPCRoutes and speak HTTP/2 "
+            "(HTTPS, or HTTP with cleartext HTTP/2). Not the HTTPRoute's listener with overlapping hostnames: "
+            "Gateway API accepts only one of an HTTPRoute and a GRPCRoute there."
+        ),
+    )
+    hostnames: list[GatewayHostname] = Field(
+        default_factory=list, max_length=16, description="Hostnames the route serves (a '*.' prefix allowed)."
+    )
+
+
+def _shares_listener(grpc: ParentRef, http: ParentRef) -> bool:
+    """Whether two parentRefs can name the same listener (a ref without sectionName names all of them)."""
+    return (
+        grpc.name == http.name
+        and (grpc.namespace or "") == (http.namespace or "")
+        and (grpc.section_name is None or http.section_name is None or grpc.section_name == http.section_name)
+    )
+
+
+def _hostnames_overlap(a: list[str], b: list[str]) -> bool:
+    """Whether two routes' hostnames can meet (no hostnames means every one; wildcards count as equal
+    strings only, so `*.example.com` beside `api.example.com` is not caught here)."""
+    return not a or not b or bool(set(a) & set(b))
+
+
+_GRPC_LISTENER_CONFLICT = (
+    "traffic.gateway.grpc.parentRefs names a listener of traffic.gateway.parentRefs with overlapping hostnames: "
+    "Gateway API accepts only one of an HTTPRoute and a GRPCRoute there (give the GRPCRoute a listener of its "
+    "own by sectionName, or hostnames of its own)"
+)
+# The same rule for the API server, in CEL (`namespace` is a CEL keyword, escaped as __namespace__).
+_GRPC_LISTENER_RULE = (
+    "!has(self.grpc) || self.grpc.parentRefs.all(g, self.parentRefs.all(h, g.name != h.name"
+    " || (has(g.__namespace__) ? g.__namespace__ : '') != (has(h.__namespace__) ? h.__namespace__ : '')"
+    " || (has(g.sectionName) && has(h.sectionName) && g.sectionName != h.sectionName)"
+    " || (has(self.hostnames) && size(self.hostnames) > 0 && has(self.grpc.hostnames)"
+    " && size(self.grpc.hostnames) > 0 && !self.hostnames.exists(x, x in self.grpc.hostnames))))"
+)
+
+
 class GatewayRoute(SpecModel):
-    """Gateway API HTTPRoute settings."""
+    """Gateway API HTTPRoute settings, and optionally a GRPCRoute for the gRPC service with the same weights."""
+
+    model_config = ConfigDict(json_schema_extra=cel_rules((_GRPC_LISTENER_RULE, _GRPC_LISTENER_CONFLICT)))
 
     parent_refs: list[ParentRef] = Field(min_length=1, max_length=32, description="Gateways the route attaches to.")
     hostnames: list[GatewayHostname] = Field(
@@ -58,6 +107,14 @@ class GatewayRoute(SpecModel):
         description="Path prefix the route matches.",
         json_schema_extra=_path_rules("traffic.gateway.path", GATEWAY_PATH_RULES),
     )
+    grpc: GrpcGatewayRoute | None = Field(
+        default=None,
+        description=(
+            "A GRPCRoute that splits the Open Inference Protocol's gRPC calls (port 8081 of the tracks' "
+            "Services) with the HTTPRoute's weights and header; unset: no GRPCRoute, gRPC is reached only "
+            "inside the cluster."
+        ),
+    )
 
     @field_validator("path")
     @classmethod
@@ -66,6 +123,14 @@ class GatewayRoute(SpecModel):
         if problem:
             raise ValueError(f"traffic.gateway.path {problem}")
         return value
+
+    @model_validator(mode="after")
+    def _grpc_listener_is_its_own(self) -> GatewayRoute:
+        if self.grpc is not None and _hostnames_overlap(self.hostnames, self.grpc.hostnames):
+            for ref in self.grpc.parent_refs:
+                if any(_shares_listener(ref, http) for http in self.parent_refs):
+                    raise ValueError(_GRPC_LISTENER_CONFLICT)
+        return self
 
 
 class IngressTLS(SpecModel):
