@@ -18,7 +18,6 @@ from modelpilot.inference.http import ServingEdge
 from modelpilot.inference.logs import AccessLog
 from modelpilot.inference.metrics import ServingMetrics
 from modelpilot.inference.model import ServedModel
-from modelpilot.inference.predlog.label_store import LABELS_PATH, post_labels
 from modelpilot.inference.predlog.service import prediction_log_for
 from modelpilot.inference.ratelimit import RateLimiter
 from modelpilot.inference.responses import json_bytes, serving_error_handler
@@ -71,6 +70,9 @@ def create_app(
     for path, endpoint, methods in ROUTES:
         app.add_route(path, endpoint, methods=methods)
     if prediction_log is not None:
+        # psycopg is imported only by a server that keeps a prediction log.
+        from modelpilot.inference.predlog.label_store import LABELS_PATH, post_labels
+
         app.state.label_store = prediction_log.labels
         app.add_route(LABELS_PATH, post_labels, methods=["POST"])
     app.add_exception_handler(ServingError, serving_error_handler)

@@ -19,12 +19,16 @@ Records of the archive are accepted when they are
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
 import os
 import pickletools
 import re
+import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,39 @@ _PICKLE_STRING_OPCODES = frozenset(
     {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"}
 )
 _PICKLE_MEMO_OPCODES = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"})
+
+
+def load_exported_module(archive: Path) -> Any:
+    """`torch.export.load(archive).module()`, without importing triton (see `_without_triton`)."""
+    import torch
+
+    with _without_triton():
+        return torch.export.load(str(archive)).module()
+
+
+@contextlib.contextmanager
+def _without_triton() -> Iterator[None]:
+    """`import triton` fails while the exported program loads (unless triton is imported already).
+
+    Deserialising an exported program imports torch._dynamo, whose utilities import triton when it is
+    installed (it is, beside PyPI's CUDA build of torch): about 70 MiB resident that serving the program never
+    uses, as the unlifted module runs aten operators eagerly and this server compiles nothing. torch then
+    remembers that triton is missing (`has_triton_package` is cached), and says so once in a warning of
+    torch.utils.flop_counter, silenced here. After the load `import triton` works again for whoever needs it.
+    """
+    if "triton" in sys.modules:
+        yield
+        return
+    flop_counter = logging.getLogger("torch.utils.flop_counter")
+    level = flop_counter.level
+    flop_counter.setLevel(logging.ERROR)
+    sys.modules["triton"] = None  # type: ignore[assignment]  # a None entry makes the import raise ImportError
+    try:
+        yield
+    finally:
+        if "triton" in sys.modules and sys.modules["triton"] is None:
+            del sys.modules["triton"]
+        flop_counter.setLevel(level)
 
 
 def pickle_deserialization_allowed() -> bool:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelpilot.inference.batching import MicroBatcher
 from modelpilot.inference.cpus import usable_cpus
@@ -22,9 +22,11 @@ from modelpilot.inference.errors import (
 from modelpilot.inference.metrics import ServingMetrics
 from modelpilot.inference.model import ServedModel
 from modelpilot.inference.prediction import Prediction
-from modelpilot.inference.predlog.service import PredictionLog
 from modelpilot.inference.settings import Settings
 from modelpilot.inference.validation import Features
+
+if TYPE_CHECKING:
+    from modelpilot.inference.predlog.service import PredictionLog
 
 log = logging.getLogger("modelpilot.inference")
 

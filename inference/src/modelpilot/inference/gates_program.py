@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from modelpilot.inference.artifacts_pt2 import pickle_deserialization_allowed, unvouched_record
+from modelpilot.inference.artifacts_pt2 import load_exported_module, pickle_deserialization_allowed, unvouched_record
 
 log = logging.getLogger("modelpilot.inference")
 
@@ -47,7 +47,7 @@ def load_gates_program(model_dir: Path, flavor: dict[str, Any]) -> Any | None:
         if record is not None:
             log.warning("gates program not loaded: a record is not vouched for", extra={"fields": {"record": record}})
             return None
-    return torch.export.load(str(archive)).module()
+    return load_exported_module(archive)
 
 
 def answers_gates(gates: Any, samples: list[Any]) -> bool:

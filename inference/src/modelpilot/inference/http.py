@@ -33,7 +33,7 @@ from modelpilot.inference.errors import (
 )
 from modelpilot.inference.logs import AccessLog
 from modelpilot.inference.metrics_endpoint import MetricsEndpoint
-from modelpilot.inference.predlog.label_store import LABELS_PATH
+from modelpilot.inference.predlog.labels import LABELS_PATH
 from modelpilot.inference.predlog.records import REQUEST_ID
 from modelpilot.inference.ratelimit import RateLimiter
 from modelpilot.inference.responses import error_response

@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from modelpilot.inference.artifacts_mlmodel import MLMODEL_FILE, MLmodel, read_mlmodel
-from modelpilot.inference.artifacts_pt2 import PICKLE_FILE, PT2_FILE, pickle_deserialization_allowed, unvouched_record
+from modelpilot.inference.artifacts_pt2 import (
+    PICKLE_FILE,
+    PT2_FILE,
+    load_exported_module,
+    pickle_deserialization_allowed,
+    unvouched_record,
+)
 from modelpilot.inference.artifacts_rest import (
     SERVICE_PATH,
     download_tree,
@@ -296,7 +302,7 @@ def load_pt2_module(data_dir: Path, config: dict[str, Any]) -> Any | None:
             "the model was saved with another torch version",
             extra={"fields": {"saved_with": str(stored), "installed": torch.__version__}},
         )
-    return torch.export.load(str(archive)).module()
+    return load_exported_module(archive)
 
 
 def _mlflow(settings: Settings) -> Any:

@@ -20,13 +20,13 @@ from modelpilot.inference.decoding import is_csv, is_json
 from modelpilot.inference.errors import ServingError, UnsupportedMediaTypeError
 from modelpilot.inference.predlog import statements
 from modelpilot.inference.predlog.connection import connect_async
-from modelpilot.inference.predlog.labels import CsvLabelReader, Label, LabelErrors, parse_json_labels
+from modelpilot.inference.predlog.labels import LABELS_PATH, CsvLabelReader, Label, LabelErrors, parse_json_labels
 from modelpilot.inference.predlog.metrics import PredictionLogMetrics
 from modelpilot.inference.responses import json_bytes
 
 log = logging.getLogger("modelpilot.inference.predlog")
 
-LABELS_PATH = "/v1/labels"
+__all__ = ["LABELS_PATH", "LabelStore", "post_labels"]
 _SOURCE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,64}")
 
 

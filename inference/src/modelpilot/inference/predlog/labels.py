@@ -16,6 +16,8 @@ import orjson
 from modelpilot.inference.errors import MalformedBodyError
 from modelpilot.inference.predlog.records import valid_request_id
 
+# Where delayed labels are posted (the label store's route).
+LABELS_PATH = "/v1/labels"
 MAX_LINE_BYTES = 1024
 SHOWN_ERRORS = 20
 COLUMNS = ("request_id", "row", "label")

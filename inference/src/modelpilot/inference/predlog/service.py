@@ -10,11 +10,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from modelpilot.inference.prediction import Prediction
-from modelpilot.inference.predlog.label_store import LabelStore
-from modelpilot.inference.predlog.maintenance import Maintenance
 from modelpilot.inference.predlog.metrics import PredictionLogMetrics
 from modelpilot.inference.predlog.records import LoggedRequest
-from modelpilot.inference.predlog.writer import PredictionLogWriter
 from modelpilot.inference.settings import Settings
 from modelpilot.inference.validation import Features
 
@@ -25,6 +22,11 @@ class PredictionLog:
     """What the data plane calls (`record`) and what the app starts, stops and routes labels to."""
 
     def __init__(self, settings: Settings, model: Any, registry: CollectorRegistry) -> None:
+        # psycopg (about 9 MiB resident) is imported only by a server that keeps a prediction log.
+        from modelpilot.inference.predlog.label_store import LabelStore
+        from modelpilot.inference.predlog.maintenance import Maintenance
+        from modelpilot.inference.predlog.writer import PredictionLogWriter
+
         dsn = settings.predlog_dsn.get_secret_value()
         self.settings = settings
         self.model = model
