@@ -18,6 +18,25 @@ EXAMPLES = sorted((Path(__file__).parents[3] / "k8s" / "examples").glob("*.yaml"
 pytestmark = pytest.mark.usefixtures("modelpilot_crd")
 
 
+@pytest.fixture(autouse=True)
+def this_crd(cluster: Cluster) -> None:
+    """This tree's CRD, applied again before each test: the API server is shared by checkouts whose CRDs
+    differ, and another one may have applied its own since the session's `modelpilot_crd`."""
+    from modelpilot.operator.crd import build_crd
+    from tests.support.cluster import apply_manifest, wait_for_condition
+
+    crd = build_crd()
+    apply_manifest(cluster.api_client, crd)
+    wait_for_condition(
+        cluster.api_client,
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        crd["metadata"]["name"],
+        condition="Established",
+        timeout=60,
+    )
+
+
 def _create(api_client: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment", "metadata": {"name": name}, "spec": spec}
     created = client.CustomObjectsApi(api_client).create_namespaced_custom_object(
