@@ -290,7 +290,7 @@ def report(results: list[ServerResult], duration: int, rounds: int) -> str:
     lines += [f"| {r.name} | {r.cold_start_s:.2f} | {r.rss_ready_mb:.0f} | {r.rss_mb:.0f} |" for r in results]
     by_name = {r.name: r for r in results}
     ours = by_name.get("modelpilot")
-    if ours is not None:
+    if ours is not None and ("floor" in by_name or "mlflow" in by_name):
         lines += [
             "",
             "| rows | conns | req/s vs floor | per round | p99 vs floor | req/s vs mlflow | p99 vs mlflow |",
@@ -311,8 +311,8 @@ def report(results: list[ServerResult], duration: int, rounds: int) -> str:
             lines.append(f"\nCold start vs mlflow: {ours.cold_start_s / by_name['mlflow'].cold_start_s:.2f}x")
         if "floor" in by_name:
             lines.append(f"RSS at ready vs floor: {ours.rss_ready_mb - by_name['floor'].rss_ready_mb:+.0f} MiB")
-        if DRIFT_BINS in by_name:
-            lines += _drift_bins_cost(ours, by_name[DRIFT_BINS])
+    if ours is not None and DRIFT_BINS in by_name:
+        lines += _drift_bins_cost(ours, by_name[DRIFT_BINS])
     return "\n".join(lines)
 
 
