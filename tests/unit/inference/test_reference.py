@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,38 @@ def test_values_are_counted_below_in_each_bin_and_above_with_the_last_edge_close
     values = np.array([-1.0, 0.0, 0.5, 1.0, 2.9999, 3.0, 3.5, np.nan])
     assert REFERENCE.labels == ("below", "0", "1", "2", "above")
     assert REFERENCE.count(values).tolist() == [1, 2, 1, 2, 1]
+
+
+def _counted_one_by_one(edges: tuple[float, ...], values: list[float]) -> list[int]:
+    """The bins' definition, value by value: below, [edge, next edge) …, the last bin closed, above."""
+    counts = [0] * (len(edges) + 1)
+    for value in values:
+        if math.isnan(value):  # NaN counts nowhere
+            continue
+        if value < edges[0]:
+            counts[0] += 1
+        elif value > edges[-1]:
+            counts[-1] += 1
+        else:
+            counts[min(sum(edge <= value for edge in edges), len(edges) - 1)] += 1
+    return counts
+
+
+@given(
+    edges=st.lists(st.floats(-1e6, 1e6, width=32), min_size=2, max_size=8, unique=True).map(sorted),
+    picks=st.lists(st.integers(0, 7), max_size=40),
+    others=st.lists(st.floats(width=32, allow_nan=True, allow_infinity=True), max_size=40),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_counts_follow_the_bins_definition_for_every_value(
+    edges: list[float], picks: list[int], others: list[float], dtype: type[np.floating[Any]]
+) -> None:
+    # Values on the edges themselves (where the bins' ends matter), and any others, NaN and ±inf included.
+    values = np.array([edges[i % len(edges)] for i in picks] + others, dtype=dtype)
+    reference = FeatureReference(tuple(edges), tuple([1.0 / (len(edges) - 1)] * (len(edges) - 1)))
+    typed_edges = tuple(float(edge) for edge in np.asarray(edges, dtype=dtype))
+    expected = _counted_one_by_one(typed_edges, [float(value) for value in values])
+    assert reference.count(values).tolist() == expected
 
 
 def test_the_training_runs_own_reference_parses_and_bins_its_data_as_it_says() -> None:

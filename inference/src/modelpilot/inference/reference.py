@@ -44,16 +44,24 @@ class FeatureReference:
         return (BELOW, *(str(index) for index in range(len(self.shares))), ABOVE)
 
     def count(self, values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """How many of `values` fall in each bin of `labels` (NaN counts nowhere)."""
-        edges = np.asarray(self.edges, dtype=values.dtype)
-        # side="right": a value equal to an edge opens the bin that starts there; NaN sorts past the end.
-        index = np.searchsorted(edges, values, side="right")
-        counts = np.bincount(index, minlength=len(edges) + 1)
-        # The last bin is closed: its upper edge belongs to it, not to `above`.
-        on_last_edge = int(np.count_nonzero(values == edges[-1]))
-        counts[len(edges) - 1] += on_last_edge
-        counts[len(edges)] -= on_last_edge + int(np.count_nonzero(np.isnan(values)))
-        return counts[: len(edges) + 1]
+        """How many of `values` fall in each bin of `labels` (NaN counts nowhere).
+
+        The values are sorted once and the edges are looked up in them: a search of a few dozen edges in
+        sorted values, where a search of every value among the edges jumps about memory unpredictably (about
+        three times the time on a fold of thousands of rows).
+        """
+        ordered = np.sort(values)  # NaN sorts last
+        valid = len(ordered)
+        floating = ordered.dtype.kind == "f"
+        if valid and floating and np.isnan(ordered[-1]):
+            valid = int(np.searchsorted(ordered, np.inf, side="right"))
+        ordered = ordered[:valid]
+        edges = np.asarray(self.edges, dtype=ordered.dtype if floating else np.float64)  # compared as served
+        # Below each edge: the start of each bin; the last bin is closed, so its end counts values equal to it.
+        starts = np.searchsorted(ordered, edges[:-1], side="left")
+        end = np.searchsorted(ordered, edges[-1], side="right")
+        bounds = np.concatenate(([0], starts, [end, valid])).astype(np.int64)
+        return np.diff(bounds)
 
 
 def parse_reference(raw: bytes, features: tuple[str, ...]) -> dict[str, FeatureReference]:
