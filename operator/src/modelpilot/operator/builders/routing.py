@@ -210,16 +210,7 @@ def _http_route(
         # A header match is more specific than the plain path match, so this rule wins for tagged requests.
         header_match = {**path_match(), "headers": [{"type": "Exact", "name": name, "value": value}]}
         rules.append({"matches": [header_match], "backendRefs": [_backend(owner, spec, "canary")]})
-    route_spec: dict[str, Any] = {"parentRefs": [_parent_ref(ref) for ref in gateway.parent_refs]}
-    if gateway.hostnames:
-        route_spec["hostnames"] = list(gateway.hostnames)
-    route_spec["rules"] = rules
-    return {
-        "apiVersion": GATEWAY_API_VERSION,
-        "kind": "HTTPRoute",
-        "metadata": metadata(owner, owner.name, _router_labels(owner, spec)),
-        "spec": route_spec,
-    }
+    return _route("HTTPRoute", owner, spec, gateway, rules)
 
 
 def _grpc_route(
@@ -237,13 +228,24 @@ def _grpc_route(
         # gRPC metadata keys are lowercase on the wire; Gateway API matches header names case-insensitively.
         header_match = {"method": method, "headers": [{"type": "Exact", "name": name.lower(), "value": value}]}
         rules.append({"matches": [header_match], "backendRefs": [_backend(owner, spec, "canary", port=GRPC_PORT)]})
-    route_spec: dict[str, Any] = {"parentRefs": [_parent_ref(ref) for ref in grpc.parent_refs]}
-    if grpc.hostnames:
-        route_spec["hostnames"] = list(grpc.hostnames)
+    return _route("GRPCRoute", owner, spec, grpc, rules)
+
+
+def _route(
+    kind: str,
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    attachment: GatewayRoute | GrpcGatewayRoute,
+    rules: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A Gateway API route of `kind` on the attachment's parents and hostnames."""
+    route_spec: dict[str, Any] = {"parentRefs": [_parent_ref(ref) for ref in attachment.parent_refs]}
+    if attachment.hostnames:
+        route_spec["hostnames"] = list(attachment.hostnames)
     route_spec["rules"] = rules
     return {
         "apiVersion": GATEWAY_API_VERSION,
-        "kind": "GRPCRoute",
+        "kind": kind,
         "metadata": metadata(owner, owner.name, _router_labels(owner, spec)),
         "spec": route_spec,
     }
