@@ -50,16 +50,6 @@ def postgres() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def modelpilot_crd(cluster: Cluster) -> dict[str, Any]:
     """The ModelDeployment CRD, generated from the spec models, installed and Established (cluster tests)."""
-    from modelpilot.operator.crd import build_crd
-    from tests.support.cluster import apply_manifest, wait_for_condition
+    from tests.support.cluster import install_this_crd
 
-    crd = build_crd()
-    apply_manifest(cluster.api_client, crd)
-    return wait_for_condition(
-        cluster.api_client,
-        "apiextensions.k8s.io/v1",
-        "CustomResourceDefinition",
-        crd["metadata"]["name"],
-        condition="Established",
-        timeout=60,
-    )
+    return install_this_crd(cluster.api_client)

@@ -194,6 +194,23 @@ def wait_for_condition(
     return wait_until(reached, timeout=timeout, description=f"{kind} {namespace}/{name} {condition}={status}")
 
 
+def install_this_crd(api_client: client.ApiClient) -> dict[str, Any]:
+    """This tree's ModelDeployment CRD, applied and Established; the object as then. The API server is shared
+    by checkouts whose CRDs differ, so a test that needs this tree's fields applies it again right before."""
+    from modelpilot.operator.crd import build_crd
+
+    crd = build_crd()
+    apply_manifest(api_client, crd)
+    return wait_for_condition(
+        api_client,
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        crd["metadata"]["name"],
+        condition="Established",
+        timeout=60,
+    )
+
+
 # Pods of a namespace with these annotations go to kwok's simulated nodes (the API server's PodNodeSelector
 # and PodTolerationRestriction admission plugins add the selector and the toleration to every pod), so
 # tests of the operator's logic get pods whose fate the kwok stages decide; other pods run on the real node.

@@ -24,13 +24,9 @@ class Resources:
     def apply_with_this_crd(self, manifest: dict[str, Any]) -> None:
         """Apply a ModelDeployment right after this tree's CRD: the cluster is shared by checkouts whose CRDs
         differ (and `helm install` never upgrades a CRD), so the installed one may lack the fields it uses."""
-        from modelpilot.operator.crd import build_crd
-        from tests.support.cluster import wait_for_condition
+        from tests.support.cluster import install_this_crd
 
-        crd = build_crd()
-        apply_manifest(self.api, crd)
-        wait_for_condition(self.api, "apiextensions.k8s.io/v1", "CustomResourceDefinition", crd["metadata"]["name"],
-                           condition="Established", timeout=60)  # fmt: skip
+        install_this_crd(self.api)
         self.apply(manifest)
 
     def get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:

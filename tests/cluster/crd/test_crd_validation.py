@@ -22,19 +22,9 @@ pytestmark = pytest.mark.usefixtures("modelpilot_crd")
 def this_crd(cluster: Cluster) -> None:
     """This tree's CRD, applied again before each test: the API server is shared by checkouts whose CRDs
     differ, and another one may have applied its own since the session's `modelpilot_crd`."""
-    from modelpilot.operator.crd import build_crd
-    from tests.support.cluster import apply_manifest, wait_for_condition
+    from tests.support.cluster import install_this_crd
 
-    crd = build_crd()
-    apply_manifest(cluster.api_client, crd)
-    wait_for_condition(
-        cluster.api_client,
-        "apiextensions.k8s.io/v1",
-        "CustomResourceDefinition",
-        crd["metadata"]["name"],
-        condition="Established",
-        timeout=60,
-    )
+    install_this_crd(cluster.api_client)
 
 
 def _create(api_client: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:

@@ -13,12 +13,11 @@ import pytest
 from kubernetes import client
 
 from modelpilot.operator.builders.common import Owner
-from modelpilot.operator.crd import build_crd
 from modelpilot.operator.handlers.training import CRONJOB_NAME_LIMIT
 from modelpilot.operator.kubeapi import KubeApi, KubeError
 from modelpilot.operator.spec import GROUP, PLURAL, VERSION, parse_spec
 from modelpilot.operator.spec.training import MAX_WORKERS
-from tests.support.cluster import apply_manifest, wait_for_condition
+from tests.support.cluster import install_this_crd
 from tests.support.derived_objects import derived_objects
 from tests.support.gateway_api import install_gateway_api_crds
 from tests.support.keda import install_keda_crds
@@ -43,12 +42,7 @@ def third_party_crds(api_client: client.ApiClient) -> None:
 @pytest.fixture
 def this_crd(api_client: client.ApiClient) -> None:
     """This tree's CRD, applied again right before the case: the API server is shared with other checkouts."""
-    crd = build_crd()
-    apply_manifest(api_client, crd)
-    wait_for_condition(
-        api_client, "apiextensions.k8s.io/v1", "CustomResourceDefinition", crd["metadata"]["name"],
-        condition="Established", timeout=60,
-    )  # fmt: skip
+    install_this_crd(api_client)
 
 
 def _create_dry_run(api_client: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> None:

@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from modelpilot.operator.crd import build_crd
 from tests.cluster.operator.conftest import RegisteredModel, condition, is_ready_with, model_deployment
-from tests.support.cluster import Cluster, apply_manifest, wait_for_condition, wait_until
+from tests.support.cluster import Cluster, install_this_crd, wait_until
 from tests.support.keda import install_keda_crds
 from tests.support.namespace_objects import Resources
 from tests.support.operator_process import operator_process
@@ -46,16 +45,7 @@ def keda_operator(
 def _current_crd(cluster: Cluster) -> None:
     """This checkout's ModelDeployment CRD, applied again: a test session of another checkout on the same
     cluster may have applied its own since this session began, one without serving.autoscaling.requestRate."""
-    crd = build_crd()
-    apply_manifest(cluster.api_client, crd)
-    wait_for_condition(
-        cluster.api_client,
-        "apiextensions.k8s.io/v1",
-        "CustomResourceDefinition",
-        crd["metadata"]["name"],
-        condition="Established",
-        timeout=60,
-    )
+    install_this_crd(cluster.api_client)
 
 
 def _serving(request_rate: bool) -> dict[str, Any]:
