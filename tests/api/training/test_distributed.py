@@ -55,14 +55,45 @@ def test_two_gloo_ranks_register_one_version_as_good_as_one_process(client: Mlfl
 
 
 def test_a_failed_gate_keeps_exit_code_3_through_the_launcher(client: MlflowClient, train: TrainRunner) -> None:
-    outcome: TrainRun = train.distributed(
-        2, "--model-name", "ids-two-ranks-gated", "--rows", ROWS, "--epochs", "1", "--stability-seeds", "0",
-        "--min-auc", "0.999",
-    )  # fmt: skip
+    gated = ("--model-name", "ids-two-ranks-gated", "--rows", ROWS, "--epochs", "1", "--stability-seeds", "0",
+             "--min-auc", "0.999", "--run-key", "gated-run")  # fmt: skip
+    outcome: TrainRun = train.distributed(2, *gated)
     assert outcome.returncode == 3, outcome.stderr[-3000:]
     assert outcome.written_result["gate"] == "failed"
     (version,) = client.search_model_versions("name = 'ids-two-ranks-gated'")
     assert version.tags["modelpilot.io/gate"] == "failed"
+    assert version.tags["modelpilot.io/run-key"] == "gated-run"
+
+    # Restarted with the same run key, it reports the same verdict with the same exit code.
+    again = train.distributed(2, *gated)
+    assert again.returncode == 3, again.stderr[-3000:]
+    assert again.written_result == outcome.written_result
+    assert registered_versions(client, "ids-two-ranks-gated") == ["1"]
+
+
+def test_a_restarted_run_finishes_what_its_earlier_attempt_registered_and_trains_nothing(
+    client: MlflowClient, train: TrainRunner
+) -> None:
+    model = "ids-two-ranks-restarted"
+    run = ("--model-name", model, *SHORT, "--run-key", "0f3a-uid")
+    first = train.distributed(2, *run)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert client.get_registered_model(model).aliases == {"challenger": "1"}
+    # As if the leader had died after registering, before pointing the candidate alias at its version.
+    client.delete_registered_model_alias(model, "challenger")
+    client.delete_model_version_tag(model, "1", "modelpilot.io/semver")
+
+    started = time.monotonic()
+    again = train.distributed(2, *run)
+    assert again.returncode == 0, again.stderr[-3000:]
+    print(f"restart that trains nothing: {time.monotonic() - started:.1f}s wall")
+    assert again.written_result == first.written_result
+    assert "was registered by an earlier attempt of this run (0f3a-uid): not training again" in again.stderr
+    assert "trained in" not in again.stderr, "the leader trained nothing"
+    assert registered_versions(client, model) == ["1"]
+    assert len(runs_of(client, model)) == 1, "no second MLflow run"
+    assert client.get_registered_model(model).aliases == {"challenger": "1"}
+    assert client.get_model_version(model, "1").tags["modelpilot.io/semver"] == "1.1.0"
 
 
 def test_an_unreachable_mlflow_stops_every_rank_at_once_with_the_leaders_code(train: TrainRunner) -> None:

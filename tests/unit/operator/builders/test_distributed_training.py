@@ -137,7 +137,10 @@ def test_the_trainjob_runs_the_same_image_launcher_and_arguments_as_the_job() ->
     assert trainer["args"] == ["--no-python", ENTRYPOINT, "--epochs", "20"]
     assert (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 1)
     job_env = {var["name"]: var.get("value") for var in _container(job)["env"] if "value" in var}
-    assert {var["name"]: var["value"] for var in trainer["env"] if "value" in var} == job_env
+    trainer_env = {var["name"]: var["value"] for var in trainer["env"] if "value" in var}
+    # The Job's run key is its uid (from its pods' labels); a TrainJob's is its name, which its retries keep.
+    assert trainer_env.pop("MODELPILOT_RUN_KEY") == trainjob["metadata"]["name"]
+    assert trainer_env == job_env
     assert trainjob["spec"]["runtimeRef"] == {
         "apiGroup": "trainer.kubeflow.org",
         "kind": "ClusterTrainingRuntime",

@@ -28,7 +28,7 @@ def _pod(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _env(job: dict[str, Any]) -> dict[str, str]:
-    return {var["name"]: var["value"] for var in _pod(job)["containers"][0]["env"]}
+    return {var["name"]: var["value"] for var in _pod(job)["containers"][0]["env"] if "value" in var}
 
 
 def test_job_and_cronjob_of_the_full_example_match_golden() -> None:
@@ -62,6 +62,18 @@ def test_job_env_points_at_the_registry_data_and_alias_pointers() -> None:
     assert env["MODELPILOT_CANDIDATE_ALIAS"] == "challenger"
     assert "MODELPILOT_CHAMPION_STAGE" not in env
     assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
+
+
+def test_the_run_key_is_the_jobs_uid_and_the_spec_cannot_replace_it() -> None:
+    raw = gateway_raw()
+    raw["training"]["env"] = [{"name": "MODELPILOT_RUN_KEY", "value": "mine"}]
+    env = _pod(_job(raw))["containers"][0]["env"]
+    keys = [var for var in env if var["name"] == "MODELPILOT_RUN_KEY"]
+    # Kubernetes takes the last of two variables with one name.
+    assert keys[-1] == {
+        "name": "MODELPILOT_RUN_KEY",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}},
+    }
 
 
 def test_job_env_uses_stages_for_the_stage_flavour() -> None:

@@ -119,20 +119,36 @@ class LeaderFailedError(Exception):
     """Rank 0 failed before training (MLflow unreachable, unusable data): the other ranks stop too."""
 
 
+# What the leader tells the other ranks once its steps before training are done.
+_SETUP_FAILED, _TRAIN, _NOTHING_TO_TRAIN = 0.0, 1.0, 2.0
+
+
+@dataclass
+class LeaderSetup:
+    """The leader's verdict after its steps before training: train, or not (an earlier attempt of this run
+    already registered its version)."""
+
+    train: bool = True
+
+
 @contextmanager
-def leader_setup(workers: Workers) -> Iterator[None]:
+def leader_setup(workers: Workers) -> Iterator[LeaderSetup]:
     """The leader's steps before training, while the other ranks wait in `wait_for_leader`: they learn
-    whether the steps succeeded, so a leader that cannot reach MLflow stops them instead of leaving them
-    waiting in the first training collective."""
+    whether the steps succeeded and whether there is anything to train, so a leader that cannot reach MLflow
+    stops them instead of leaving them waiting in the first training collective."""
+    setup = LeaderSetup()
     try:
-        yield
+        yield setup
     except BaseException:
-        from_leader(workers, [0.0])
+        from_leader(workers, [_SETUP_FAILED])
         raise
-    from_leader(workers, [1.0])
+    from_leader(workers, [_TRAIN if setup.train else _NOTHING_TO_TRAIN])
 
 
-def wait_for_leader(workers: Workers) -> None:
-    """A follower's side of `leader_setup`; raises LeaderFailedError when the leader's steps failed."""
-    if from_leader(workers, [0.0]) != [1.0]:
+def wait_for_leader(workers: Workers) -> bool:
+    """A follower's side of `leader_setup`: whether to train; raises LeaderFailedError when the leader's steps
+    failed."""
+    verdict = from_leader(workers, [_SETUP_FAILED])
+    if verdict == [_SETUP_FAILED]:
         raise LeaderFailedError("rank 0 failed before training; its exit code is the run's")
+    return verdict == [_TRAIN]

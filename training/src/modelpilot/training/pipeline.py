@@ -38,10 +38,12 @@ from modelpilot.training.metrics import evaluate, roc_auc
 from modelpilot.training.registry import (
     GATE_REASON_TAG,
     GATE_TAG,
+    RUN_KEY_TAG,
     SEMVER_TAG,
     TAG_PREFIX,
     RegistryTarget,
     find_champion_version,
+    find_version_by_run_key,
     load_champion,
     mark_candidate,
     register_version,
@@ -144,13 +146,18 @@ def run(settings: TrainSettings, workers: Workers = SINGLE) -> RunOutcome | None
     The leader returns the outcome; other ranks train with it and return None."""
     join(workers, choose_device(settings.device))
     if not workers.is_leader:
-        wait_for_leader(workers)
-        train_as_follower(settings, load_splits(settings)[1], workers)
+        if wait_for_leader(workers):
+            train_as_follower(settings, load_splits(settings)[1], workers)
         return None
-    with leader_setup(workers):
-        wait_for_tracking_server(mlflow.get_tracking_uri(), settings.mlflow_retries, settings.retry_backoff_seconds)
-        dataset, splits = load_splits(settings)
     target = registry_target(settings)
+    with leader_setup(workers) as setup:
+        wait_for_tracking_server(mlflow.get_tracking_uri(), settings.mlflow_retries, settings.retry_backoff_seconds)
+        earlier = registered_earlier(settings)
+        setup.train = earlier is None
+        if earlier is None:
+            dataset, splits = load_splits(settings)
+    if earlier is not None:
+        return resume(settings, target, earlier)
 
     mlflow.set_experiment(settings.experiment_name)
     with mlflow.start_run(run_name=f"train-{settings.model_name}") as active:
@@ -188,13 +195,47 @@ def run(settings: TrainSettings, workers: Workers = SINGLE) -> RunOutcome | None
             f"{TAG_PREFIX}compared-with": champion_version or "none",
             GATE_TAG: "passed" if decision.passed else "failed",
             GATE_REASON_TAG: decision.reason,
+            **({RUN_KEY_TAG: settings.run_key} if settings.run_key else {}),
         }
         version = register_version(model_uri, settings.model_name, tags)
-        client = MlflowClient()
-        client.set_model_version_tag(settings.model_name, version, SEMVER_TAG, f"{settings.semver_major}.{version}.0")
         mlflow.set_tags({f"{TAG_PREFIX}version": version, GATE_TAG: tags[GATE_TAG]})
-        if decision.passed:
-            mark_candidate(client, target, version)
-            log.info("version %s of %s is the new candidate (%s)", version, settings.model_name,
-                     target.candidate_label)  # fmt: skip
-    return RunOutcome(run_id=run_id, version=version, gate_passed=decision.passed, reason=decision.reason)
+        outcome = RunOutcome(run_id=run_id, version=version, gate_passed=decision.passed, reason=decision.reason)
+        finish_registration(settings, target, outcome)
+    return outcome
+
+
+def finish_registration(settings: TrainSettings, target: RegistryTarget, outcome: RunOutcome) -> None:
+    """The steps after a version exists: its semantic version tag and, when it passed, the candidate pointer.
+    Each one sets a value, so running them again (a restarted run) changes nothing more."""
+    client = MlflowClient()
+    version = outcome.version
+    client.set_model_version_tag(settings.model_name, version, SEMVER_TAG, f"{settings.semver_major}.{version}.0")
+    if outcome.gate_passed:
+        mark_candidate(client, target, version)
+        log.info("version %s of %s is the new candidate (%s)", version, settings.model_name,
+                 target.candidate_label)  # fmt: skip
+
+
+def registered_earlier(settings: TrainSettings) -> RunOutcome | None:
+    """The outcome an earlier attempt of this run recorded, when it got as far as registering its version
+    (a Job restarts every pod when one fails, even after the leader registered)."""
+    if not settings.run_key:
+        return None
+    found = find_version_by_run_key(MlflowClient(), settings.model_name, settings.run_key)
+    if found is None:
+        return None
+    tags = found.tags or {}
+    return RunOutcome(
+        run_id=str(found.run_id),
+        version=str(found.version),
+        gate_passed=tags.get(GATE_TAG) == "passed",
+        reason=tags.get(GATE_REASON_TAG, ""),
+    )
+
+
+def resume(settings: TrainSettings, target: RegistryTarget, earlier: RunOutcome) -> RunOutcome:
+    """Finish what an earlier attempt of this run began after registering, and report its outcome."""
+    log.info("version %s of %s was registered by an earlier attempt of this run (%s): not training again",
+             earlier.version, settings.model_name, settings.run_key)  # fmt: skip
+    finish_registration(settings, target, earlier)
+    return earlier

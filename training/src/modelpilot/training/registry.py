@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import mlflow
 import torch
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,8 @@ TAG_PREFIX = "modelpilot.io/"
 GATE_TAG = f"{TAG_PREFIX}gate"
 GATE_REASON_TAG = f"{TAG_PREFIX}gate-reason"
 SEMVER_TAG = f"{TAG_PREFIX}semver"
+# Set at registration from the run key: a restarted run finds the version its earlier attempt registered.
+RUN_KEY_TAG = f"{TAG_PREFIX}run-key"
 MAX_TAG_LENGTH = 4000  # MLflow refuses longer tag values (limits differ by backend; this fits all)
 
 
@@ -111,6 +114,15 @@ def register_version(model_uri: str, model_name: str, tags: dict[str, str]) -> s
         model_uri, model_name, tags={key: clip_tag(value) for key, value in tags.items()}, await_registration_for=120
     )
     return str(version.version)
+
+
+def find_version_by_run_key(client: MlflowClient, model_name: str, run_key: str) -> ModelVersion | None:
+    """The version of `model_name` an earlier attempt of the run `run_key` registered, or None."""
+    # The filter names only the tag (run keys are checked to need no quoting); the model is checked here, so
+    # a model name needs no escaping inside the filter.
+    found = client.search_model_versions(f"tags.`{RUN_KEY_TAG}` = '{run_key}'")
+    mine = [version for version in found if version.name == model_name]
+    return min(mine, key=lambda version: int(version.version)) if mine else None
 
 
 def mark_candidate(client: MlflowClient, target: RegistryTarget, version: str) -> None:

@@ -75,8 +75,14 @@ class TrainSettings(BaseSettings):
     result_file: str | None = Field(
         default_factory=default_result_file, description="File the result JSON is also written to."
     )
+    run_key: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="Names this run across restarts (the operator's Job sets its uid): a restart that finds a "
+        "version registered under it reports that version instead of training again.",
+    )
 
-    @field_validator("result_file", "experiment", "champion_stage", "candidate_stage", mode="before")
+    @field_validator("result_file", "experiment", "champion_stage", "candidate_stage", "run_key", mode="before")
     @classmethod
     def empty_is_unset(cls, value: object) -> object:
         """An empty environment variable means "not set" (a Job template sets every variable)."""

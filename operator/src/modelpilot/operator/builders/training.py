@@ -47,6 +47,10 @@ RENDEZVOUS_PORT = 29400
 RENDEZVOUS_CONF = "join_timeout=900,read_timeout=600"
 JOB_NAME_ENV = "MODELPILOT_JOB_NAME"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+# The Job's uid names the run across the Job's restarts: a restart that finds the version an earlier attempt
+# registered reports it instead of training and registering again.
+RUN_KEY_ENV = "MODELPILOT_RUN_KEY"
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
 
 
 def _training(spec: ModelDeploymentSpec) -> Training:
@@ -139,6 +143,7 @@ def _container(owner: Owner, spec: ModelDeploymentSpec, training: Training) -> d
         env.append(
             {"name": JOB_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}}}
         )
+    env.append({"name": RUN_KEY_ENV, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_UID_LABEL}']"}}})
     container["env"] = env
     if spec.registry.credentials_secret:
         container["envFrom"] = [{"secretRef": {"name": spec.registry.credentials_secret}}]

@@ -13,6 +13,7 @@ from modelpilot.operator.builders.common import Owner, container_resources, meta
 from modelpilot.operator.builders.training import (
     ENTRYPOINT,
     LAUNCHER,
+    RUN_KEY_ENV,
     build_rendezvous_service,
     build_training_job,
     procs_per_worker,
@@ -37,7 +38,7 @@ def _training(spec: ModelDeploymentSpec) -> Training:
     return spec.training
 
 
-def _env(spec: ModelDeploymentSpec, training: Training) -> list[dict[str, Any]]:
+def _env(spec: ModelDeploymentSpec, training: Training, run_key: str) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = list(training_env(spec, training))
     secret = spec.registry.credentials_secret
     if secret:
@@ -45,6 +46,8 @@ def _env(spec: ModelDeploymentSpec, training: Training) -> list[dict[str, Any]]:
             {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
             for key in CREDENTIAL_KEYS
         ]
+    # The JobSet under a TrainJob recreates its Jobs on a retry, so the run is named by the TrainJob.
+    env.append({"name": RUN_KEY_ENV, "value": run_key})
     return env
 
 
@@ -55,7 +58,7 @@ def build_trainjob(owner: Owner, spec: ModelDeploymentSpec, *, job_name: str, tr
         "image": training.image,
         "command": list(LAUNCHER),
         "args": ["--no-python", ENTRYPOINT, *training.args],
-        "env": _env(spec, training),
+        "env": _env(spec, training, job_name),
         "numNodes": training.workers,
         "numProcPerNode": procs_per_worker(training),
     }
