@@ -73,6 +73,7 @@ def make_request(
     *,
     wait_seconds: float,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> RequestStatus | None:
     """Check, write the request signed with the caller's user name, and wait for the operator's answer
     (None when not waiting). The answer may still be a refusal: the rollout may have moved meanwhile."""
@@ -93,4 +94,4 @@ def make_request(
                 f"{action} requested (id {request_id}) but the operator did not answer within {wait_seconds:.0f}s: "
                 "is it running? `kubectl modelpilot status` shows the answer when it comes"
             )
-        time.sleep(POLL_SECONDS)
+        sleep(POLL_SECONDS)

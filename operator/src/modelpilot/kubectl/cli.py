@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -16,6 +15,7 @@ from modelpilot.kubectl.acting import make_request
 from modelpilot.kubectl.cluster import Cluster, Target
 from modelpilot.kubectl.dashboard.server import serve
 from modelpilot.kubectl.errors import NotFoundError, PluginError
+from modelpilot.kubectl.interrupt import interruptible
 from modelpilot.kubectl.screen import history_rows, list_rows, status_of, status_screen
 from modelpilot.operator.builders.common import COMPONENT_LABEL, DEPLOYMENT_LABEL, TRACK_LABEL, label_value
 
@@ -151,16 +151,17 @@ def run_list(cluster: Cluster, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_status(cluster: Cluster, args: argparse.Namespace, out: TextIO) -> int:
-    while True:
-        obj = cluster.get(args.name)
-        if _output(args) != "table":
-            _dump(obj, args, out)
-        else:
-            screen = status_screen(obj, cluster.events(args.name), _now())
-            print(f"{CLEAR_SCREEN if args.watch else ''}{screen}", file=out, flush=True)
-        if not args.watch:
-            return 0
-        time.sleep(args.interval)
+    with interruptible() as interrupt:
+        while True:
+            obj = cluster.get(args.name)
+            if _output(args) != "table":
+                _dump(obj, args, out)
+            else:
+                screen = status_screen(obj, cluster.events(args.name), _now())
+                print(f"{CLEAR_SCREEN if args.watch else ''}{screen}", file=out, flush=True)
+            if not args.watch:
+                return 0
+            interrupt.sleep(args.interval)
 
 
 def run_history(cluster: Cluster, args: argparse.Namespace, out: TextIO) -> int:
@@ -173,7 +174,10 @@ def run_history(cluster: Cluster, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_action(cluster: Cluster, args: argparse.Namespace, out: TextIO) -> int:
-    answer = make_request(cluster, args.name, args.action, args.reason, wait_seconds=args.wait)
+    with interruptible() as interrupt:
+        answer = make_request(
+            cluster, args.name, args.action, args.reason, wait_seconds=args.wait, sleep=interrupt.sleep
+        )
     if answer is None:
         print(f"{args.action} requested for {args.name}", file=out)
         return 0
