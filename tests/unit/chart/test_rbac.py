@@ -195,3 +195,21 @@ def test_hpa_backend_is_kept_even_where_keda_is_served() -> None:
     manifests = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
     assert _autoscaler_env(manifests) == "hpa"
     assert _keda_verbs(manifests) == []
+
+
+def test_namespace_patterns_keep_the_cluster_role_and_narrow_where_the_operator_acts(render: Render) -> None:
+    manifests = render(operator__namespacePatterns="{team-*,!team-sandbox}")
+    assert by_kind(manifests, "ClusterRole")
+    assert not by_kind(manifests, "Role")
+    [statefulset] = by_kind(manifests, "StatefulSet")
+    env = {e["name"]: e.get("value") for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MODELPILOT_NAMESPACES"] == "team-*,!team-sandbox"
+
+
+def test_namespaces_and_patterns_together_are_refused_with_a_message() -> None:
+    result = run_helm(
+        "template", "mp", str(CHART), "--kube-version", KUBE_VERSION,
+        "--set", "operator.watchNamespaces={ml-a}", "--set", "operator.namespacePatterns={ml-*}",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "not both" in result.stderr

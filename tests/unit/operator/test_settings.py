@@ -14,3 +14,31 @@ def test_router_proxies_are_cidrs_and_a_bad_one_is_named(monkeypatch: pytest.Mon
     monkeypatch.setenv("MODELPILOT_ROUTER_PROXIES", "10.42.0.0/16,gateway")
     with pytest.raises(ValidationError, match="gateway"):
         OperatorSettings()
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "served", "not_served"),
+    [
+        ("ml-a,ml-b", ["ml-a", "ml-b"], ["ml-c", "ml"]),
+        ("e2e-*", ["e2e-1a2b3c", "e2e-gateway"], ["test-e2e-1", "e2e"]),
+        ("team-*,ops-?, !team-sandbox", ["team-a", "ops-1", "team-sandbox-2"], ["team-sandbox", "ops-12", "dev"]),
+        ("!kube-*,!modelpilot", ["default", "ml"], ["kube-system", "modelpilot"]),
+    ],
+)
+def test_namespace_patterns_serve_a_match_of_any_name_or_glob_and_no_exclusion(
+    namespaces: str, served: list[str], not_served: list[str]
+) -> None:
+    # Kopf's own matcher, as the operator uses it.
+    from kopf._cogs.structs.references import NamespaceName, match_namespace
+
+    patterns = OperatorSettings(namespaces=namespaces).namespace_patterns
+
+    def is_served(name: str) -> bool:
+        return any(match_namespace(NamespaceName(name), pattern) for pattern in patterns)
+
+    assert [name for name in served if not is_served(name)] == []
+    assert [name for name in not_served if is_served(name)] == []
+
+
+def test_no_namespaces_means_the_whole_cluster() -> None:
+    assert OperatorSettings(namespaces=" , ").namespace_patterns == []

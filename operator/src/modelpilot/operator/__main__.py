@@ -44,7 +44,7 @@ def main() -> None:
     """Entry point of the operator process."""
     settings = OperatorSettings()
     configure_logging(settings.log_format)
-    namespaces = settings.namespace_list
+    namespaces = settings.namespace_patterns
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,

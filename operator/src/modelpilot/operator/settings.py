@@ -14,7 +14,9 @@ class OperatorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MODELPILOT_", extra="ignore")
 
-    namespaces: str = Field(default="", description="Comma-separated namespaces to watch; empty watches all.")
+    namespaces: str = Field(
+        default="", description="Comma-separated namespaces or globs (`*`, `?`) to watch, `!` excludes; empty: all."
+    )
     peering: str = Field(default="", description="Kopf peering object for leader election; empty runs standalone.")
     priority: int = Field(default=0, description="Peering priority; each replica needs its own.")
     health_port: int = Field(default=8081, description="Port of /healthz.")
@@ -64,5 +66,18 @@ class OperatorSettings(BaseSettings):
 
     @property
     def namespace_list(self) -> list[str]:
-        """Watched namespaces; empty means cluster-wide."""
+        """Watched namespaces, names or globs (`!` excludes); empty means cluster-wide."""
         return [item.strip() for item in self.namespaces.split(",") if item.strip()]
+
+    @property
+    def namespace_patterns(self) -> list[str]:
+        """Kopf's namespace patterns: a namespace is served when it matches one of the names or globs and
+        none of the exclusions. Kopf serves the union of its patterns and, within one pattern, lets the first
+        glob decide and the rightmost match win: so each name or glob comes first in a pattern of its own,
+        followed by every exclusion."""
+        items = self.namespace_list
+        excluded = [item for item in items if item.startswith("!")]
+        included = [item for item in items if not item.startswith("!")]
+        if not included:
+            return [",".join(excluded)] if excluded else []
+        return [",".join([item, *excluded]) for item in included]
