@@ -56,8 +56,8 @@ def e2e_cluster() -> Iterator[Cluster]:
             subprocess.run([str(REPO / "hack" / "e2e"), step], check=True, cwd=REPO)
     yield cluster
     if not EXTERNAL:
-        # The chart's operator serves every namespace: left running, it would act on the cluster tests'
-        # ModelDeployments beside their own operator.
+        # The chart's operator acts only in e2e-* namespaces (ci/e2e-values.yaml), so it may run beside the
+        # cluster tests' own operators; it is removed when the tests are done, not to hold the node's CPU.
         subprocess.run([str(REPO / "hack" / "e2e"), "uninstall"], check=False, cwd=REPO)
     cluster.api_client.close()  # type: ignore[no-untyped-call]
 
