@@ -21,8 +21,8 @@ from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 
 from modelpilot.inference.artifacts_mlmodel import read_mlmodel
-from modelpilot.inference.artifacts_pt2 import unvouched_record
-from modelpilot.inference.loading import fetch_model, load_model, load_pt2_module, resolve_source
+from modelpilot.inference.artifacts_pt2 import load_pt2_module, unvouched_record
+from modelpilot.inference.loading import fetch_model, load_model, resolve_source
 from modelpilot.inference.model import ServedModel
 from modelpilot.inference.registry_rest import RegistryClient, registry_client
 from modelpilot.inference.settings import Settings
