@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -88,18 +89,26 @@ def load_flat_programs(
 
 
 def _run_forked(workdir: Path, timeout: float) -> dict[str, Any]:
-    import multiprocessing
-
-    process = multiprocessing.get_context("fork").Process(
-        target=_child, args=(workdir, True), name="modelpilot-pt2-load", daemon=True
-    )
-    process.start()
-    process.join(timeout)
-    if process.is_alive():
-        process.kill()
-        process.join()
-        raise _too_slow(timeout)
-    return _result(workdir, process.exitcode, "")
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the server's code
+        code = 1
+        try:
+            _child(workdir, forked=True)
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return _result(workdir, os.waitstatus_to_exitcode(status), "")
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise _too_slow(timeout)
+        time.sleep(0.05)
 
 
 def _run_spawned(workdir: Path, timeout: float) -> dict[str, Any]:
