@@ -343,22 +343,30 @@ def report(results: list[ServerResult], duration: int, rounds: int) -> str:
                 lines.append(f"RSS at ready vs floor, pt2 loaded in the server: {before:+.0f} MiB")
     if ours is not None and DRIFT_BINS in by_name:
         lines += _drift_bins_cost(ours, by_name[DRIFT_BINS])
+    if ours is not None and IN_SERVER in by_name:
+        lines += _against(ours, by_name[IN_SERVER])
     return "\n".join(lines)
 
 
 def _drift_bins_cost(ours: ServerResult, bins: ServerResult) -> list[str]:
     """The drift bins' cost: the server with a training reference against the same server without one."""
+    return _against(bins, ours)
+
+
+def _against(result: ServerResult, base: ServerResult) -> list[str]:
+    """`result`'s medians as ratios of `base`'s, with each round's req/s ratio."""
     lines = [
         "",
-        f"| rows | conns | req/s {DRIFT_BINS} vs modelpilot | per round | p50 vs modelpilot | CPU-s/1k vs modelpilot |",
-        "|---:|---:|---:|---|---:|---:|",
+        f"| rows | conns | req/s {result.name} vs {base.name} | per round | p50 vs {base.name} | p99 vs {base.name} | "
+        f"CPU-s/1k vs {base.name} |",
+        "|---:|---:|---:|---|---:|---:|---:|",
     ]
-    for key, cell in bins.cells.items():
-        base = ours.cells[key]
-        rounds = " ".join(f"{a.rps / b.rps:.2f}" for a, b in zip(bins.runs[key], ours.runs[key], strict=True))
+    for key, cell in result.cells.items():
+        other = base.cells[key]
+        rounds = " ".join(f"{a.rps / b.rps:.2f}" for a, b in zip(result.runs[key], base.runs[key], strict=True))
         lines.append(
-            f"| {key[0]} | {key[1]} | {cell.rps / base.rps:.2f}x | {rounds} | {cell.p50_ms / base.p50_ms:.2f}x | "
-            f"{cell.cpu_per_1k / base.cpu_per_1k:.2f}x |"
+            f"| {key[0]} | {key[1]} | {cell.rps / other.rps:.2f}x | {rounds} | {cell.p50_ms / other.p50_ms:.2f}x | "
+            f"{cell.p99_ms / other.p99_ms:.2f}x | {cell.cpu_per_1k / other.cpu_per_1k:.2f}x |"
         )
     return lines
 
