@@ -20,6 +20,7 @@ module) is there for platforms where forking a threaded process is not wanted; `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -91,6 +92,10 @@ def load_flat_programs(
 
 
 def _run_forked(workdir: Path, timeout: float) -> dict[str, Any]:
+    # What the server's streams hold would otherwise be written a second time by a child that logs.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the server's code
         code = 1
