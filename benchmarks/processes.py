@@ -43,6 +43,19 @@ def rss_bytes(pids: Iterable[int]) -> int:
     return total
 
 
+def pss_bytes(pids: Iterable[int]) -> int:
+    """Sum of the processes' proportional set sizes: pages they share (a forked child's) count once in all."""
+    total = 0
+    for pid in pids:
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^Pss:\s+(\d+) kB", rollup, re.MULTILINE)
+        total += int(match.group(1)) * 1024 if match else 0
+    return total
+
+
 def cpu_seconds(pids: Iterable[int]) -> float:
     """User plus system CPU time the processes have used so far."""
     total = 0.0

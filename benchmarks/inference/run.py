@@ -28,7 +28,7 @@ import httpx
 import numpy as np
 import orjson
 
-from benchmarks.processes import cpu_seconds, process_tree, rss_bytes
+from benchmarks.processes import cpu_seconds, process_tree, pss_bytes, rss_bytes
 from tests.api.inference.models import N_FEATURES, sample_rows
 from tests.support.mlflow_server import MLFLOW_ENV, mlflow_server
 from tests.support.processes import free_port, stop
@@ -42,6 +42,9 @@ ROW_COUNTS = (1, 256)
 # modelpilot-serve again, on a version whose run logged the training reference: it counts drift bins.
 DRIFT_BINS = "modelpilot-bins"
 DRIFT_BINS_URI = f"models:/{MODEL_NAME}/2"
+# modelpilot-serve loading the pt2 archive in its own process (MODELPILOT_PT2_LOADER=server), as it did before
+# the child process took that over.
+IN_SERVER = "modelpilot-inserver"
 
 
 @dataclass
@@ -64,6 +67,9 @@ class ServerResult:
     cold_start_s: float = 0.0
     rss_ready_mb: float = 0.0
     rss_mb: float = 0.0
+    # The largest sums seen from spawn to ready (the server and any child it starts while it loads).
+    rss_load_peak_mb: float = 0.0
+    pss_load_peak_mb: float = 0.0
     runs: dict[tuple[int, int], list[Cell]] = field(default_factory=dict)
 
     @property
@@ -128,7 +134,7 @@ def register_model(tracking_uri: str, workdir: Path) -> tuple[str, Path]:
 def server_commands(name: str, uri: str, port: int, state_dict: Path) -> tuple[list[str], dict[str, str], str]:
     """(argv, extra env, readiness path) of each contender."""
     pin = ["taskset", "-c", SERVER_CPU]
-    if name in ("modelpilot", DRIFT_BINS):
+    if name in ("modelpilot", DRIFT_BINS, IN_SERVER):
         env = {
             "MODELPILOT_MODEL_URI": uri,
             "MODELPILOT_HOST": "127.0.0.1",
@@ -136,6 +142,8 @@ def server_commands(name: str, uri: str, port: int, state_dict: Path) -> tuple[l
             "MODELPILOT_METRICS_PORT": str(free_port()),  # the default 9090 may be taken on this machine
             "MODELPILOT_GRPC_PORT": str(free_port()),  # served as by default, on a port that is free
         }
+        if name == IN_SERVER:
+            env["MODELPILOT_PT2_LOADER"] = "server"
         return [*pin, str(BIN / "modelpilot-serve")], env, "/readyz"
     if name == "mlflow":
         argv = [str(BIN / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1"]
@@ -146,9 +154,10 @@ def server_commands(name: str, uri: str, port: int, state_dict: Path) -> tuple[l
 
 @contextmanager
 def started(
-    name: str, uri: str, state_dict: Path, log: Path, env: dict[str, str]
+    name: str, uri: str, state_dict: Path, log: Path, env: dict[str, str], result: ServerResult
 ) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
-    """Start a server, yield (url, process, seconds from spawn to ready), stop it."""
+    """Start a server, yield (url, process, seconds from spawn to ready), stop it; the memory peaks of the
+    start go into `result`."""
     port = free_port()
     argv, extra, ready_path = server_commands(name, uri, port, state_dict)
     url = f"http://127.0.0.1:{port}"
@@ -159,6 +168,9 @@ def started(
         )
     try:
         while True:
+            tree = process_tree(process.pid)
+            result.rss_load_peak_mb = max(result.rss_load_peak_mb, rss_bytes(tree) / 2**20)
+            result.pss_load_peak_mb = max(result.pss_load_peak_mb, pss_bytes(tree) / 2**20)
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited early; see {log}")
             try:
@@ -230,7 +242,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="runs of every cell per server (medians reported)")
-    parser.add_argument("--servers", default="modelpilot,mlflow,floor", help=f"also: {DRIFT_BINS}")
+    parser.add_argument("--servers", default="modelpilot,mlflow,floor", help=f"also: {DRIFT_BINS}, {IN_SERVER}")
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         sys.exit("needs wrk and taskset (apt-get install -y wrk util-linux)")
@@ -246,7 +258,14 @@ def main() -> None:
         running: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
         for name in names:
             url, process, cold_start = servers.enter_context(
-                started(name, DRIFT_BINS_URI if name == DRIFT_BINS else uri, state_dict, workdir / f"{name}.log", env)
+                started(
+                    name,
+                    DRIFT_BINS_URI if name == DRIFT_BINS else uri,
+                    state_dict,
+                    workdir / f"{name}.log",
+                    env,
+                    results[name],
+                )
             )
             if name == DRIFT_BINS:
                 check_counts_drift_bins(process, url)
@@ -286,8 +305,16 @@ def report(results: list[ServerResult], duration: int, rounds: int) -> str:
                 f"| {result.name} | {rows} | {connections} | {cell.rps:,.0f} | {cell.p50_ms:.2f} | {cell.p99_ms:.2f} | "
                 f"{cell.p999_ms:.2f} | {cell.cpu_per_1k:.3f} | {cell.failures} |"
             )
-    lines += ["", "| server | cold start s | RSS at ready MiB | RSS max MiB |", "|---|---:|---:|---:|"]
-    lines += [f"| {r.name} | {r.cold_start_s:.2f} | {r.rss_ready_mb:.0f} | {r.rss_mb:.0f} |" for r in results]
+    lines += [
+        "",
+        "| server | cold start s | RSS at ready MiB | RSS max MiB | RSS peak in load MiB | PSS peak in load MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.name} | {r.cold_start_s:.2f} | {r.rss_ready_mb:.0f} | {r.rss_mb:.0f} | {r.rss_load_peak_mb:.0f} | "
+        f"{r.pss_load_peak_mb:.0f} |"
+        for r in results
+    ]
     by_name = {r.name: r for r in results}
     ours = by_name.get("modelpilot")
     if ours is not None and ("floor" in by_name or "mlflow" in by_name):
@@ -311,24 +338,35 @@ def report(results: list[ServerResult], duration: int, rounds: int) -> str:
             lines.append(f"\nCold start vs mlflow: {ours.cold_start_s / by_name['mlflow'].cold_start_s:.2f}x")
         if "floor" in by_name:
             lines.append(f"RSS at ready vs floor: {ours.rss_ready_mb - by_name['floor'].rss_ready_mb:+.0f} MiB")
+            if IN_SERVER in by_name:
+                before = by_name[IN_SERVER].rss_ready_mb - by_name["floor"].rss_ready_mb
+                lines.append(f"RSS at ready vs floor, pt2 loaded in the server: {before:+.0f} MiB")
     if ours is not None and DRIFT_BINS in by_name:
         lines += _drift_bins_cost(ours, by_name[DRIFT_BINS])
+    if ours is not None and IN_SERVER in by_name:
+        lines += _against(ours, by_name[IN_SERVER])
     return "\n".join(lines)
 
 
 def _drift_bins_cost(ours: ServerResult, bins: ServerResult) -> list[str]:
     """The drift bins' cost: the server with a training reference against the same server without one."""
+    return _against(bins, ours)
+
+
+def _against(result: ServerResult, base: ServerResult) -> list[str]:
+    """`result`'s medians as ratios of `base`'s, with each round's req/s ratio."""
     lines = [
         "",
-        f"| rows | conns | req/s {DRIFT_BINS} vs modelpilot | per round | p50 vs modelpilot | CPU-s/1k vs modelpilot |",
-        "|---:|---:|---:|---|---:|---:|",
+        f"| rows | conns | req/s {result.name} vs {base.name} | per round | p50 vs {base.name} | p99 vs {base.name} | "
+        f"CPU-s/1k vs {base.name} |",
+        "|---:|---:|---:|---|---:|---:|---:|",
     ]
-    for key, cell in bins.cells.items():
-        base = ours.cells[key]
-        rounds = " ".join(f"{a.rps / b.rps:.2f}" for a, b in zip(bins.runs[key], ours.runs[key], strict=True))
+    for key, cell in result.cells.items():
+        other = base.cells[key]
+        rounds = " ".join(f"{a.rps / b.rps:.2f}" for a, b in zip(result.runs[key], base.runs[key], strict=True))
         lines.append(
-            f"| {key[0]} | {key[1]} | {cell.rps / base.rps:.2f}x | {rounds} | {cell.p50_ms / base.p50_ms:.2f}x | "
-            f"{cell.cpu_per_1k / base.cpu_per_1k:.2f}x |"
+            f"| {key[0]} | {key[1]} | {cell.rps / other.rps:.2f}x | {rounds} | {cell.p50_ms / other.p50_ms:.2f}x | "
+            f"{cell.p99_ms / other.p99_ms:.2f}x | {cell.cpu_per_1k / other.cpu_per_1k:.2f}x |"
         )
     return lines
 

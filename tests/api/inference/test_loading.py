@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Callable
 from fractions import Fraction
@@ -19,10 +20,12 @@ from mlflow import MlflowClient
 from mlflow import pytorch as mlflow_pytorch
 from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
+from starlette.testclient import TestClient
 
+from modelpilot.inference.app import create_app
 from modelpilot.inference.artifacts_mlmodel import read_mlmodel
-from modelpilot.inference.artifacts_pt2 import unvouched_record
-from modelpilot.inference.loading import fetch_model, load_model, load_pt2_module, resolve_source
+from modelpilot.inference.artifacts_pt2 import load_pt2_module, unvouched_record
+from modelpilot.inference.loading import fetch_model, load_model, resolve_source
 from modelpilot.inference.model import ServedModel
 from modelpilot.inference.registry_rest import RegistryClient, registry_client
 from modelpilot.inference.settings import Settings
@@ -179,7 +182,7 @@ def test_a_source_the_proxy_does_not_serve_loads_through_mlflow(
 
 
 @pytest.mark.parametrize("allow_pickle", [None, "false"])
-def test_loading_a_pt2_model_does_not_import_mlflow(
+def test_loading_a_pt2_model_imports_neither_mlflow_nor_the_export_deserialiser(
     mlflow: MlflowServer, logged: LoggedModels, allow_pickle: str | None
 ) -> None:
     code = (
@@ -188,7 +191,8 @@ def test_loading_a_pt2_model_does_not_import_mlflow(
         "from modelpilot.inference.settings import Settings\n"
         f"loaded = load_model(Settings(model_uri='models:/{logged.moe_pt2}@champion', tracking_uri='{mlflow.url}'))\n"
         "loaded.runner.run(warmup_features(loaded.schema), want_gates=False, params=None)\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'pandas', 'pyarrow', 'sklearn'})\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'pandas', 'pyarrow', 'sklearn', 'sympy',"
+        " 'networkx'} | {'torch._dynamo'} & set(sys.modules))\n"
         "print(json.dumps({'heavy': heavy, 'runner': loaded.runner.description, 'version': loaded.source.version}))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"}
@@ -292,3 +296,18 @@ def test_a_local_model_directory_is_read_in_place(pt2_model: Path) -> None:
     loaded = load_model(Settings(model_uri=str(pt2_model), model_name="local-moe"))
     assert loaded.local_path == pt2_model.resolve()
     assert (loaded.source.name, loaded.runner.description) == ("local-moe", "pytorch (pt2) on cpu, flat graph")
+
+
+def test_a_broken_pt2_archive_keeps_the_server_unready_with_the_reason(pt2_model: Path, tmp_path: Path) -> None:
+    broken = _rewrite_pt2(pt2_model, tmp_path, lambda records: records.clear())
+    (broken / "data" / "model.pt2").write_bytes(b"not a zip archive")
+    settings = Settings(model_uri=str(broken), load_retry_seconds=60, metrics_port=0, grpc_port=0)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        deadline = time.monotonic() + 120
+        while client.get("/readyz").json()["status"] == "loading" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "failed"
+        assert ready.json()["reason"].startswith("ChildLoadError: model.pt2 could not be loaded: ")
+        assert client.get("/healthz").status_code == 200

@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger("modelpilot.inference")
+
 PT2_FILE = "model.pt2"
 PICKLE_FILE = "model.pth"
 _TEXT_RECORDS = frozenset({"version", "archive_format", "archive_version", "byteorder", "serialization_id"})
@@ -76,6 +78,36 @@ def _without_triton() -> Iterator[None]:
         if "triton" in sys.modules and sys.modules["triton"] is None:
             del sys.modules["triton"]
         flop_counter.setLevel(level)
+
+
+def load_pt2_module(data_dir: Path, config: dict[str, Any]) -> Any | None:
+    """`torch.export.load(model.pt2).module()`, which is what `mlflow.pytorch.load_model` returns for pt2;
+    None when mlflow has to do it (see `vouched_pt2_archive`)."""
+    archive = vouched_pt2_archive(data_dir, config)
+    return None if archive is None else load_exported_module(archive)
+
+
+def vouched_pt2_archive(data_dir: Path, config: dict[str, Any]) -> Path | None:
+    """The model's pt2 archive, to load without mlflow; None when mlflow has to do it: code paths to put on
+    sys.path, or an archive this module cannot vouch for while pickle deserialization is not allowed (mlflow
+    then loads or refuses it with its own reason)."""
+    archive = data_dir / PT2_FILE
+    if config.get("code") or (data_dir / PICKLE_FILE).exists() or not archive.is_file():
+        return None
+    import torch
+
+    if not pickle_deserialization_allowed():
+        record = unvouched_record(archive, torch)
+        if record is not None:
+            log.info("pt2 archive left to mlflow's check", extra={"fields": {"record": record}})
+            return None
+    stored = config.get("pytorch_version")
+    if stored and str(stored) != torch.__version__:
+        log.warning(
+            "the model was saved with another torch version",
+            extra={"fields": {"saved_with": str(stored), "installed": torch.__version__}},
+        )
+    return archive
 
 
 def pickle_deserialization_allowed() -> bool:

@@ -14,12 +14,17 @@ binding picks the overload from the arguments as the graph's overload was picked
 used only when, on sample inputs, it returns exactly what the module returns; otherwise the server keeps
 the module's `forward`. Measured on the benchmark's MoE, one row: the exported graph's forward about 3x,
 the eager module about 2x the flat function's time.
+
+The function is described by a `FlatPlan` (its source and the constants it names), which `flatplan_files`
+writes and reads, so that a plan made where the exported program was deserialised is compiled in a process
+that never imports torch.export's deserialiser (`pt2_child`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger("modelpilot.inference")
@@ -27,8 +32,40 @@ log = logging.getLogger("modelpilot.inference")
 _CALLS = ("placeholder", "get_attr", "call_function", "call_module", "output")
 
 
+@dataclass(frozen=True)
+class FlatPlan:
+    """A flat function's source (`def flat_forward(x): ...`) and the constants it names (`_c0`, `_c1`, ...)."""
+
+    source: str
+    constants: dict[str, Any]
+
+
+class FlatProgram:
+    """An exported program's forward as a flat function compiled from its plan, with no graph module behind it."""
+
+    def __init__(self, forward: Callable[[Any], Any]) -> None:
+        self.forward = forward
+
+    def __call__(self, x: Any) -> Any:
+        return self.forward(x)
+
+
 def flat_forward(module: Any) -> Callable[[Any], Any] | None:
     """A flat function computing `module.forward(x)` for one tensor `x`, or None for a graph it cannot flatten."""
+    plan = flat_plan(module)
+    return None if plan is None else compile_plan(plan)
+
+
+def compile_plan(plan: FlatPlan) -> Callable[[Any], Any]:
+    """The function a plan describes."""
+    namespace = dict(plan.constants)
+    exec(compile(plan.source, "<flat_forward>", "exec"), namespace)
+    function: Callable[[Any], Any] = namespace["flat_forward"]
+    return function
+
+
+def flat_plan(module: Any) -> FlatPlan | None:
+    """The plan of `flat_forward(module)`, or None for a graph it cannot flatten."""
     import torch
 
     graph = getattr(module, "graph", None)
@@ -89,10 +126,7 @@ def flat_forward(module: Any) -> Callable[[Any], Any] | None:
             continue
         names[node] = name
         lines.append(f"    {name} = {call(constant(_binding(target)), node)}")
-    source = "\n".join(lines)
-    exec(compile(source, "<flat_forward>", "exec"), namespace)
-    function: Callable[[Any], Any] = namespace["flat_forward"]
-    return function
+    return FlatPlan(source="\n".join(lines), constants=namespace)
 
 
 def same_results(forward: Callable[[Any], Any], reference: Callable[[Any], Any], samples: list[Any]) -> bool:

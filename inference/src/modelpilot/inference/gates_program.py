@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from modelpilot.inference.artifacts_pt2 import load_exported_module, pickle_deserialization_allowed, unvouched_record
+from modelpilot.inference.artifacts_pt2 import pickle_deserialization_allowed, unvouched_record
 
 log = logging.getLogger("modelpilot.inference")
 
@@ -33,10 +33,9 @@ def gates_archive(model_dir: Path, flavor: dict[str, Any]) -> Path | None:
     return None
 
 
-def load_gates_program(model_dir: Path, flavor: dict[str, Any]) -> Any | None:
-    """`torch.export.load(gates.pt2).module()`: a module whose forward gives the gating weights [N, experts];
-    None when the model has no gates program, or one this server cannot vouch for while pickle
-    deserialization is not allowed (the model then serves without gates; the reason is logged)."""
+def vouched_gates_archive(model_dir: Path, flavor: dict[str, Any]) -> Path | None:
+    """The gates program's archive; None when the model has no gates program, or one this server cannot vouch
+    for while pickle deserialization is not allowed (the model then serves without gates; the reason is logged)."""
     archive = gates_archive(model_dir, flavor)
     if archive is None:
         return None
@@ -47,7 +46,7 @@ def load_gates_program(model_dir: Path, flavor: dict[str, Any]) -> Any | None:
         if record is not None:
             log.warning("gates program not loaded: a record is not vouched for", extra={"fields": {"record": record}})
             return None
-    return load_exported_module(archive)
+    return archive
 
 
 def answers_gates(gates: Any, samples: list[Any]) -> bool:

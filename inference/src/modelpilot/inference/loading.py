@@ -3,9 +3,9 @@
 The common case, a registry on an MLflow server that proxies artifacts and a torch model saved as pt2, needs
 neither mlflow nor pandas: the registry answers over REST (`registry_rest`), the files come through the
 artifact proxy (`artifacts_rest`), the `MLmodel` file is read with PyYAML (`artifacts_mlmodel`) and the module
-with `torch.export.load` (`artifacts_pt2`). Importing mlflow takes seconds of a cold start, so it is imported
-only for what needs it: other artifact stores, pickle-format torch models, every other flavor, and
-configurations only mlflow's client understands.
+with `torch.export.load` (`artifacts_pt2`) in a child process that hands back a flat function (`pt2_child`).
+Importing mlflow takes seconds of a cold start, so it is imported only for what needs it: other artifact
+stores, pickle-format torch models, every other flavor, and configurations only mlflow's client understands.
 """
 
 from __future__ import annotations
@@ -28,13 +28,7 @@ from typing import Any
 import numpy as np
 
 from modelpilot.inference.artifacts_mlmodel import MLMODEL_FILE, MLmodel, read_mlmodel
-from modelpilot.inference.artifacts_pt2 import (
-    PICKLE_FILE,
-    PT2_FILE,
-    load_exported_module,
-    pickle_deserialization_allowed,
-    unvouched_record,
-)
+from modelpilot.inference.artifacts_pt2 import PT2_FILE, load_exported_module, vouched_pt2_archive
 from modelpilot.inference.artifacts_rest import (
     SERVICE_PATH,
     download_tree,
@@ -42,7 +36,8 @@ from modelpilot.inference.artifacts_rest import (
     write_registered_model_meta,
 )
 from modelpilot.inference.cpus import usable_cpus
-from modelpilot.inference.gates_program import load_gates_program
+from modelpilot.inference.gates_program import vouched_gates_archive
+from modelpilot.inference.pt2_child import load_flat_programs
 from modelpilot.inference.reference import ARTIFACT_DIR as REFERENCE_DIR
 from modelpilot.inference.reference import ARTIFACT_FILE as REFERENCE_FILE
 from modelpilot.inference.reference import MAX_BYTES as REFERENCE_MAX_BYTES
@@ -248,7 +243,11 @@ def _build_runner(local: Path, metadata: MLmodel, schema: InputSchema, settings:
         serialization = "pt2" if (data_dir / PT2_FILE).exists() else "pickle"
         device = torch_device(settings.device)
         configure_torch_threads(settings.torch_threads)
-        module = load_pt2_module(data_dir, config) if serialization == "pt2" else None
+        candidates = [warmup_features(schema), *(_random_rows(schema, rows) for rows in (3, 5))]
+        samples = [s for s in candidates if isinstance(s, np.ndarray)]
+        module, gates = None, None
+        if serialization == "pt2":
+            module, gates = load_pt2_programs(local, config, device, samples, settings)
         if module is None:
             _mlflow(settings)
             import mlflow.pytorch
@@ -256,17 +255,15 @@ def _build_runner(local: Path, metadata: MLmodel, schema: InputSchema, settings:
             module = mlflow.pytorch.load_model(str(local), weights_only=False)
         if serialization == "pickle":
             module.eval()
-        gates = load_gates_program(local, config) if serialization == "pt2" else None
         if device != "cpu":
             module = module.to(device)
             gates = None if gates is None else gates.to(device)
-        samples = [warmup_features(schema), *(_random_rows(schema, rows) for rows in (3, 5))]
         return TorchRunner(
             module,
             device=device,
             serialization=serialization,
             column_output=not schema.is_tensor,
-            samples=[s for s in samples if isinstance(s, np.ndarray)],
+            samples=samples,
             gates=gates,
         )
     if "python_function" not in flavors:
@@ -280,29 +277,24 @@ def _build_runner(local: Path, metadata: MLmodel, schema: InputSchema, settings:
     return PyfuncRunner(model, as_matrix=schema.is_tensor, column_names=schema.column_names)
 
 
-def load_pt2_module(data_dir: Path, config: dict[str, Any]) -> Any | None:
-    """`torch.export.load(model.pt2).module()`, which is what `mlflow.pytorch.load_model` returns for pt2.
+def load_pt2_programs(
+    model_dir: Path, config: dict[str, Any], device: str, samples: list[np.ndarray[Any, Any]], settings: Settings
+) -> tuple[Any | None, Any | None]:
+    """The model's forward and its gates program (see `gates_program`), each None when absent or left to mlflow.
 
-    None when mlflow has to do it: code paths to put on sys.path, or an archive `artifacts_pt2` cannot vouch
-    for while pickle deserialization is not allowed (mlflow then loads or refuses it with its own reason).
+    On CPU both are deserialised in a child process and served as flat programs (`pt2_child`), so that this
+    process never imports torch.export's deserialiser; a program the child cannot flatten, every program on
+    another device, and all with `pt2_loader` set to `server` are `torch.export.load`ed here.
     """
-    archive = data_dir / PT2_FILE
-    if config.get("code") or (data_dir / PICKLE_FILE).exists() or not archive.is_file():
-        return None
-    import torch
-
-    if not pickle_deserialization_allowed():
-        record = unvouched_record(archive, torch)
-        if record is not None:
-            log.info("pt2 archive left to mlflow's check", extra={"fields": {"record": record}})
-            return None
-    stored = config.get("pytorch_version")
-    if stored and str(stored) != torch.__version__:
-        log.warning(
-            "the model was saved with another torch version",
-            extra={"fields": {"saved_with": str(stored), "installed": torch.__version__}},
-        )
-    return load_exported_module(archive)
+    archive = vouched_pt2_archive(model_dir / str(config.get("model_data") or "data"), config)
+    gates_archive = vouched_gates_archive(model_dir, config)
+    archives = {name: path for name, path in (("model", archive), ("gates", gates_archive)) if path is not None}
+    flat: dict[str, Any] = {}
+    if archives and samples and device == "cpu" and settings.pt2_loader != "server":
+        flat = load_flat_programs(archives, samples, settings.load_timeout_seconds, settings.pt2_loader)
+    module = flat.get("model") or (None if archive is None else load_exported_module(archive))
+    gates = flat.get("gates") or (None if gates_archive is None else load_exported_module(gates_archive))
+    return module, gates
 
 
 def _mlflow(settings: Settings) -> Any:

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from modelpilot.inference.flatgraph import flat_forward, same_results
+from modelpilot.inference.flatgraph import FlatProgram, flat_forward, same_results
 from modelpilot.inference.gates_program import answers_gates
 from modelpilot.inference.prediction import Prediction
 from modelpilot.inference.validation import Features, row_count
@@ -69,7 +69,10 @@ class TorchRunner:
 
     def _fastest(self, module: Any, samples: list[Any]) -> tuple[Any, bool]:
         """The fastest callable computing `module(x)`: its flat graph when it answers exactly as the module on the
-        samples (CPU only), else the graph's own `forward`, else the module; and whether it is the flat graph."""
+        samples (CPU only), else the graph's own `forward`, else the module; and whether it is the flat graph.
+        A `FlatProgram` was checked where its plan was made (see `pt2_child`)."""
+        if isinstance(module, FlatProgram):
+            return module.forward, True
         forward = graph_forward(module) or module
         if samples and self.device.type == "cpu":
             candidate = flat_forward(module)

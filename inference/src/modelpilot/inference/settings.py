@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="0: derived from the CPU limit (cgroup) and CPU affinity.")
     allow_nan: bool = Field(False, description="Accept NaN/null in float features instead of answering 422.")
     load_retry_seconds: float = Field(30.0, gt=0, description="Back-off before retrying a failed model load.")
+    pt2_loader: Literal["fork", "spawn", "server"] = Field(
+        "fork",
+        description="Where pt2 models are deserialised on CPU: a forked or a spawned child process that hands back "
+        "a flat function (the server never imports torch.export's deserialiser), or the server itself.",
+    )
+    load_timeout_seconds: float = Field(
+        300.0, gt=0, description="Longest the child process deserialising a pt2 model may take; then the load fails."
+    )
 
     # Network.
     host: str = "0.0.0.0"
