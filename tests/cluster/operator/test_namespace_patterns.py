@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
@@ -49,3 +49,39 @@ def test_the_operator_acts_only_in_namespaces_matching_its_patterns(
         assert not untouched["metadata"].get("finalizers")
         apps = client.AppsV1Api(cluster.api_client)
         assert not apps.list_namespaced_deployment(other).items
+
+
+@pytest.fixture
+def cluster_peering(cluster: Cluster) -> Iterator[str]:
+    """A ClusterKopfPeering of its own (the chart creates one per installation)."""
+    name = f"patterns-{secrets.token_hex(3)}"
+    api = client.CustomObjectsApi(cluster.api_client)
+    api.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", {
+        "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name},
+    })  # fmt: skip
+    yield name
+    api.delete_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", name)
+
+
+def test_serving_globs_the_replicas_peer_through_the_clusters_peering(
+    cluster: Cluster,
+    two_namespaces: tuple[str, tuple[str, str]],
+    cluster_peering: str,
+    model: RegisteredModel,
+    tmp_path: Path,
+) -> None:
+    prefix, (matching, _) = two_namespaces
+    model.set_alias("champion", model.add_version())
+    served = Resources(cluster, matching)
+    custom = client.CustomObjectsApi(cluster.api_client)
+    with operator_process(cluster.kubeconfig, f"{prefix}-*", tmp_path / "operator.log", peering=cluster_peering):
+        served.apply(model_deployment("served", model))
+        served.wait_mdep("served", is_ready_with("1"), "served under the cluster's peering", timeout=90)
+        peering = cast(
+            dict[str, Any], custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", cluster_peering)
+        )
+        assert peering.get("status"), "the operator announced itself in the ClusterKopfPeering"
+        in_namespace = cast(
+            dict[str, Any], custom.list_namespaced_custom_object("kopf.dev", "v1", matching, "kopfpeerings")
+        )
+        assert not in_namespace["items"], "no KopfPeering in the served namespace"

@@ -66,6 +66,7 @@ def test_namespaced_install_grants_roles_only_in_the_served_namespaces(render: R
     [statefulset] = by_kind(manifests, "StatefulSet")
     env = {e["name"]: e.get("value") for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MODELPILOT_NAMESPACES"] == "ml-team-a,ml-team-b"
+    assert env["MODELPILOT_CLUSTER_PEERING"] == "false"
 
 
 def test_the_operator_gets_what_it_needs_and_no_more(render: Render) -> None:
@@ -204,6 +205,8 @@ def test_namespace_patterns_keep_the_cluster_role_and_narrow_where_the_operator_
     [statefulset] = by_kind(manifests, "StatefulSet")
     env = {e["name"]: e.get("value") for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MODELPILOT_NAMESPACES"] == "team-*,!team-sandbox"
+    assert env["MODELPILOT_CLUSTER_PEERING"] == "true"  # the ClusterKopfPeering the ClusterRole may patch
+    assert by_kind(manifests, "ClusterKopfPeering")
 
 
 def test_namespaces_and_patterns_together_are_refused_with_a_message() -> None:

@@ -42,3 +42,15 @@ def test_namespace_patterns_serve_a_match_of_any_name_or_glob_and_no_exclusion(
 
 def test_no_namespaces_means_the_whole_cluster() -> None:
     assert OperatorSettings(namespaces=" , ").namespace_patterns == []
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "cluster_peering", "expected"),
+    [("", None, True), ("ml-a,ml-b", None, False), ("e2e-*", None, True), ("!kube-system", None, True),
+     ("ml-a", True, True), ("e2e-*", False, False)],
+)  # fmt: skip
+def test_replicas_peer_cluster_wide_unless_they_serve_named_namespaces(
+    namespaces: str, cluster_peering: bool | None, expected: bool
+) -> None:
+    settings = OperatorSettings(namespaces=namespaces, cluster_peering=cluster_peering)
+    assert settings.peers_cluster_wide is expected

@@ -18,6 +18,11 @@ class OperatorSettings(BaseSettings):
         default="", description="Comma-separated namespaces or globs (`*`, `?`) to watch, `!` excludes; empty: all."
     )
     peering: str = Field(default="", description="Kopf peering object for leader election; empty runs standalone.")
+    cluster_peering: bool | None = Field(
+        default=None,
+        description="Peer through a ClusterKopfPeering (true) or a KopfPeering in each served namespace (false); "
+        "unset: cluster-wide when serving the whole cluster or any glob or exclusion.",
+    )
     priority: int = Field(default=0, description="Peering priority; each replica needs its own.")
     health_port: int = Field(default=8081, description="Port of /healthz.")
     metrics_port: int = Field(default=9090, description="Port of /metrics; 0 disables.")
@@ -68,6 +73,15 @@ class OperatorSettings(BaseSettings):
     def namespace_list(self) -> list[str]:
         """Watched namespaces, names or globs (`!` excludes); empty means cluster-wide."""
         return [item.strip() for item in self.namespaces.split(",") if item.strip()]
+
+    @property
+    def peers_cluster_wide(self) -> bool:
+        """Whether the replicas peer through one ClusterKopfPeering rather than a KopfPeering per namespace."""
+        if self.cluster_peering is not None:
+            return self.cluster_peering
+        return not self.namespace_list or any(
+            item.startswith("!") or set(item) & set("*?") for item in self.namespace_list
+        )
 
     @property
     def namespace_patterns(self) -> list[str]:

@@ -28,6 +28,9 @@ async def configure(kopf_settings: kopf.OperatorSettings, logger: logging.Logger
         prefix="modelpilot.io", key="last-handled-configuration"
     )
     kopf_settings.watching.server_timeout = 300
+    # Kopf peers per namespace whenever it is given namespaces; serving globs, the namespaces come and go, and
+    # the grants are cluster-wide (the chart's ClusterRole), so the replicas peer through the cluster's peering.
+    kopf_settings.peering.clusterwide = settings.peers_cluster_wide
     kopf_settings.networking.request_timeout = 30
     # Kubernetes calls run in worker threads; the default pool (cores + 4) queues every reconciliation behind a few.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=settings.api_threads))
