@@ -112,12 +112,12 @@ def checkpoint(bench: Bench, crs: int, window: float, apiserver_pid: int, etcd_p
     operator_pids = process_tree(bench.operator_pid)
     counters, requests = probes.read_operator_counters(bench.metrics_url), probes.read_apiserver_requests(api)
     cpu, started = cpu_seconds(operator_pids), time.monotonic()
-    in_flight = [counters.registry_reads - counters.reconciles]
+    in_flight = [counters.resolves - counters.reconciles]
     while (left := window - (time.monotonic() - started)) > 0:
         time.sleep(min(SERIES_INTERVAL, left))
         now = probes.read_operator_counters(bench.metrics_url)
-        # Every reconciliation reads the registry once near its start and counts itself at its end.
-        in_flight.append(now.registry_reads - now.reconciles)
+        # Each reconciliation reads the registry (or shares a read) near its start and counts itself at its end.
+        in_flight.append(now.resolves - now.reconciles)
     elapsed = time.monotonic() - started
     done = probes.read_operator_counters(bench.metrics_url).minus(counters)
     after = probes.read_apiserver_requests(api)
@@ -132,6 +132,7 @@ def checkpoint(bench: Bench, crs: int, window: float, apiserver_pid: int, etcd_p
         window_seconds=round(elapsed, 1),
         reconciles=done.reconciles,
         registry_reads=done.registry_reads,
+        registry_shared_reads=done.shared_reads,
         reconcile_seconds=round(done.reconcile_seconds, 2),
         in_flight=in_flight,
         reconciles_since_start=counters.reconciles,

@@ -10,12 +10,14 @@ status comparison. It asserts nothing. At a poll of `P` seconds, `n` resources c
 Run from the repository root; to compare two commits, run it from a checkout of each, one after the other:
 
     python -m benchmarks.operator.idle_reconcile --runs 300
+    python -m benchmarks.operator.idle_reconcile --runs 400 --profile /tmp/idle.prof   # then python -m pstats
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import inspect
 import tempfile
 import time
@@ -37,8 +39,10 @@ from tests.support.mlflow_server import mlflow_server
 NAME = "idle"
 
 
-async def measure(cluster: Cluster, namespace: str, runs: int, *, watch: bool) -> str:
-    """Settle the resource, then time `runs` idle reconciles; one line of figures."""
+async def measure(cluster: Cluster, namespace: str, runs: int, *, watch: bool, profile: Path | None = None) -> str:
+    """Settle the resource, then time `runs` idle reconciles; one line of figures. With `profile`, the timed
+    runs are also profiled (CPU time, not wall: waiting for the registry's answer is not this process's cost)
+    into that file, for `python -m pstats`."""
     kube = CountingKube(cluster)
     runtime = Runtime(settings=OperatorSettings(), kube=kube)
     reader = KubeApi(load_api_client(str(cluster.kubeconfig)))
@@ -60,9 +64,15 @@ async def measure(cluster: Cluster, namespace: str, runs: int, *, watch: bool) -
             runtime.deployments.seen("MODIFIED", deployment or {})
         await reconcile(runtime, namespace, NAME, lambda *_: None, **extra)
         kube.requests.clear()
+        profiler = cProfile.Profile(time.process_time)
         cpu, wall = time.process_time(), time.perf_counter()
+        if profile is not None:
+            profiler.enable()
         for _ in range(runs):
             await reconcile(runtime, namespace, NAME, lambda *_: None, **extra)
+        if profile is not None:
+            profiler.disable()
+            profiler.dump_stats(profile)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     finally:
         for registry in runtime.registries.values():
@@ -80,6 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=300, help="idle reconciles timed")
     parser.add_argument("--no-watch", action="store_true", help="read the resource and Deployment every run")
+    parser.add_argument("--profile", type=Path, help="also profile the timed runs (CPU time) into this file")
     args = parser.parse_args()
     cluster = start_cluster()
     api = cluster.api_client
@@ -90,7 +101,10 @@ def main() -> None:
         node = scene.create_benchmark_node(api, pods=10)
         try:
             scene.apply_model_deployment(api, namespace, scene.model_deployment(NAME, model, server.url, node, "60s"))
-            print(asyncio.run(measure(cluster, namespace, args.runs, watch=not args.no_watch)), flush=True)
+            print(
+                asyncio.run(measure(cluster, namespace, args.runs, watch=not args.no_watch, profile=args.profile)),
+                flush=True,
+            )
         finally:
             scene.delete_model_deployments(api, namespace, timeout=60)
             scene.delete_namespace_and_wait(api, namespace, 300)

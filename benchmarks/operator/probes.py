@@ -83,6 +83,12 @@ class OperatorCounters:
     reconcile_seconds: float
     registry_reads: float
     kube_requests: dict[str, float] = field(default_factory=dict)  # "verb Kind" → requests of the operator's client
+    shared_reads: float = 0.0  # resolves answered by another resource's read of the same model
+
+    @property
+    def resolves(self) -> float:
+        """Registry model reads asked for: one near the start of each reconciliation, shared or not."""
+        return self.registry_reads + self.shared_reads
 
     def minus(self, earlier: OperatorCounters) -> OperatorCounters:
         """What happened between `earlier` and this reading."""
@@ -95,14 +101,15 @@ class OperatorCounters:
                 for key, value in self.kube_requests.items()
                 if value > earlier.kube_requests.get(key, 0.0)
             },
+            self.shared_reads - earlier.shared_reads,
         )
 
 
 def read_operator_counters(metrics_url: str) -> OperatorCounters:
-    """Reconciliations (all results), their total wall time, registry model reads and the operator's
-    own Kubernetes requests, from /metrics."""
+    """Reconciliations (all results), their total wall time, registry model reads (those made and those
+    shared) and the operator's own Kubernetes requests, from /metrics."""
     text = httpx.get(metrics_url, timeout=10).text
-    reconciles = seconds = reads = 0.0
+    reconciles = seconds = reads = shared = 0.0
     requests: dict[str, float] = {}
     for name, labels, value in parse_samples(text, ("modelpilot_operator_",)):
         if name == "modelpilot_operator_reconciles_total":
@@ -111,10 +118,12 @@ def read_operator_counters(metrics_url: str) -> OperatorCounters:
             seconds += value
         elif name == "modelpilot_operator_registry_request_duration_seconds_count" and labels.get("operation") == "get":
             reads += value
+        elif name == "modelpilot_operator_registry_shared_reads_total":
+            shared += value
         elif name == "modelpilot_operator_kube_requests_total":
             key = f"{labels.get('verb', '?')} {labels.get('kind', '?')}"
             requests[key] = requests.get(key, 0.0) + value
-    return OperatorCounters(reconciles, seconds, reads, requests)
+    return OperatorCounters(reconciles, seconds, reads, requests, shared)
 
 
 def read_apiserver_requests(api_client: client.ApiClient) -> dict[str, float]:

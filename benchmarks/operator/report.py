@@ -45,6 +45,7 @@ class Checkpoint:
     peak_rss_mib: dict[str, float]
     load: tuple[float, float, float]
     operator_requests: dict[str, float] = field(default_factory=dict)  # the operator's own client, "verb Kind"
+    registry_shared_reads: float = 0.0  # model reads answered by another resource's read (not in registry_reads)
 
     @property
     def requests_per_reconcile(self) -> float:
@@ -108,6 +109,9 @@ def render(report: Report) -> str:
             f"  before the {point.crs}-CR window: {point.reconciles_since_start:.0f} reconciliations and "
             f"{point.registry_reads_since_start:.0f} registry reads since the operator started"
         )
+        if point.registry_shared_reads:
+            shared = point.registry_shared_reads / (point.window_seconds or math.nan)
+            lines.append(f"    in the window, {shared:.2f} model reads/s shared another one's read (not in reads/s)")
         series = " ".join(f"{value:.0f}" for value in point.in_flight)
         lines.append(f"    reconciliations in flight every 10 s of the window: {series}")
     lines += ["", "RSS (MiB) at the end of each window, and the operator's peak so far"]

@@ -161,3 +161,42 @@ async def test_an_idle_reconcile_observes_the_watched_deployment_and_reads_a_cha
     runtime.deployments.seen("DELETED", repaired)
     await served.run(seen)
     assert ("GET", "deployments") in kube.requests
+
+
+async def test_a_new_resource_starts_from_the_watched_copy_until_its_first_status_write(
+    cluster: Cluster, namespace: str, modelpilot_crd: dict[str, Any], mlflow: MlflowServer
+) -> None:
+    client = MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
+    model = f"fresh-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(model)
+    run_id = client.create_run(experiment_id="0").info.run_id
+    client.create_model_version(model, source=f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias(model, "champion", "1")
+    Resources(cluster, namespace).apply({
+        "apiVersion": MDEP, "kind": "ModelDeployment", "metadata": {"name": "fresh"},
+        "spec": {
+            "model": {"name": model, "alias": "champion"},
+            "registry": {"trackingUri": mlflow.url, "pollInterval": "60s"},
+            "serving": {"image": "ghcr.io/modelpilot/inference:test", "replicas": 1},
+        },
+    })  # fmt: skip
+    kube = CountingKube(cluster)
+    runtime = Runtime(settings=OperatorSettings(), kube=kube)
+    reader = KubeApi(load_api_client(str(cluster.kubeconfig)))
+    created = await reader.get(MDEP, "ModelDeployment", namespace, "fresh")
+    assert created is not None
+    assert "status" not in created
+    try:
+        # Nobody acted on it yet: the run needs no read of it, and creates the Deployment.
+        await reconcile(runtime, namespace, "fresh", lambda *_: None, seen=created)
+        assert ("GET", "modeldeployments") not in kube.requests
+        assert ("PATCH", "deployments") in kube.requests
+        assert ("PATCH", "modeldeployments") in kube.requests  # its first status
+
+        # The watch has not brought that write yet: its copy without a status is older than the write.
+        kube.requests.clear()
+        await reconcile(runtime, namespace, "fresh", lambda *_: None, seen=created)
+        assert ("GET", "modeldeployments") in kube.requests
+    finally:
+        for registry in runtime.registries.values():
+            await registry.aclose()

@@ -78,8 +78,10 @@ def kind_of(api_version: str, kind: str) -> Kind:
         raise ValueError(f"the operator does not manage {kind} in {api_version}") from None
 
 
-def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """An ApiClient from a kubeconfig file, or the in-cluster service account."""
+def load_api_client(kubeconfig: str | None = None, *, connections: int | None = None) -> client.ApiClient:
+    """An ApiClient from a kubeconfig file, or the in-cluster service account. `connections`: how many
+    connections it keeps open, one per worker thread (the client's default, five per core, makes the threads
+    beyond it open a new TLS connection for each request and drop it after)."""
     configuration = client.Configuration()
     if kubeconfig:
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
@@ -88,6 +90,8 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except config.ConfigException:
             config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    if connections is not None:
+        configuration.connection_pool_maxsize = connections
     return client.ApiClient(configuration)
 
 

@@ -20,6 +20,10 @@ REGISTRY_LATENCY = Histogram(
     ["operation", "outcome"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+REGISTRY_SHARED_READS = Counter(
+    "modelpilot_operator_registry_shared_reads",
+    "Registry model reads answered by another resource's read of the same model (in the sharing window).",
+)
 KUBE_REQUESTS = Counter(
     "modelpilot_operator_kube_requests",
     "Kubernetes API requests of the operator's own client (Kopf's watches and Events aside) by verb and kind.",

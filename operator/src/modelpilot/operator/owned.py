@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -112,14 +112,25 @@ class _Applied:
     at: float
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """A plan this process applied for a resource: what it was built from, the digest of each object, the deletes."""
+
+    inputs: Hashable
+    digests: tuple[tuple[ObjectKey, str], ...]
+    delete: tuple[ObjectKey, ...]
+
+
 @dataclass
 class AppliedMemory:
-    """What this process last applied to, or deleted from, each object (keyed by namespace and object)."""
+    """What this process last applied to, or deleted from, each object (keyed by namespace and object), and the
+    last plan applied for each resource (keyed by namespace and resource name)."""
 
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
     clock: Callable[[], float] = time.monotonic
     applied: dict[tuple[str, ObjectKey], _Applied] = field(default_factory=dict)
     absent: set[tuple[str, ObjectKey]] = field(default_factory=set)
+    planned: dict[tuple[str, str], _Planned] = field(default_factory=dict)
 
     def needs_apply(self, namespace: str, key: ObjectKey, content: str) -> bool:
         """Whether `content` differs from what was last applied, or that was too long ago."""
@@ -166,6 +177,7 @@ class AppliedMemory:
 
         self.applied = {k: v for k, v in self.applied.items() if not (k[0] == namespace and owned(k[1]))}
         self.absent = {k for k in self.absent if not (k[0] == namespace and owned(k[1]))}
+        self.planned.pop((namespace, owner_name), None)
 
 
 class OwnedObjects:
@@ -216,6 +228,14 @@ class OwnedObjects:
             task.add_done_callback(lambda done: done.cancelled() or done.exception())
             self._reads[key] = task
 
+    def prefetch_first_touch(self, api_version: str, kind: str, name: str) -> None:
+        """Start now the read that the first apply or delete of an object makes (to see whether another object
+        controls it), when this process has neither applied it nor found it gone: a new resource's first run
+        then waits for those reads together, not one after the other. An object already applied is not read."""
+        key = (api_version, kind, name)
+        if key not in self._reads and not self.memory.has_applied(self.namespace, key):
+            self.prefetch(api_version, kind, name)
+
     async def _fetch(self, key: ObjectKey, *, owned: bool) -> dict[str, Any] | None:
         api_version, kind, name = key
         if owned and kind == "Deployment" and self.watched is not None:
@@ -248,11 +268,14 @@ class OwnedObjects:
         """A Secret object in the owner's namespace, undecoded; None when it does not exist."""
         return await self.read("v1", "Secret", name, owned=False)
 
-    async def apply(self, objects: list[dict[str, Any]]) -> None:
-        """Server-side apply each object whose content changed since this process last applied it."""
+    async def apply(self, objects: list[dict[str, Any]]) -> list[tuple[ObjectKey, str]]:
+        """Server-side apply each object whose content changed since this process last applied it; the key and
+        digest of each object."""
+        digests: list[tuple[ObjectKey, str]] = []
         for obj in objects:
             key: ObjectKey = (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
             content = digest(obj)
+            digests.append((key, content))
             if not self.memory.needs_apply(self.namespace, key, content):
                 continue
             if not self.memory.has_applied(self.namespace, key):
@@ -269,6 +292,7 @@ class OwnedObjects:
                 raise DerivedObjectRefusedError(obj["kind"], obj["metadata"]["name"], error.status, message) from error
             self.memory.remember_applied(self.namespace, key, content, applied.get("metadata", {}).get("generation"))
             self._reads[key] = _done(applied)
+        return digests
 
     async def delete(self, keys: list[ObjectKey]) -> None:
         """Delete each object not known to be gone; one already gone counts as deleted, and one another object
@@ -289,6 +313,27 @@ class OwnedObjects:
         """Apply a traffic plan: its objects in order, then its deletes in order."""
         await self.apply(plan.apply)
         await self.delete(plan.delete)
+
+    async def apply_planned(self, inputs: Hashable, build: Callable[[], TrafficPlan]) -> None:
+        """Apply the plan `build` makes, `inputs` being everything it is built from. When they are the inputs
+        of the last plan applied for this resource and none of its objects needs applying (none changed by
+        someone else, none due for its resync), the plan is not built again: building and digesting it is most
+        of an idle run's own work. Its deletes are made again (each is nothing once the object is known gone)."""
+        key = (self.namespace, self.owner.name)
+        last = self.memory.planned.get(key)
+        unchanged = last is not None and last.inputs == inputs
+        if (
+            last is not None
+            and unchanged
+            and not any(self.memory.needs_apply(self.namespace, *done) for done in last.digests)
+        ):
+            await self.delete(list(last.delete))
+            return
+        self.memory.planned.pop(key, None)
+        plan = build()
+        digests = await self.apply(plan.apply)
+        await self.delete(plan.delete)
+        self.memory.planned[key] = _Planned(inputs, tuple(digests), tuple(plan.delete))
 
     async def deployed_version(self, track: Track) -> str | None:
         """The model version a track's Deployment runs (its pod template), None without a Deployment."""

@@ -5,6 +5,14 @@ read and written over `http_client` (aiohttp, Kopf's own stack) against the docu
 endpoints.
 The rest of the operator depends on the `Registry` protocol, not on this implementation.
 
+Reads of one registered model can be shared: `resolve(ref, max_age=…)` takes the answer of a read of the same
+model by this client (one per tracking server and credentials) that started at most `max_age` seconds ago, or
+is still under way, instead of asking again. A thousand resources polling one model every minute then cost
+about one request per `max_age`, not sixteen a second. A read that failed is never shared once it is over;
+`forget(name)` (a registry webhook for the model) and this client's own writes to a model's aliases or stages
+end the sharing of what was read before, so the next resolve asks the server. `max_age=0` (the default, and
+what a read that confirms a write uses) always asks.
+
 The tracking URI comes from the spec: whoever writes a ModelDeployment chooses the server, and so what
 it answers. An error's message, which reaches the status and Events, is therefore made of the method,
 the path, the status code and fixed words only, never of the answer's body or headers; the body's start
@@ -13,9 +21,11 @@ goes to the operator's log.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -126,10 +136,21 @@ class ResolvedVersions:
     candidate: str | None
 
 
+Pointers = tuple[dict[str, str], dict[str, str]]  # (alias → version, stage → version) of one registered model
+
+
+@dataclass(frozen=True)
+class _ModelRead:
+    """One read of a registered model's pointers: when it started, and its outcome (or the read under way)."""
+
+    started: float
+    pointers: asyncio.Future[Pointers]
+
+
 class Registry(Protocol):
     """What the operator needs from a model registry."""
 
-    async def resolve(self, ref: ModelRef) -> ResolvedVersions: ...
+    async def resolve(self, ref: ModelRef, *, max_age: float = 0.0) -> ResolvedVersions: ...
 
     async def get_version(self, name: str, version: str) -> ModelVersion: ...
 
@@ -145,32 +166,33 @@ class Registry(Protocol):
 class MlflowRegistry:
     """`Registry` over MLflow's REST API."""
 
-    def __init__(self, tracking_uri: str, credentials: Credentials | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        credentials: Credentials | None = None,
+        *,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         credentials = credentials or Credentials()
         self.tracking_uri = tracking_uri.rstrip("/")
         self._client = HttpClient(timeout=timeout, headers=credentials.headers(), auth=credentials.auth())
+        self._clock = clock
+        self._reads: dict[str, _ModelRead] = {}  # the latest read of each registered model, by name
 
     async def aclose(self) -> None:
         """Close the connection pool."""
+        self._reads.clear()
         await self._client.aclose()
 
-    async def resolve(self, ref: ModelRef) -> ResolvedVersions:
-        """Stable and candidate versions from one read of the registered model (aliases and stages)."""
-        try:
-            found = await self._call("GET", "/registered-models/get", params={"name": ref.name})
-        except ModelNotFoundError:
-            raise ModelNotFoundError(f"registered model {ref.name} not found at {self.tracking_uri}") from None
-        model = found.get("registered_model")
-        if not isinstance(model, dict):
-            raise RegistryRejectedError(
-                f"GET /registered-models/get answered without a registered_model for {ref.name}"
-            )
-        try:
-            aliases, stages = _pointers(model)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise RegistryRejectedError(
-                f"GET /registered-models/get answered a malformed model for {ref.name}"
-            ) from None
+    def forget(self, name: str) -> None:
+        """Share nothing read of model `name` so far: the next resolve of it asks the server."""
+        self._reads.pop(name, None)
+
+    async def resolve(self, ref: ModelRef, *, max_age: float = 0.0) -> ResolvedVersions:
+        """Stable and candidate versions from one read of the registered model (aliases and stages): a read of
+        the same model that started at most `max_age` seconds ago (or is under way) when there is one."""
+        aliases, stages = await self._model_pointers(ref.name, max_age)
 
         def pointer(alias: str | None, stage: str | None) -> str | None:
             if alias is not None:
@@ -184,6 +206,37 @@ class MlflowRegistry:
             candidate=pointer(ref.candidate_alias, ref.candidate_stage),
         )
 
+    async def _model_pointers(self, name: str, max_age: float) -> Pointers:
+        now = self._clock()
+        read = self._reads.get(name)
+        if max_age > 0 and read is not None and now - read.started <= max_age:
+            metrics.REGISTRY_SHARED_READS.inc()
+            # Shielded: one caller given up (its daemon stopped) does not cancel the read the others wait for.
+            return await asyncio.shield(read.pointers)
+        read = _ModelRead(now, asyncio.ensure_future(self._read_pointers(name)))
+        self._reads[name] = read
+        read.pointers.add_done_callback(lambda done: self._settled(name, read))
+        return await asyncio.shield(read.pointers)
+
+    def _settled(self, name: str, read: _ModelRead) -> None:
+        """A failed read is not shared once it is over (its error was the server's state of that moment)."""
+        failed = read.pointers.cancelled() or read.pointers.exception() is not None
+        if failed and self._reads.get(name) is read:
+            del self._reads[name]
+
+    async def _read_pointers(self, name: str) -> Pointers:
+        try:
+            found = await self._call("GET", "/registered-models/get", params={"name": name})
+        except ModelNotFoundError:
+            raise ModelNotFoundError(f"registered model {name} not found at {self.tracking_uri}") from None
+        model = found.get("registered_model")
+        if not isinstance(model, dict):
+            raise RegistryRejectedError(f"GET /registered-models/get answered without a registered_model for {name}")
+        try:
+            return _pointers(model)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise RegistryRejectedError(f"GET /registered-models/get answered a malformed model for {name}") from None
+
     async def get_version(self, name: str, version: str) -> ModelVersion:
         """One model version with its tags."""
         body = await self._call("GET", "/model-versions/get", params={"name": name, "version": version})
@@ -194,12 +247,14 @@ class MlflowRegistry:
 
     async def set_alias(self, name: str, alias: str, version: str) -> None:
         """Point `alias` at `version` (moving it if it pointed elsewhere)."""
-        await self._call("POST", "/registered-models/alias", json={"name": name, "alias": alias, "version": version})
+        await self._write_pointers(
+            name, "POST", "/registered-models/alias", {"name": name, "alias": alias, "version": version}
+        )
 
     async def delete_alias(self, name: str, alias: str) -> None:
         """Remove `alias`; an alias that does not exist is already gone."""
         try:
-            await self._call("DELETE", "/registered-models/alias", json={"name": name, "alias": alias})
+            await self._write_pointers(name, "DELETE", "/registered-models/alias", {"name": name, "alias": alias})
         except ModelNotFoundError:
             return
 
@@ -213,16 +268,20 @@ class MlflowRegistry:
 
     async def transition_stage(self, name: str, version: str, stage: str, *, archive_existing: bool) -> None:
         """Move a version to a legacy stage (deprecated by MLflow, still served by MLflow 3)."""
-        await self._call(
+        await self._write_pointers(
+            name,
             "POST",
             "/model-versions/transition-stage",
-            json={
-                "name": name,
-                "version": version,
-                "stage": stage,
-                "archive_existing_versions": archive_existing,
-            },
+            {"name": name, "version": version, "stage": stage, "archive_existing_versions": archive_existing},
         )
+
+    async def _write_pointers(self, name: str, method: str, path: str, body: dict[str, Any]) -> None:
+        """A write that moves an alias or a stage of model `name`. Whatever was read of the model before it
+        ended — reads under way included — is shared no more, whether the write succeeded or not."""
+        try:
+            await self._call(method, path, json=body)
+        finally:
+            self.forget(name)
 
     async def _call(
         self,

@@ -7,11 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from modelpilot.operator.kubeapi import KubeApi
 from modelpilot.operator.owned import AppliedMemory
 from modelpilot.operator.registry import Credentials, MlflowRegistry
 from modelpilot.operator.settings import OperatorSettings
-from modelpilot.operator.spec import ModelDeploymentSpec, parse_duration
+from modelpilot.operator.spec import ModelDeploymentSpec, parse_duration, parse_spec
 from modelpilot.operator.watched import WatchedDeployments
 
 
@@ -28,6 +30,8 @@ class Runtime:
     # The resourceVersion of each resource as the API server last answered it to this process (a read or a
     # status write): a copy from the watch with that version is as fresh as a new read.
     answered_versions: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The spec each resource last had, as the API server sent it (JSON), and what it parsed to.
+    specs: dict[tuple[str, str], tuple[bytes, ModelDeploymentSpec]] = field(default_factory=dict)
     deployments: WatchedDeployments = field(default_factory=WatchedDeployments)
     applied: AppliedMemory = field(default_factory=AppliedMemory)
 
@@ -44,6 +48,16 @@ class Runtime:
             )
         return self.registries[key]
 
+    def parsed_spec(self, namespace: str, name: str, text: bytes) -> ModelDeploymentSpec:
+        """The resource's spec parsed from its JSON `text` (InvalidSpecError when it cannot be); parsed once for
+        as long as the text stays the same (the parsed spec is immutable)."""
+        last = self.specs.get((namespace, name))
+        if last is not None and last[0] == text:
+            return last[1]
+        spec = parse_spec(orjson.loads(text))
+        self.specs[(namespace, name)] = (text, spec)
+        return spec
+
     def wakeup(self, namespace: str, name: str) -> asyncio.Event:
         """The event that cuts short the wait of a resource's reconcile loop."""
         return self.wakeups.setdefault((namespace, name), asyncio.Event())
@@ -58,6 +72,7 @@ class Runtime:
         self.failures.pop((namespace, name), None)
         self.models.pop((namespace, name), None)
         self.answered_versions.pop((namespace, name), None)
+        self.specs.pop((namespace, name), None)
         self.applied.forget(namespace, name)
 
     def remember_answer(self, obj: dict[str, Any]) -> None:
@@ -73,12 +88,30 @@ class Runtime:
         version = (seen.get("metadata") or {}).get("resourceVersion")
         return version is not None and self.answered_versions.get((namespace, name)) == version
 
+    def is_untouched(self, namespace: str, name: str, seen: Mapping[str, Any]) -> bool:
+        """Whether `seen` is a resource with no status that this process never read nor wrote the status of (a
+        new resource): nobody has acted on it yet, so there is no newer state a read could show that matters
+        (another change of the spec or annotations comes through the watch, and wakes the run again)."""
+        return not seen.get("status") and (namespace, name) not in self.answered_versions
+
+    def writing_status(self, namespace: str, name: str) -> None:
+        """Record that a status write of the resource is under way: until it is answered, no copy is current
+        (had the answer been lost, the watch's copy could still show no status while the API server has one)."""
+        self.answered_versions.setdefault((namespace, name), "")
+
     def serves(self, namespace: str, name: str, model_name: str) -> None:
         """Remember which registered model a resource serves, so registry webhooks can wake it."""
         self.models[(namespace, name)] = model_name
 
+    def registry_share_seconds(self, spec: ModelDeploymentSpec) -> float:
+        """How old another resource's read of the same model may be for a poll to take its answer."""
+        return min(self.settings.registry_share_seconds, self.poll_seconds(spec))
+
     async def wake_model(self, model_name: str, event: str) -> None:
-        """Wake every resource that serves `model_name` (a registry webhook arrived)."""
+        """Wake every resource that serves `model_name` (a registry webhook arrived); their reads of it ask the
+        registry anew (the first one asks, the others woken with it share its answer)."""
+        for registry in self.registries.values():
+            registry.forget(model_name)
         for (namespace, name), served in list(self.models.items()):
             if served == model_name:
                 self.wake(namespace, name)

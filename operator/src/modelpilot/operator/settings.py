@@ -51,6 +51,13 @@ class OperatorSettings(BaseSettings):
     field_manager: str = Field(default="modelpilot", description="Server-side apply field manager.")
     poll_floor_seconds: float = Field(default=1.0, description="Shortest registry poll interval allowed.")
     registry_timeout_seconds: float = Field(default=10.0, description="Timeout of one registry request.")
+    registry_share_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="A poll takes the answer of another resource's read of the same model (same tracking server "
+        "and credentials) that started at most this long ago, never longer than its own poll interval; a "
+        "registry webhook for the model ends the sharing at once. 0: every poll asks the registry.",
+    )
     retry_backoff_seconds: float = Field(default=10.0, description="First retry delay after a registry error.")
     retry_backoff_max_seconds: float = Field(default=300.0, description="Longest retry delay.")
     resync_seconds: float = Field(

@@ -36,7 +36,7 @@ async def configure(kopf_settings: kopf.OperatorSettings, logger: logging.Logger
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=settings.api_threads))
     runtime = Runtime(
         settings=settings,
-        kube=KubeApi(load_api_client(), settings.field_manager),
+        kube=KubeApi(load_api_client(connections=settings.api_threads), settings.field_manager),
         applied=AppliedMemory(resync_seconds=settings.resync_seconds),
     )
     install_runtime(runtime)

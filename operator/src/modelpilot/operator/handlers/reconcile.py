@@ -28,7 +28,7 @@ from modelpilot.operator.handlers.journal import EmitEvent, Journal
 from modelpilot.operator.handlers.registry_outcome import promote
 from modelpilot.operator.handlers.requests import answer_request, record_request
 from modelpilot.operator.handlers.rollout import RolloutExecutor
-from modelpilot.operator.handlers.training import reconcile_training
+from modelpilot.operator.handlers.training import prefetch_training, reconcile_training
 from modelpilot.operator.kubeapi import KubeError
 from modelpilot.operator.observe import TrackObservation
 from modelpilot.operator.owned import DerivedObjectRefusedError, OwnedElsewhereError, OwnedObjects
@@ -37,7 +37,7 @@ from modelpilot.operator.rollout import ABORT_ANNOTATION, PromoteInRegistry, is_
 from modelpilot.operator.rollout.requests import pending_request
 from modelpilot.operator.runtime import Runtime
 from modelpilot.operator.settings import OperatorSettings
-from modelpilot.operator.spec import GROUP, VERSION, InvalidSpecError, ModelDeploymentSpec, SecretKeyRef, parse_spec
+from modelpilot.operator.spec import GROUP, VERSION, InvalidSpecError, ModelDeploymentSpec, SecretKeyRef
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +81,12 @@ async def reconcile(
     """Reconcile one ModelDeployment; None when it is gone or being deleted.
 
     `seen` is the watch's latest copy of the resource: used when it is the version the API server last
-    answered this process (`Runtime.is_current`), read anew otherwise — after a status write the watch may not
-    have delivered it yet, and a run must never act on a status older than its own last write."""
-    if seen is not None and runtime.is_current(namespace, name, seen):
+    answered this process (`Runtime.is_current`) or a new resource nobody acted on yet (`Runtime.is_untouched`),
+    read anew otherwise — after a status write the watch may not have delivered it yet, and a run must never
+    act on a status older than its own last write."""
+    if seen is not None and (runtime.is_current(namespace, name, seen) or runtime.is_untouched(namespace, name, seen)):
         # A copy of its own (a JSON round trip: a tenth of the CPU of a deep copy), as a fresh read would be.
+        # A new resource's first run starts from the watch's copy too: it creates the Deployment one request sooner.
         obj: dict[str, Any] | None = orjson.loads(orjson.dumps(dict(seen)))
     else:
         obj = await runtime.kube.get(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name)
@@ -106,10 +108,13 @@ class Reconciliation:
         self.annotations: dict[str, str] = meta.get("annotations") or {}
 
         async def write_status(body: dict[str, Any]) -> Any:
+            runtime.writing_status(self.owner.namespace, self.owner.name)
             written = await runtime.kube.patch_status(self.owner.namespace, self.owner.name, body)
             runtime.remember_answer(written)
             return written
 
+        # The spec as the API server sent it: what it parses to, and the plans built from it, are kept by it.
+        self.spec_text = orjson.dumps(obj.get("spec") or {})
         self.journal = Journal(obj.get("status"), int(meta.get("generation", 0)), emit, write_status)
         self.request = pending_request(self.annotations, self.journal.status.last_request)
 
@@ -124,7 +129,7 @@ class Reconciliation:
         phase Invalid with the reason, and one Event; it is tried again when the spec changes. A registry that
         fails mid-run is condition RegistryReachable False, and the run is retried with backoff."""
         try:
-            spec = parse_spec(self.obj.get("spec") or {})
+            spec = self.runtime.parsed_spec(*self.key, self.spec_text)
         except InvalidSpecError as error:
             return await self._invalid(str(error))
         try:
@@ -151,8 +156,12 @@ class Reconciliation:
         self.runtime.serves(*self.key, spec.model.name)
         report_request_rate_scaling(spec, self.runtime.settings.autoscaler, journal)
         objects = OwnedObjects(self.runtime.kube, self.runtime.applied, self.owner, spec, self.runtime.deployments)
-        # Every path that serves reads the stable Deployment: overlap that read with the registry's.
-        objects.prefetch("apps/v1", "Deployment", track_name(self.owner.name, "stable"))
+        # Every path that serves reads the stable Deployment: overlap that read with the registry's. So are the
+        # reads a new resource's first applies make before the Deployment's: its ServiceAccount, the schedule.
+        stable = track_name(self.owner.name, "stable")
+        objects.prefetch("apps/v1", "Deployment", stable)
+        objects.prefetch_first_touch("v1", "ServiceAccount", stable)
+        prefetch_training(objects, self.owner)
 
         registry = await self._registry(spec, objects)
         resolved = registry if isinstance(registry, RegistryError) else await self._read_registry(spec, registry)
@@ -237,7 +246,7 @@ class Reconciliation:
 
     async def _read_registry(self, spec: ModelDeploymentSpec, registry: Registry) -> ResolvedVersions | RegistryError:
         try:
-            resolved = await registry.resolve(spec.model)
+            resolved = await registry.resolve(spec.model, max_age=self.runtime.registry_share_seconds(spec))
         except ModelNotFoundError as error:
             if spec.training is None:
                 return error
@@ -287,17 +296,22 @@ class Reconciliation:
         self, spec: ModelDeploymentSpec, objects: OwnedObjects, version: str
     ) -> TrackObservation:
         settings = self.runtime.settings
-        plan = plan_traffic(
-            self.owner,
-            spec,
-            stable=version,
-            canary=None,
-            weight=0,
-            router_proxies=settings.router_proxies,
-            autoscaler=settings.autoscaler,
-            prediction_log=prediction_log_plan(settings),
+        prediction_log = prediction_log_plan(settings)
+        # Everything the plan is built from; the spec as the API server sent it (the parsed spec follows from it).
+        inputs = (self.owner, self.spec_text, version, settings.router_proxies, settings.autoscaler)
+        await objects.apply_planned(
+            (*inputs, prediction_log),
+            lambda: plan_traffic(
+                self.owner,
+                spec,
+                stable=version,
+                canary=None,
+                weight=0,
+                router_proxies=settings.router_proxies,
+                autoscaler=settings.autoscaler,
+                prediction_log=prediction_log,
+            ),
         )
-        await objects.apply_plan(plan)
         observation = await objects.observe("stable", version)
         self.journal.record_stable(version, observation)
         self.journal.set_serving_conditions(version, observation)

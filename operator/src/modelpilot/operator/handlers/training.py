@@ -328,6 +328,11 @@ def _report_missing_engine(status: ModelDeploymentStatus, training: TrainingStat
     status.training = training if status.training or training.job else status.training
 
 
+def prefetch_training(objects: OwnedObjects, owner: Owner) -> None:
+    """Start the read the schedule's first apply or delete makes (`OwnedObjects.prefetch_first_touch`)."""
+    objects.prefetch_first_touch("batch/v1", "CronJob", cronjob_name(owner))
+
+
 async def _reconcile_schedule(objects: OwnedObjects, owner: Owner, spec: ModelDeploymentSpec) -> None:
     name = cronjob_name(owner)
     if spec.training is not None and spec.training.schedule:
