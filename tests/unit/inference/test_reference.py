@@ -14,13 +14,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelpilot.inference.metrics import ServingMetrics
-from modelpilot.inference.reference import (
-    MAX_EDGES,
-    BinnedColumns,
-    FeatureReference,
-    ReferenceError,
-    parse_reference,
-)
+from modelpilot.inference.reference import MAX_EDGES, FeatureReference, ReferenceError, parse_reference
 from modelpilot.training.reference import reference_statistics
 
 REFERENCE = FeatureReference(edges=(0.0, 1.0, 2.0, 3.0), shares=(0.3, 0.3, 0.4))
@@ -70,32 +64,6 @@ def test_counts_follow_the_bins_definition_for_every_value(
     typed_edges = tuple(float(edge) for edge in np.asarray(edges, dtype=dtype))
     expected = _counted_one_by_one(typed_edges, [float(value) for value in values])
     assert reference.count(values).tolist() == expected
-
-
-@given(
-    features=st.lists(
-        st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=9, unique=True).map(sorted), min_size=1, max_size=5
-    ),
-    picks=st.lists(st.integers(0, 8), max_size=30),
-    others=st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=30),
-    chunk=st.sampled_from([1, 3, 512]),
-)
-def test_counting_all_features_at_once_gives_each_features_own_counts(
-    features: list[list[float]], picks: list[int], others: list[float], chunk: int
-) -> None:
-    # Features with different numbers of edges, values on the edges and any others (NaN, ±inf), rows
-    # compared in chunks of every size.
-    references = [FeatureReference(tuple(edges), tuple([1.0] * (len(edges) - 1))) for edges in features]
-    columns = np.array(
-        [[edges[i % len(edges)] for i in picks] + others for edges in features], dtype=np.float64
-    ).reshape(len(features), -1)
-    binner = BinnedColumns(references)
-    binner.CHUNK_ROWS = chunk
-    counted = binner.count(columns)
-    for row, reference in enumerate(references):
-        size = len(reference.labels)
-        assert counted[row, :size].tolist() == reference.count(columns[row]).tolist()
-        assert not counted[row, size:].any()
 
 
 def test_the_training_runs_own_reference_parses_and_bins_its_data_as_it_says() -> None:

@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from modelpilot.inference.prediction import Prediction, bounded_label, class_labels
-from modelpilot.inference.reference import BinnedColumns, FeatureReference
+from modelpilot.inference.reference import FeatureReference
 from modelpilot.inference.validation import Features
 
 # Fine steps between 5 ms and 1 s so p99 checks against thresholds like 250 ms interpolate well.
@@ -50,10 +50,7 @@ class FeatureStatistics(Collector):
             known = references or {}
             binned = [(index, name) for index, name in enumerate(features) if name in known][:MAX_BINNED_FEATURES]
             self.references = {index: (name, known[name]) for index, name in binned}
-            # One object for the bins and the matrix columns they count, swapped whole by a reset.
-            binner = BinnedColumns([ref for _, ref in self.references.values()]) if binned else None
-            self.binning = None if binner is None else (binner, list(self.references))
-            self.bins = np.zeros((len(binned), int(binner.sizes.max()) + 1 if binner else 0), dtype=np.int64)
+            self.bins = {index: np.zeros(len(r.labels), dtype=np.int64) for index, (_, r) in self.references.items()}
 
     def observe(self, parts: list[Features]) -> None:
         """Add the rows of several forward passes at once: a handful of vector operations for all of them."""
@@ -67,14 +64,15 @@ class FeatureStatistics(Collector):
         squares = np.einsum("ij,ij->j", matrix, matrix)
         if not np.isfinite(sums).all():  # only when NaN inputs are allowed; the common path skips this
             sums, squares = np.nansum(matrix, axis=0), np.nansum(matrix * matrix, axis=0)
-        binning = self.binning
-        binned = None if binning is None else binning[0].count(matrix.T[binning[1]])  # the columns are copied
+        columns = np.ascontiguousarray(matrix.T) if self.references else matrix  # one copy, then contiguous rows
+        binned = {index: ref.count(columns[index]) for index, (_, ref) in self.references.items()}
         with self._lock:
             self.count += matrix.shape[0]
             self.sums += sums
             self.squares += squares
-            if binned is not None and binning is self.binning:  # not reset meanwhile
-                self.bins += binned
+            for index, counts in binned.items():
+                if index in self.bins:
+                    self.bins[index] += counts
 
     def _matrix(self, parts: list[Features], width: int) -> np.ndarray[Any, Any] | None:
         """All rows as one float64 matrix of the first `width` values: one concatenation, one cast."""
@@ -112,10 +110,9 @@ class FeatureStatistics(Collector):
                 count.add_metric([feature, *base], float(self.count))
                 sums.add_metric([feature, *base], float(self.sums[index]))
                 squares.add_metric([feature, *base], float(self.squares[index]))
-            for row, (feature, ref) in enumerate(self.references.values()):
+            for index, (feature, ref) in self.references.items():
                 shares = (0.0, *ref.shares, 0.0)
-                served_counts = self.bins[row, : len(ref.labels)]
-                for label, served, share in zip(ref.labels, served_counts, shares, strict=True):
+                for label, served, share in zip(ref.labels, self.bins[index], shares, strict=True):
                     bins.add_metric([feature, label, *base], float(served))
                     reference.add_metric([feature, label, *base], share)
         yield count

@@ -64,47 +64,6 @@ class FeatureReference:
         return np.diff(bounds)
 
 
-class BinnedColumns:
-    """Several features' bins counted at once: row f of `count`'s matrix starts with what
-    `FeatureReference.count` gives for feature f (its `labels`), and is zero after.
-
-    Every value is compared with every bin-opening edge of its feature in one vectorised comparison over all
-    the features. Feature by feature, a count costs a handful of numpy calls (sort, searches), and their
-    fixed cost dominates the small batches a server folds. The comparison's cost is linear in rows x edges,
-    so rows are compared in chunks, which also bounds the temporary array.
-    """
-
-    CHUNK_ROWS = 512
-
-    def __init__(self, references: list[FeatureReference]) -> None:
-        self.sizes = np.array([len(reference.edges) for reference in references], dtype=np.int64)
-        most = int(self.sizes.max(initial=1))
-        # Per feature, the edges that open a bin ([edge, next)), then the float just above the last edge, as
-        # the last bin is closed (x <= last exactly when x < that float, for finite edges); padded with +inf.
-        self.starts = np.full((len(references), most), np.inf)
-        for row, reference in enumerate(references):
-            edges = np.asarray(reference.edges, dtype=np.float64)
-            self.starts[row, : len(edges) - 1] = edges[:-1]
-            self.starts[row, len(edges) - 1] = np.nextafter(edges[-1], np.inf)
-        # The bins' bounds are 0, those edges' counts, then all valid values: positions after a feature's own
-        # bounds repeat its valid count, so their differences are 0.
-        self.after = np.arange(most + 2)[None, :] > self.sizes[:, None]
-
-    def count(self, columns: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """For float64 `columns` (one row per feature, in the references' order), the counts per bin."""
-        below = np.zeros(self.starts.shape, dtype=np.int64)
-        valid = np.full(len(self.sizes), columns.shape[1], dtype=np.int64)
-        for start in range(0, columns.shape[1], self.CHUNK_ROWS):
-            chunk = columns[:, start : start + self.CHUNK_ROWS]
-            below += np.count_nonzero(chunk[:, None, :] < self.starts[:, :, None], axis=2)
-            nan = np.isnan(chunk)
-            if nan.any():  # NaN counts nowhere
-                valid -= np.count_nonzero(nan, axis=1)
-        bounds = np.zeros(self.after.shape, dtype=np.int64)
-        bounds[:, 1:-1] = below
-        return np.diff(np.where(self.after, valid[:, None], bounds), axis=1)
-
-
 def parse_reference(raw: bytes, features: tuple[str, ...]) -> dict[str, FeatureReference]:
     """The references of the served `features` in a reference document, by name or, for a tensor input whose
     width is the reference's feature count, by position; raises `ReferenceError` when it is unusable."""
