@@ -51,24 +51,29 @@ class Served:
         return await reconcile(self.runtime, self.namespace, NAME, lambda *_: None, seen=seen)
 
 
-@pytest.fixture
-async def served(
-    cluster: Cluster, namespace: str, modelpilot_crd: dict[str, Any], mlflow: MlflowServer
-) -> AsyncIterator[Served]:
+def _apply_serving_a_champion(cluster: Cluster, namespace: str, mlflow: MlflowServer, name: str) -> None:
+    """A registered model whose version 1 is its champion, and the ModelDeployment `name` serving it (60 s polls)."""
     client = MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
-    model = f"idle-{uuid.uuid4().hex[:8]}"
+    model = f"{name}-{uuid.uuid4().hex[:8]}"
     client.create_registered_model(model)
     run_id = client.create_run(experiment_id="0").info.run_id
     client.create_model_version(model, source=f"runs:/{run_id}/model", run_id=run_id)
     client.set_registered_model_alias(model, "champion", "1")
     Resources(cluster, namespace).apply({
-        "apiVersion": MDEP, "kind": "ModelDeployment", "metadata": {"name": NAME},
+        "apiVersion": MDEP, "kind": "ModelDeployment", "metadata": {"name": name},
         "spec": {
             "model": {"name": model, "alias": "champion"},
             "registry": {"trackingUri": mlflow.url, "pollInterval": "60s"},
             "serving": {"image": "ghcr.io/modelpilot/inference:test", "replicas": 1},
         },
     })  # fmt: skip
+
+
+@pytest.fixture
+async def served(
+    cluster: Cluster, namespace: str, modelpilot_crd: dict[str, Any], mlflow: MlflowServer
+) -> AsyncIterator[Served]:
+    _apply_serving_a_champion(cluster, namespace, mlflow, NAME)
     kube = CountingKube(cluster)
     served = Served(
         namespace,
@@ -166,20 +171,7 @@ async def test_an_idle_reconcile_observes_the_watched_deployment_and_reads_a_cha
 async def test_a_new_resource_starts_from_the_watched_copy_until_its_first_status_write(
     cluster: Cluster, namespace: str, modelpilot_crd: dict[str, Any], mlflow: MlflowServer
 ) -> None:
-    client = MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
-    model = f"fresh-{uuid.uuid4().hex[:8]}"
-    client.create_registered_model(model)
-    run_id = client.create_run(experiment_id="0").info.run_id
-    client.create_model_version(model, source=f"runs:/{run_id}/model", run_id=run_id)
-    client.set_registered_model_alias(model, "champion", "1")
-    Resources(cluster, namespace).apply({
-        "apiVersion": MDEP, "kind": "ModelDeployment", "metadata": {"name": "fresh"},
-        "spec": {
-            "model": {"name": model, "alias": "champion"},
-            "registry": {"trackingUri": mlflow.url, "pollInterval": "60s"},
-            "serving": {"image": "ghcr.io/modelpilot/inference:test", "replicas": 1},
-        },
-    })  # fmt: skip
+    _apply_serving_a_champion(cluster, namespace, mlflow, "fresh")
     kube = CountingKube(cluster)
     runtime = Runtime(settings=OperatorSettings(), kube=kube)
     reader = KubeApi(load_api_client(str(cluster.kubeconfig)))
