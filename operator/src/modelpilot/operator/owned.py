@@ -321,10 +321,9 @@ class OwnedObjects:
         of an idle run's own work. Its deletes are made again (each is nothing once the object is known gone)."""
         key = (self.namespace, self.owner.name)
         last = self.memory.planned.get(key)
-        unchanged = last is not None and last.inputs == inputs
         if (
             last is not None
-            and unchanged
+            and last.inputs == inputs
             and not any(self.memory.needs_apply(self.namespace, *done) for done in last.digests)
         ):
             await self.delete(list(last.delete))
