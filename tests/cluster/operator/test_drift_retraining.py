@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.cluster.operator.conftest import RegisteredModel, condition, model_deployment
+from tests.support.cluster import wait_until
 from tests.support.drift_exporter import ServedVersion, serving
 from tests.support.namespace_objects import Resources
 from tests.support.prometheus import PrometheusServer, prometheus_server
@@ -47,6 +48,10 @@ def _drift(obj: dict[str, Any]) -> dict[str, Any]:
 def _drift_jobs(resources: Resources) -> list[str]:
     selector = f"modelpilot.io/deployment={NAME},app.kubernetes.io/component=training,modelpilot.io/trigger=drift"
     return resources.names("batch/v1", "Job", selector)
+
+
+def _training_started(resources: Resources) -> list[dict[str, Any]]:
+    return [event for event in resources.events(NAME) if event["reason"] == "TrainingStarted"]
 
 
 def test_one_retraining_per_drift_episode_after_the_cooldown_and_none_without_traffic(
@@ -88,8 +93,13 @@ def test_one_retraining_per_drift_episode_after_the_cooldown_and_none_without_tr
     served.shift = 30.0
     resources.wait_mdep(NAME, lambda m: _drift(m).get("state") == "Drifted", "second episode", timeout=60)
     resources.wait_mdep(NAME, lambda m: len(_drift_jobs(resources)) == 2, "a second drift Job", timeout=60)
-    retrained_at = [e for e in resources.events(NAME) if e["reason"] == "TrainingStarted"]
-    assert len(retrained_at) == 2
+    # The operator posts its Event after it created the Job, so the second one may still be on its way.
+    started = wait_until(
+        lambda: _started if len(_started := _training_started(resources)) >= 2 else None,
+        timeout=30,
+        description="an Event for each drift Job",
+    )
+    assert len(started) == 2
 
     # No traffic: unknown, and no Job however long the drift lasted before.
     served.feeding = False
