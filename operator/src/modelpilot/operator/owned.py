@@ -190,10 +190,15 @@ class OwnedObjects:
         owner: Owner,
         spec: ModelDeploymentSpec,
         watched: WatchedDeployments | None = None,
+        *,
+        new_owner: bool = False,
     ) -> None:
         self.kube = kube
         self.memory = memory
         self.watched = watched
+        # Nothing has acted on the owner yet (`Reconciliation.new_owner`): an object it would delete without this
+        # process having applied it is not its own, so it is known gone without a read (see `delete`).
+        self.new_owner = new_owner
         self.owner = owner
         self.spec = spec
         self._reads: dict[ObjectKey, asyncio.Future[dict[str, Any] | None]] = {}
@@ -296,9 +301,16 @@ class OwnedObjects:
 
     async def delete(self, keys: list[ObjectKey]) -> None:
         """Delete each object not known to be gone; one already gone counts as deleted, and one another object
-        controls is not this ModelDeployment's to delete."""
+        controls is not this ModelDeployment's to delete.
+
+        For a new owner, an object this process has not applied is remembered gone without a read: no run has
+        acted on the owner, so none applied it; one another object controls is not its to delete, and one a
+        deleted namesake left carries that namesake's reference and goes with it."""
         for key in keys:
             if self.memory.is_absent(self.namespace, key):
+                continue
+            if self.new_owner and not self.memory.has_applied(self.namespace, key):
+                self.memory.remember_absent(self.namespace, key)
                 continue
             if not self.memory.has_applied(self.namespace, key):
                 existing = await self.read(*key)

@@ -117,6 +117,10 @@ class Reconciliation:
         self.spec_text = orjson.dumps(obj.get("spec") or {})
         self.journal = Journal(obj.get("status"), int(meta.get("generation", 0)), emit, write_status)
         self.request = pending_request(self.annotations, self.journal.status.last_request)
+        # No status and the first spec: no run has acted on the resource (every run ends by writing its status),
+        # so none applied an object for it — nor for another spec (a run cut short before its write made the same
+        # plan from the same spec). Its objects exist only once this run applies them.
+        self.new_owner = not obj.get("status") and int(meta.get("generation", 0)) == 1
 
     @property
     def key(self) -> tuple[str, str]:
@@ -155,7 +159,14 @@ class Reconciliation:
         journal.status.model_name = spec.model.name
         self.runtime.serves(*self.key, spec.model.name)
         report_request_rate_scaling(spec, self.runtime.settings.autoscaler, journal)
-        objects = OwnedObjects(self.runtime.kube, self.runtime.applied, self.owner, spec, self.runtime.deployments)
+        objects = OwnedObjects(
+            self.runtime.kube,
+            self.runtime.applied,
+            self.owner,
+            spec,
+            self.runtime.deployments,
+            new_owner=self.new_owner,
+        )
         # Every path that serves reads the stable Deployment: overlap that read with the registry's. So are the
         # reads a new resource's first applies make before the Deployment's: its ServiceAccount, the schedule.
         stable = track_name(self.owner.name, "stable")
