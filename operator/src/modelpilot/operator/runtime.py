@@ -90,6 +90,8 @@ class Runtime:
             return
         key = (str(meta.get("namespace", "")), str(owner.get("name", "")))
         if key in self.not_ready and is_settled(obj):
+            # Once: the controller's next writes of the settled status (its conditions) wake nothing more.
+            del self.not_ready[key]
             self.wake(*key)
 
     def forget(self, namespace: str, name: str) -> None:

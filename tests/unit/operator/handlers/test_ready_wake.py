@@ -53,6 +53,12 @@ def test_a_waiting_resource_is_woken_when_its_deployment_is_ready() -> None:
     assert woken.is_set()
     assert runtime.deployments.at_generation("ns", "fraud-stable", 1) is not None
 
+    # The controller writes the settled status again (its conditions): the run it woke is enough.
+    woken.clear()
+    runtime.deployment_seen("MODIFIED", _deployment("fraud", ready=2))
+    assert not woken.is_set()
+    assert runtime.still_not_ready("ns", "fraud") == 0, "a woken run that still finds it not Ready starts over"
+
 
 def test_a_resource_that_does_not_wait_is_not_woken() -> None:
     runtime = _runtime()
