@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from modelpilot.operator.builders.common import track_name
 from modelpilot.operator.kubeapi import KubeApi
 from modelpilot.operator.observe import is_settled
 from modelpilot.operator.owned import AppliedMemory
@@ -89,7 +90,7 @@ class Runtime:
         if event_type == "DELETED" or owner is None or owner.get("kind") != KIND:
             return
         key = (str(meta.get("namespace", "")), str(owner.get("name", "")))
-        if key in self.not_ready and is_settled(obj):
+        if key in self.not_ready and meta.get("name") == track_name(key[1], "stable") and is_settled(obj):
             # Once: the controller's next writes of the settled status (its conditions) wake nothing more.
             del self.not_ready[key]
             self.wake(*key)

@@ -15,11 +15,13 @@ from modelpilot.operator.settings import OperatorSettings
 from modelpilot.operator.spec import GROUP, KIND, VERSION
 
 
-def _deployment(owner: str, *, ready: int, generation: int = 1, observed: int = 1) -> dict[str, Any]:
+def _deployment(
+    owner: str, *, ready: int, generation: int = 1, observed: int = 1, track: str = "stable"
+) -> dict[str, Any]:
     reference = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": owner, "uid": "u", "controller": True}
     return {
         "metadata": {
-            "name": f"{owner}-stable",
+            "name": f"{owner}-{track}",
             "namespace": "ns",
             "generation": generation,
             "ownerReferences": [reference],
@@ -47,6 +49,8 @@ def test_a_waiting_resource_is_woken_when_its_deployment_is_ready() -> None:
 
     runtime.deployment_seen("MODIFIED", _deployment("fraud", ready=1))
     assert not woken.is_set()
+    runtime.deployment_seen("MODIFIED", _deployment("fraud", ready=2, track="canary"))
+    assert not woken.is_set(), "another track's Deployment"
     runtime.deployment_seen("MODIFIED", _deployment("fraud", ready=2, generation=2, observed=1))
     assert not woken.is_set(), "its controller has not seen the current spec yet"
     runtime.deployment_seen("MODIFIED", _deployment("fraud", ready=2))
