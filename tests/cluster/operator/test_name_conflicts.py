@@ -86,3 +86,30 @@ async def test_an_object_of_a_deleted_namesake_is_taken_over(api_client: client.
     # Once applied by this process, an object is not read again before the next apply.
     await objects.apply([{**to_apply[0], "metadata": {**to_apply[0]["metadata"], "annotations": {"x": "1"}}}])
     assert objects.requests == requests + 1
+
+
+async def test_a_deployment_is_not_applied_beside_a_service_account_another_owner_controls(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    kube = KubeApi(api_client)
+    owner = _model_deployment(api_client, namespace, "fraud")
+    other = _model_deployment(api_client, namespace, "other")
+    reference = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": other.name, "uid": other.uid}
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": "fraud-stable",
+            "namespace": namespace,
+            "ownerReferences": [{**reference, "controller": True}],
+        },
+    }
+    await kube.apply(account)
+    objects, to_apply = _objects(kube, owner)
+    assert [obj["kind"] for obj in to_apply[:2]] == ["ServiceAccount", "Deployment"]
+
+    # The ServiceAccount and the Deployment whose pods would run under it go out together, or neither does.
+    with pytest.raises(OwnedElsewhereError) as raised:
+        await objects.apply(to_apply)
+    assert raised.value.describe().startswith("ServiceAccount fraud-stable that this ModelDeployment derives")
+    assert await kube.get("apps/v1", "Deployment", namespace, "fraud-stable") is None

@@ -18,6 +18,12 @@ from kubernetes import client, config
 from modelpilot.operator import metrics
 from modelpilot.operator.spec import GROUP, PLURAL, VERSION
 
+# The API server allocates a Service's cluster IP one Service at a time: 40 Services applied at once took it
+# 1.3 s in all with each request waiting 0.66 s, 4 at a time 0.65 s in all and 0.06 s each; a Deployment
+# applied meanwhile is not held up. So a few Service applies at a time keep the same pace and leave the worker
+# threads to the requests that do not wait for one another (a new resource's Deployment among them).
+SERVICE_APPLIES = 4
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -101,22 +107,30 @@ class KubeApi:
     def __init__(self, api_client: client.ApiClient, field_manager: str = "modelpilot") -> None:
         self._api = api_client
         self.field_manager = field_manager
+        self._service_applies: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    def _service_slots(self) -> asyncio.Semaphore:
+        """The semaphore that bounds Service applies in flight, one per event loop (a test may run several)."""
+        loop = asyncio.get_running_loop()
+        if self._service_applies is None or self._service_applies[0] is not loop:
+            self._service_applies = (loop, asyncio.Semaphore(SERVICE_APPLIES))
+        return self._service_applies[1]
 
     async def apply(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
-        """Server-side apply `obj`, forcing ownership of the fields it sets."""
+        """Server-side apply `obj`, forcing ownership of the fields it sets. At most `SERVICE_APPLIES` Services
+        are applied at a time; the others wait without holding a worker thread."""
         kind = kind_of(obj["apiVersion"], obj["kind"])
         metadata = obj["metadata"]
         query = [("fieldManager", self.field_manager), ("force", "true")]
         if dry_run:
             query.append(("dryRun", "All"))
         metrics.KUBE_REQUESTS.labels(verb="apply", kind=kind.kind).inc()
-        return await self._request(
-            "PATCH",
-            kind.path(metadata["namespace"], metadata["name"]),
-            query=query,
-            body=obj,
-            content_type="application/apply-patch+yaml",
-        )
+        path = kind.path(metadata["namespace"], metadata["name"])
+        content_type = "application/apply-patch+yaml"
+        if kind.kind != "Service":
+            return await self._request("PATCH", path, query=query, body=obj, content_type=content_type)
+        async with self._service_slots():
+            return await self._request("PATCH", path, query=query, body=obj, content_type=content_type)
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""

@@ -42,7 +42,7 @@ async def wake(*, name: str, namespace: str | None, **_: Any) -> None:
 
 @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: PART_OF})
 async def watch_deployment(*, type: str | None, body: kopf.Body, **_: Any) -> None:
-    current_runtime().deployments.seen(type, body)
+    current_runtime().deployment_seen(type, body)
 
 
 class QuietDeploymentWatch(logging.Filter):

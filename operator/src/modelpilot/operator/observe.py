@@ -3,6 +3,7 @@ an observation out; the handlers read the objects (once per reconcile) and pass 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,18 +96,24 @@ def observe_settled(deployment: dict[str, Any] | None, version: str) -> TrackObs
     """
     if deployment is None:
         return ABSENT
+    if deployed_version(deployment) == label_value(version) and is_settled(deployment):
+        desired = _desired(deployment)
+        return TrackObservation(True, desired, desired, 0, True)
+    return None
+
+
+def is_settled(deployment: Mapping[str, Any]) -> bool:
+    """Whether the Deployment's controller has seen its current spec and every pod it counts is of the current
+    template and Ready."""
     status = deployment.get("status") or {}
-    desired = _desired(deployment)
+    desired = int((deployment.get("spec") or {}).get("replicas", 1))
     counted = {status.get(key, 0) for key in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")}
-    if (
-        deployed_version(deployment) == label_value(version)
-        and status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    return (
+        status.get("observedGeneration", 0) >= (deployment.get("metadata") or {}).get("generation", 0)
         and counted == {desired}
         and not status.get("unavailableReplicas")
         and not status.get("terminatingReplicas")
-    ):
-        return TrackObservation(True, desired, desired, 0, True)
-    return None
+    )
 
 
 def _pod_is_ready(pod: dict[str, Any]) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -190,10 +190,15 @@ class OwnedObjects:
         owner: Owner,
         spec: ModelDeploymentSpec,
         watched: WatchedDeployments | None = None,
+        *,
+        new_owner: bool = False,
     ) -> None:
         self.kube = kube
         self.memory = memory
         self.watched = watched
+        # Nothing has acted on the owner yet (`Reconciliation.new_owner`): an object it would delete without this
+        # process having applied it is not its own, so it is known gone without a read (see `delete`).
+        self.new_owner = new_owner
         self.owner = owner
         self.spec = spec
         self._reads: dict[ObjectKey, asyncio.Future[dict[str, Any] | None]] = {}
@@ -269,36 +274,57 @@ class OwnedObjects:
         return await self.read("v1", "Secret", name, owned=False)
 
     async def apply(self, objects: list[dict[str, Any]]) -> list[tuple[ObjectKey, str]]:
-        """Server-side apply each object whose content changed since this process last applied it; the key and
-        digest of each object."""
+        """Server-side apply each object whose content changed since this process last applied it, in order; the
+        key and digest of each object. A ServiceAccount goes out together with the object after it (the
+        Deployment whose pods use it), once neither is found controlled by another owner: the Deployment's
+        controllers create the pods well after the account (and try again if not), and a new resource's
+        Deployment is created one round trip sooner."""
         digests: list[tuple[ObjectKey, str]] = []
+        due: list[tuple[dict[str, Any], ObjectKey, str]] = []
         for obj in objects:
             key: ObjectKey = (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
             content = digest(obj)
             digests.append((key, content))
-            if not self.memory.needs_apply(self.namespace, key, content):
-                continue
-            if not self.memory.has_applied(self.namespace, key):
-                existing = await self.read(*key, owned=False)
-                controller = None if existing is None else foreign_controller(existing, self.owner)
-                if controller is not None:
-                    raise OwnedElsewhereError(obj["kind"], key[2], controller)
-            try:
-                applied = await self._call(self.kube.apply(obj))
-            except KubeError as error:
-                if error.status not in REFUSED_STATUSES:
-                    raise
-                message = str(error).split(": ", 1)[-1]
-                raise DerivedObjectRefusedError(obj["kind"], obj["metadata"]["name"], error.status, message) from error
-            self.memory.remember_applied(self.namespace, key, content, applied.get("metadata", {}).get("generation"))
-            self._reads[key] = _done(applied)
+            if self.memory.needs_apply(self.namespace, key, content):
+                due.append((obj, key, content))
+        while due:
+            together = 2 if due[0][1][:2] == ("v1", "ServiceAccount") else 1
+            step, due = due[:together], due[together:]
+            await _all(self._refuse_foreign(obj, key) for obj, key, _ in step)
+            await _all(self._apply_one(*each) for each in step)
         return digests
+
+    async def _refuse_foreign(self, obj: dict[str, Any], key: ObjectKey) -> None:
+        """Raise OwnedElsewhereError when another object controls the one about to be applied the first time."""
+        if not self.memory.has_applied(self.namespace, key):
+            existing = await self.read(*key, owned=False)
+            controller = None if existing is None else foreign_controller(existing, self.owner)
+            if controller is not None:
+                raise OwnedElsewhereError(obj["kind"], key[2], controller)
+
+    async def _apply_one(self, obj: dict[str, Any], key: ObjectKey, content: str) -> None:
+        try:
+            applied = await self._call(self.kube.apply(obj))
+        except KubeError as error:
+            if error.status not in REFUSED_STATUSES:
+                raise
+            message = str(error).split(": ", 1)[-1]
+            raise DerivedObjectRefusedError(obj["kind"], obj["metadata"]["name"], error.status, message) from error
+        self.memory.remember_applied(self.namespace, key, content, applied.get("metadata", {}).get("generation"))
+        self._reads[key] = _done(applied)
 
     async def delete(self, keys: list[ObjectKey]) -> None:
         """Delete each object not known to be gone; one already gone counts as deleted, and one another object
-        controls is not this ModelDeployment's to delete."""
+        controls is not this ModelDeployment's to delete.
+
+        For a new owner, an object this process has not applied is remembered gone without a read: no run has
+        acted on the owner, so none applied it; one another object controls is not its to delete, and one a
+        deleted namesake left carries that namesake's reference and goes with it."""
         for key in keys:
             if self.memory.is_absent(self.namespace, key):
+                continue
+            if self.new_owner and not self.memory.has_applied(self.namespace, key):
+                self.memory.remember_absent(self.namespace, key)
                 continue
             if not self.memory.has_applied(self.namespace, key):
                 existing = await self.read(*key)
@@ -396,6 +422,13 @@ class OwnedObjects:
             # Whatever this resource's objects look like now, the next reconciliation asks the API again.
             self.memory.forget(self.namespace, self.owner.name)
             raise
+
+
+async def _all(steps: Iterable[Awaitable[None]]) -> None:
+    """Await the steps together; the first error in their order is raised once all are done."""
+    for outcome in await asyncio.gather(*steps, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def _done(value: dict[str, Any] | None) -> asyncio.Future[dict[str, Any] | None]:

@@ -9,11 +9,13 @@ from typing import Any
 
 import orjson
 
+from modelpilot.operator.builders.common import track_name
 from modelpilot.operator.kubeapi import KubeApi
+from modelpilot.operator.observe import is_settled
 from modelpilot.operator.owned import AppliedMemory
 from modelpilot.operator.registry import Credentials, MlflowRegistry
 from modelpilot.operator.settings import OperatorSettings
-from modelpilot.operator.spec import ModelDeploymentSpec, parse_duration, parse_spec
+from modelpilot.operator.spec import KIND, ModelDeploymentSpec, parse_duration, parse_spec
 from modelpilot.operator.watched import WatchedDeployments
 
 
@@ -34,6 +36,8 @@ class Runtime:
     specs: dict[tuple[str, str], tuple[bytes, ModelDeploymentSpec]] = field(default_factory=dict)
     deployments: WatchedDeployments = field(default_factory=WatchedDeployments)
     applied: AppliedMemory = field(default_factory=AppliedMemory)
+    # Resources whose stable track was not Ready at their last run, with how many runs in a row found it so.
+    not_ready: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def poll_seconds(self, spec: ModelDeploymentSpec) -> float:
         """How long a resource may wait for its next registry read when nothing wakes it."""
@@ -66,9 +70,35 @@ class Runtime:
         """Reconcile a resource now instead of at its next poll."""
         self.wakeup(namespace, name).set()
 
+    def still_not_ready(self, namespace: str, name: str) -> int:
+        """Record a run that found the resource's stable track not Ready; how many runs before it in a row did."""
+        runs = self.not_ready.get((namespace, name), 0)
+        self.not_ready[(namespace, name)] = runs + 1
+        return runs
+
+    def not_waiting(self, namespace: str, name: str) -> None:
+        """Record a run after which the resource does not wait for its stable track to become Ready."""
+        self.not_ready.pop((namespace, name), None)
+
+    def deployment_seen(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        """Record a watch event of one of the operator's Deployments, and wake the resource that owns it when it
+        waits for the Deployment to become Ready and it now is: its run then sees it at once, from the watched
+        copy, instead of at its next look."""
+        self.deployments.seen(event_type, obj)
+        meta = obj.get("metadata") or {}
+        owner = next((ref for ref in meta.get("ownerReferences") or [] if ref.get("controller")), None)
+        if event_type == "DELETED" or owner is None or owner.get("kind") != KIND:
+            return
+        key = (str(meta.get("namespace", "")), str(owner.get("name", "")))
+        if key in self.not_ready and meta.get("name") == track_name(key[1], "stable") and is_settled(obj):
+            # Once: the controller's next writes of the settled status (its conditions) wake nothing more.
+            del self.not_ready[key]
+            self.wake(*key)
+
     def forget(self, namespace: str, name: str) -> None:
         """Drop the state of a deleted resource."""
         self.wakeups.pop((namespace, name), None)
+        self.not_ready.pop((namespace, name), None)
         self.failures.pop((namespace, name), None)
         self.models.pop((namespace, name), None)
         self.answered_versions.pop((namespace, name), None)

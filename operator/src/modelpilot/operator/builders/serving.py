@@ -104,7 +104,7 @@ class TrackPlan:
 def build_track(owner: Owner, spec: ModelDeploymentSpec, plan: TrackPlan) -> list[dict[str, Any]]:
     """ServiceAccount, Deployment, Service, autoscaler (HPA or KEDA ScaledObject, with autoscaling),
     PodDisruptionBudget and NetworkPolicy of one track, in the order they should be applied (the ServiceAccount
-    before the pods that use it)."""
+    first, together with the Deployment whose pods use it: `OwnedObjects.apply`)."""
     objects = [
         _service_account(owner, spec, plan),
         _deployment(owner, spec, plan),

@@ -41,10 +41,18 @@ from modelpilot.operator.spec import GROUP, VERSION, InvalidSpecError, ModelDepl
 
 logger = logging.getLogger(__name__)
 
+# While the stable track is not Ready, the run looks again after 2 s, then twice as long each time up to 10 s (its
+# pods' failures, their count): the watch of the Deployment wakes it as soon as the Deployment is Ready.
 NOT_READY_REQUEUE_SECONDS = 2.0
+NOT_READY_REQUEUE_MAX_SECONDS = 10.0
 INVALID_SPEC_REQUEUE_SECONDS = 600.0
 # A name conflict ends when the other owner goes, which wakes nothing here: look again sooner than for a bad spec.
 NAME_CONFLICT_REQUEUE_SECONDS = 60.0
+
+
+def not_ready_requeue(runs_before: int, poll: float) -> float:
+    """How long a run that finds the stable track not Ready waits, after `runs_before` such runs in a row."""
+    return min(NOT_READY_REQUEUE_SECONDS * float(2 ** min(runs_before, 8)), NOT_READY_REQUEUE_MAX_SECONDS, poll)
 
 
 @dataclass
@@ -117,6 +125,11 @@ class Reconciliation:
         self.spec_text = orjson.dumps(obj.get("spec") or {})
         self.journal = Journal(obj.get("status"), int(meta.get("generation", 0)), emit, write_status)
         self.request = pending_request(self.annotations, self.journal.status.last_request)
+        # No status and the first spec: no run has acted on the resource (every run ends by writing its status),
+        # so none applied an object for it — nor for another spec (a run cut short before its write made the same
+        # plan from the same spec). Its objects exist only once this run applies them.
+        self.new_owner = not obj.get("status") and int(meta.get("generation", 0)) == 1
+        self.waits_for_ready = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -124,6 +137,15 @@ class Reconciliation:
         return (self.owner.namespace, self.owner.name)
 
     async def run(self) -> Outcome:
+        """All steps (`_steps`); afterwards the resource waits for its stable track to become Ready only when this
+        run found it serving only that track, not Ready yet."""
+        try:
+            return await self._steps()
+        finally:
+            if not self.waits_for_ready:
+                self.runtime.not_waiting(*self.key)
+
+    async def _steps(self) -> Outcome:
         """All steps, in order; each may end the run early. A spec that cannot be acted on — one the
         schema lets through but that fails to parse, or from which the API server refuses an object — is
         phase Invalid with the reason, and one Event; it is tried again when the spec changes. A registry that
@@ -155,7 +177,14 @@ class Reconciliation:
         journal.status.model_name = spec.model.name
         self.runtime.serves(*self.key, spec.model.name)
         report_request_rate_scaling(spec, self.runtime.settings.autoscaler, journal)
-        objects = OwnedObjects(self.runtime.kube, self.runtime.applied, self.owner, spec, self.runtime.deployments)
+        objects = OwnedObjects(
+            self.runtime.kube,
+            self.runtime.applied,
+            self.owner,
+            spec,
+            self.runtime.deployments,
+            new_owner=self.new_owner,
+        )
         # Every path that serves reads the stable Deployment: overlap that read with the registry's. So are the
         # reads a new resource's first applies make before the Deployment's: its ServiceAccount, the schedule.
         stable = track_name(self.owner.name, "stable")
@@ -214,7 +243,10 @@ class Reconciliation:
         observation = await self._serve_stable_only(spec, objects, resolved.stable)
         await self._settle_request(spec, registry, resolved.stable)
         await journal.write()
-        return Outcome(poll if observation.ready else min(NOT_READY_REQUEUE_SECONDS, poll))
+        if observation.ready:
+            return Outcome(poll)
+        self.waits_for_ready = True
+        return Outcome(not_ready_requeue(self.runtime.still_not_ready(*self.key), poll))
 
     async def _settle_request(self, spec: ModelDeploymentSpec, registry: Registry, stable: str | None) -> None:
         """Answer a request the rollout did not, and keep an applied one in the registry's tags."""

@@ -329,7 +329,11 @@ def _report_missing_engine(status: ModelDeploymentStatus, training: TrainingStat
 
 
 def prefetch_training(objects: OwnedObjects, owner: Owner) -> None:
-    """Start the read the schedule's first apply or delete makes (`OwnedObjects.prefetch_first_touch`)."""
+    """Start the read the schedule's first apply or delete makes (`OwnedObjects.prefetch_first_touch`); a new
+    owner's delete makes none."""
+    training = objects.spec.training
+    if objects.new_owner and (training is None or not training.schedule):
+        return
     objects.prefetch_first_touch("batch/v1", "CronJob", cronjob_name(owner))
 
 
