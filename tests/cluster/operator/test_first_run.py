@@ -5,17 +5,16 @@ The real reconcile, API server and MLflow, no operator process."""
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from typing import Any
 
 from kubernetes import client as k8s
-from mlflow import MlflowClient
 
 from modelpilot.operator.handlers.reconcile import reconcile
 from modelpilot.operator.runtime import Runtime
 from modelpilot.operator.settings import OperatorSettings
 from modelpilot.operator.spec import GROUP, PLURAL, VERSION
+from tests.cluster.operator.conftest import model_deployment, registered_model
 from tests.support.cluster import Cluster
 from tests.support.counting_kube import CountingKube
 from tests.support.mlflow_server import MlflowServer
@@ -25,21 +24,15 @@ MDEP = f"{GROUP}/{VERSION}"
 
 def _create_serving_a_champion(cluster: Cluster, namespace: str, mlflow: MlflowServer, name: str) -> dict[str, Any]:
     """A registered model whose version 1 is its champion, and the ModelDeployment `name` serving it; as created."""
-    registry = MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
-    model = f"{name}-{uuid.uuid4().hex[:8]}"
-    registry.create_registered_model(model)
-    run_id = registry.create_run(experiment_id="0").info.run_id
-    registry.create_model_version(model, source=f"runs:/{run_id}/model", run_id=run_id)
-    registry.set_registered_model_alias(model, "champion", "1")
-    body = {
-        "apiVersion": MDEP, "kind": "ModelDeployment", "metadata": {"name": name},
-        "spec": {
-            "model": {"name": model, "alias": "champion"},
-            "registry": {"trackingUri": mlflow.url, "pollInterval": "60s"},
-            "serving": {"image": "ghcr.io/modelpilot/inference:test", "replicas": 1,
-                        "autoscaling": {"minReplicas": 1, "maxReplicas": 3}},
-        },
-    }  # fmt: skip
+    model = registered_model(mlflow)
+    model.set_alias("champion", model.add_version())
+    body = model_deployment(
+        name,
+        model,
+        registry={"trackingUri": mlflow.url, "pollInterval": "60s"},
+        serving={"image": "ghcr.io/modelpilot/inference:test", "replicas": 1,
+                 "autoscaling": {"minReplicas": 1, "maxReplicas": 3}},
+    )  # fmt: skip
     created = k8s.CustomObjectsApi(cluster.api_client).create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, body
     )

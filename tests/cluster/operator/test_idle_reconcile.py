@@ -8,20 +8,19 @@ reconcile, API server and MLflow; the watch events are fed by the test (Kopf del
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from mlflow import MlflowClient
 
 from modelpilot.operator.handlers.reconcile import Outcome, reconcile
 from modelpilot.operator.kubeapi import KubeApi, load_api_client
 from modelpilot.operator.runtime import Runtime
 from modelpilot.operator.settings import OperatorSettings
 from modelpilot.operator.spec import GROUP, PLURAL, VERSION
+from tests.cluster.operator.conftest import model_deployment, registered_model
 from tests.support.cluster import Cluster
 from tests.support.counting_kube import CountingKube
 from tests.support.mlflow_server import MlflowServer
@@ -53,20 +52,14 @@ class Served:
 
 def _apply_serving_a_champion(cluster: Cluster, namespace: str, mlflow: MlflowServer, name: str) -> None:
     """A registered model whose version 1 is its champion, and the ModelDeployment `name` serving it (60 s polls)."""
-    client = MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
-    model = f"{name}-{uuid.uuid4().hex[:8]}"
-    client.create_registered_model(model)
-    run_id = client.create_run(experiment_id="0").info.run_id
-    client.create_model_version(model, source=f"runs:/{run_id}/model", run_id=run_id)
-    client.set_registered_model_alias(model, "champion", "1")
-    Resources(cluster, namespace).apply({
-        "apiVersion": MDEP, "kind": "ModelDeployment", "metadata": {"name": name},
-        "spec": {
-            "model": {"name": model, "alias": "champion"},
-            "registry": {"trackingUri": mlflow.url, "pollInterval": "60s"},
-            "serving": {"image": "ghcr.io/modelpilot/inference:test", "replicas": 1},
-        },
-    })  # fmt: skip
+    model = registered_model(mlflow)
+    model.set_alias("champion", model.add_version())
+    Resources(cluster, namespace).apply(model_deployment(
+        name,
+        model,
+        registry={"trackingUri": mlflow.url, "pollInterval": "60s"},
+        serving={"image": "ghcr.io/modelpilot/inference:test", "replicas": 1},
+    ))  # fmt: skip
 
 
 @pytest.fixture
