@@ -72,8 +72,7 @@ async def test_a_new_resource_reads_only_the_objects_it_applies(
         later = [kind for method, kind in kube.requests if method == "GET" and kind not in ("deployments", namespace)]
         assert later == []
     finally:
-        for registry in runtime.registries.values():
-            await registry.aclose()
+        await runtime.aclose()
 
 
 async def test_a_resource_whose_spec_changed_before_its_first_run_deletes_what_an_earlier_spec_made(
@@ -86,8 +85,7 @@ async def test_a_resource_whose_spec_changed_before_its_first_run_deletes_what_a
     try:
         await reconcile(interrupted, namespace, "edited", lambda *_: None, seen=created)
     finally:
-        for registry in interrupted.registries.values():
-            await registry.aclose()
+        await interrupted.aclose()
     k8s.CustomObjectsApi(cluster.api_client).patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, PLURAL, "edited", {"status": None}
     )
@@ -104,5 +102,4 @@ async def test_a_resource_whose_spec_changed_before_its_first_run_deletes_what_a
         assert ("DELETE", "horizontalpodautoscalers") in kube.requests
         assert await kube.get("autoscaling/v2", "HorizontalPodAutoscaler", namespace, "edited-stable") is None
     finally:
-        for registry in runtime.registries.values():
-            await registry.aclose()
+        await runtime.aclose()

@@ -86,8 +86,7 @@ async def served(
             raise AssertionError(f"never idle; last requests {kube.requests}")
         yield served
     finally:
-        for registry in served.runtime.registries.values():
-            await registry.aclose()
+        await served.runtime.aclose()
 
 
 async def test_an_idle_reconcile_reads_one_object_and_a_changed_resource_is_read_anew(
@@ -183,5 +182,4 @@ async def test_a_new_resource_starts_from_the_watched_copy_until_its_first_statu
         await reconcile(runtime, namespace, "fresh", lambda *_: None, seen=created)
         assert ("GET", "modeldeployments") in kube.requests
     finally:
-        for registry in runtime.registries.values():
-            await registry.aclose()
+        await runtime.aclose()
