@@ -21,6 +21,8 @@ containerd_socket=$node_dir/containerd/containerd.sock
 # cluster, `down --purge` included, like buildah's storage: the next cluster starts with them.
 containerd_root=$cache/node-containerd
 node_components=(containerd kubelet kube-proxy coredns metrics-server)
+# Those that need the grants of hack/cluster.d/node-addons.yaml at start (metrics-server exits without them).
+node_addon_users=(coredns metrics-server)
 forward_chain=MODELPILOT-FORWARD
 
 # ---------------------------------------------------------------- prerequisites
@@ -95,10 +97,11 @@ node_network_down() {
 
 # ---------------------------------------------------------------- configuration files
 
-# What the node's processes read at start: when it changes, `up` restarts the node.
+# What the node's processes read at start: when it changes, `up` restarts the node. Before the first `up`
+# the files do not exist yet (the digest is then that of what exists: nothing).
 node_config_digest() {
-  cat "$node_dir/containerd/config.toml" "$node_dir/cni/net.d/10-modelpilot.conflist" \
-    "$node_dir/kubelet/config.yaml" "$node_dir/kube-proxy.yaml" "$node_dir/Corefile" 2>/dev/null | sha256sum
+  { cat "$node_dir/containerd/config.toml" "$node_dir/cni/net.d/10-modelpilot.conflist" \
+    "$node_dir/kubelet/config.yaml" "$node_dir/kube-proxy.yaml" "$node_dir/Corefile" 2>/dev/null || true; } | sha256sum
 }
 
 write_node_configs() {
