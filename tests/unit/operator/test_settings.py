@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from modelpilot.operator.settings import OperatorSettings
@@ -38,6 +40,30 @@ def test_namespace_patterns_serve_a_match_of_any_name_or_glob_and_no_exclusion(
 
     assert [name for name in served if not is_served(name)] == []
     assert [name for name in not_served if is_served(name)] == []
+    settings = OperatorSettings(namespaces=namespaces)
+    assert [name for name in served if not settings.serves_namespace(name)] == []
+    assert [name for name in not_served if settings.serves_namespace(name)] == []
+
+
+NAME_PARTS = st.sampled_from(["a", "b", "team", "-", "1"])
+GLOB_PARTS = st.sampled_from(["a", "b", "team", "-", "1", "*", "?"])
+
+
+@given(
+    globs=st.lists(st.tuples(st.booleans(), st.lists(GLOB_PARTS, min_size=1, max_size=4)), max_size=4),
+    names=st.lists(st.lists(NAME_PARTS, min_size=1, max_size=5), min_size=1, max_size=5),
+)
+def test_the_operators_own_namespace_match_agrees_with_kopfs(
+    globs: list[tuple[bool, list[str]]], names: list[list[str]]
+) -> None:
+    from kopf._cogs.structs.references import NamespaceName, match_namespace
+
+    items = [("!" if excluded else "") + "".join(parts) for excluded, parts in globs]
+    settings = OperatorSettings(namespaces=",".join(items))
+    patterns = settings.namespace_patterns
+    for name in ("".join(parts) for parts in names):
+        by_kopf = not patterns or any(match_namespace(NamespaceName(name), pattern) for pattern in patterns)
+        assert settings.serves_namespace(name) is by_kopf, (settings.namespaces, name)
 
 
 def test_no_namespaces_means_the_whole_cluster() -> None:

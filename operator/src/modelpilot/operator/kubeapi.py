@@ -64,6 +64,8 @@ KINDS = {
         Kind("batch/v1", "CronJob", "cronjobs"),
         Kind("trainer.kubeflow.org/v1alpha1", "TrainJob", "trainjobs"),
         Kind(f"{GROUP}/{VERSION}", "ModelDeployment", PLURAL),
+        # Read only: which namespaces are being deleted (finalizers Kopf will not release, handlers/terminating).
+        Kind("v1", "Namespace", "namespaces", namespaced=False),
     ]
 }
 
@@ -166,6 +168,34 @@ class KubeApi:
                 return False
             raise
         return True
+
+    async def remove_finalizer(self, api_version: str, kind: str, namespace: str, name: str, finalizer: str) -> bool:
+        """Drop `finalizer` from the object's finalizers, only that entry (a JSON patch that first tests it is
+        where it was read: another writer's change in between makes the patch fail, and it is read again).
+        False when the object or the finalizer is gone already."""
+        location = kind_of(api_version, kind)
+        for _ in range(3):
+            obj = await self.get(api_version, kind, namespace, name)
+            finalizers = [] if obj is None else list(obj["metadata"].get("finalizers") or [])
+            if finalizer not in finalizers:
+                return False
+            at = f"/metadata/finalizers/{finalizers.index(finalizer)}"
+            metrics.KUBE_REQUESTS.labels(verb="patch", kind=kind).inc()
+            try:
+                await self._request(
+                    "PATCH",
+                    location.path(namespace, name),
+                    body=[{"op": "test", "path": at, "value": finalizer}, {"op": "remove", "path": at}],
+                    content_type="application/json-patch+json",
+                )
+            except KubeError as error:
+                if error.status == 404:
+                    return False
+                if error.status != 422:  # 422: the test failed, the list changed since it was read
+                    raise
+            else:
+                return True
+        raise KubeError(409, f"the finalizers of {kind} {namespace}/{name} kept changing while {finalizer} was dropped")
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the ModelDeployment's status subresource."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from fnmatch import fnmatchcase
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -88,6 +89,16 @@ class OperatorSettings(BaseSettings):
             return self.cluster_peering
         return not self.namespace_list or any(
             item.startswith("!") or set(item) & set("*?") for item in self.namespace_list
+        )
+
+    def serves_namespace(self, name: str) -> bool:
+        """Whether the operator serves the namespace `name`: it matches one of the names or globs (or there are
+        none) and none of the exclusions; with no namespaces at all, every one."""
+        items = self.namespace_list
+        included = [item for item in items if not item.startswith("!")] or ["*"]
+        excluded = [item[1:] for item in items if item.startswith("!")]
+        return any(fnmatchcase(name, glob) for glob in included) and not any(
+            fnmatchcase(name, glob) for glob in excluded
         )
 
     @property

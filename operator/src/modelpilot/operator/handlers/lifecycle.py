@@ -11,18 +11,22 @@ import kopf
 import prometheus_client
 from aiohttp import web
 
-from modelpilot.operator.kubeapi import KubeApi, load_api_client
+from modelpilot.operator.handlers.terminating import release_stranded, second_look
+from modelpilot.operator.kubeapi import KubeApi, KubeError, load_api_client
 from modelpilot.operator.owned import AppliedMemory
 from modelpilot.operator.runtime import Runtime, current_runtime, install_runtime
 from modelpilot.operator.settings import OperatorSettings
 from modelpilot.operator.webhooks import webhook_app
+
+# Kopf's finalizer on every ModelDeployment it serves (the reconcile loop is a Kopf daemon, which needs one).
+FINALIZER = "modelpilot.io/finalizer"
 
 
 async def configure(kopf_settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
     """Create the process runtime and tune Kopf for this operator."""
     settings = OperatorSettings()
     kopf_settings.posting.level = logging.INFO
-    kopf_settings.persistence.finalizer = "modelpilot.io/finalizer"
+    kopf_settings.persistence.finalizer = FINALIZER
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modelpilot.io")
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="modelpilot.io", key="last-handled-configuration"
@@ -40,11 +44,29 @@ async def configure(kopf_settings: kopf.OperatorSettings, logger: logging.Logger
         applied=AppliedMemory(resync_seconds=settings.resync_seconds),
     )
     install_runtime(runtime)
+    await _release_stranded_resources(runtime, settings, logger)
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
     if settings.webhook_port:
         await _start_webhook_receiver(runtime, settings)
     logger.info("modelpilot operator configured: namespaces=%s", settings.namespace_list or "all")
+
+
+async def _release_stranded_resources(
+    runtime: Runtime, settings: OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any]
+) -> None:
+    """Let go of the resources in namespaces whose deletion began before Kopf serves them (handlers/terminating):
+    now, and once more after Kopf has listed the namespaces, skipping what this process serves by then."""
+    if not settings.namespace_list:
+        return
+    try:
+        released = await release_stranded(runtime.kube, settings, FINALIZER)
+    except (KubeError, OSError) as error:
+        logger.warning("could not release the ModelDeployments of namespaces being deleted: %s", error)
+    else:
+        if released:
+            logger.info("released %d ModelDeployments of namespaces being deleted", len(released))
+    _tasks.append(asyncio.create_task(second_look(runtime.kube, settings, FINALIZER, runtime.wakeups)))
 
 
 async def _start_webhook_receiver(runtime: Runtime, settings: OperatorSettings) -> None:
@@ -57,10 +79,13 @@ async def _start_webhook_receiver(runtime: Runtime, settings: OperatorSettings) 
 
 
 _servers: list[web.AppRunner] = []
+_tasks: list[asyncio.Task[None]] = []
 
 
 async def shut_down() -> None:
-    """Stop the webhook receiver and close the clients of the process runtime."""
+    """Stop the webhook receiver and the background tasks, and close the clients of the process runtime."""
+    while _tasks:
+        _tasks.pop().cancel()
     while _servers:
         await _servers.pop().cleanup()
     await current_runtime().aclose()
