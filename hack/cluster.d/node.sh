@@ -104,9 +104,17 @@ node_config_digest() {
     "$node_dir/kubelet/config.yaml" "$node_dir/kube-proxy.yaml" "$node_dir/Corefile" 2>/dev/null || true; } | sha256sum
 }
 
+# Replace <file> with standard input only when it differs: kube-proxy exits as soon as its configuration file
+# is written, even with the same content, so every `up` would otherwise stop it.
+write_if_changed() {
+  local new="$1.new"
+  cat >"$new"
+  if cmp -s "$new" "$1"; then rm -f "$new"; else mv -f "$new" "$1"; fi
+}
+
 write_node_configs() {
   mkdir -p "$node_dir"/{containerd,cni/net.d,cni/ipam,kubelet,metrics-server}
-  cat >"$node_dir/containerd/config.toml" <<EOF
+  write_if_changed "$node_dir/containerd/config.toml" <<EOF
 version = 2
 root = "$containerd_root"
 state = "$node_dir/containerd/state"
@@ -134,11 +142,11 @@ EOF
   local registry
   for registry in _default docker.io ghcr.io registry.k8s.io quay.io gcr.io public.ecr.aws; do
     mkdir -p "$node_dir/containerd/registries/$registry"
-    printf 'server = "http://127.0.0.1:9"\n[host."http://127.0.0.1:9"]\n  capabilities = ["pull", "resolve"]\n' \
-      >"$node_dir/containerd/registries/$registry/hosts.toml"
+    printf 'server = "http://127.0.0.1:9"\n[host."http://127.0.0.1:9"]\n  capabilities = ["pull", "resolve"]\n' |
+      write_if_changed "$node_dir/containerd/registries/$registry/hosts.toml"
   done
   # Routes to the bridge subnet (on link) and the Service range only: pods have no default route.
-  cat >"$node_dir/cni/net.d/10-modelpilot.conflist" <<EOF
+  write_if_changed "$node_dir/cni/net.d/10-modelpilot.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "modelpilot",
@@ -155,7 +163,7 @@ EOF
   ]
 }
 EOF
-  cat >"$node_dir/kubelet/config.yaml" <<EOF
+  write_if_changed "$node_dir/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $node_ip
@@ -189,7 +197,7 @@ evictionHard: {memory.available: 200Mi, nodefs.available: 512Mi, imagefs.availab
 serializeImagePulls: false
 maxPods: 110
 EOF
-  cat >"$node_dir/kube-proxy.yaml" <<EOF
+  write_if_changed "$node_dir/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $state/kube-proxy.kubeconfig}
@@ -205,7 +213,7 @@ oomScoreAdj: 0
 conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
   # Cluster names only; any other name is refused (pods have no way out, so no upstream resolver).
-  cat >"$node_dir/Corefile" <<EOF
+  write_if_changed "$node_dir/Corefile" <<EOF
 cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
     bind $node_ip
     errors
@@ -265,12 +273,19 @@ start_containerd() {
   wait_for containerd 30 "containerd to answer on $containerd_socket" ctr --address "$containerd_socket" version
 }
 
-# The sandbox image is built here (it cannot be pulled); the kubelet cannot run a pod without it.
-ensure_sandbox_image() {
-  ctr --address "$containerd_socket" -n k8s.io images check "name==$sandbox_image" 2>/dev/null | grep -q complete && return 0
-  say "loading the pod sandbox image $sandbox_image"
-  "$here/images" build pause >&2
-  "$here/images" load --address "$containerd_socket" pause >&2
+# Images built here (nothing can be pulled): the sandbox image, without which the kubelet runs no pod, and
+# busybox, which the tests' pods on the real node and the chart's test pod run (hack/images: ref_of busybox).
+node_images=(pause busybox)
+ensure_node_images() {
+  local name missing=()
+  for name in "${node_images[@]}"; do
+    ctr --address "$containerd_socket" -n k8s.io images check "name==$("$here/images" ref "$name")" 2>/dev/null |
+      grep -q complete || missing+=("$name")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "building and loading the node's images: ${missing[*]}"
+  "$here/images" build "${missing[@]}" >&2
+  "$here/images" load --address "$containerd_socket" "${missing[@]}" >&2
 }
 
 start_kubelet() {
@@ -297,7 +312,7 @@ start_metrics_server() {
 
 start_node_component() {
   case $1 in
-  containerd) start_containerd && ensure_sandbox_image ;;
+  containerd) start_containerd ;;
   kubelet) start_kubelet ;;
   kube-proxy) start_kube_proxy ;;
   coredns) start_coredns ;;
