@@ -74,5 +74,14 @@ class Resources:
         )
         return [{"reason": event.reason, "type": event.type, "message": event.message} for event in listed.items]
 
+    def wait_event(self, name: str, reason: str, timeout: float = 30) -> dict[str, Any]:
+        """The first Event of `reason` about `name`, once there is one: Kopf posts the operator's Events from a
+        queue, so one may come after the status written with it."""
+        return wait_until(
+            lambda: next((event for event in self.events(name) if event["reason"] == reason), None),
+            timeout=timeout,
+            description=f"a {reason} Event about {name}",
+        )
+
     def delete_mdep(self, name: str) -> None:
         client.CustomObjectsApi(self.api).delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)

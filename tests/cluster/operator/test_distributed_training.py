@@ -125,4 +125,4 @@ def test_a_failed_trainjob_is_reported_as_a_failed_training_with_its_message(
     failed = resources.wait_mdep("kubeflow-fails", _training_result("Failed"), "TrainJob read back as failed")
     assert failed["status"]["training"]["message"] == "node-0 exceeded its backoff limit"
     assert condition(failed, "TrainingSucceeded")["status"] == "False"
-    assert "TrainingFailed" in [event["reason"] for event in resources.events("kubeflow-fails")]
+    resources.wait_event("kubeflow-fails", "TrainingFailed")

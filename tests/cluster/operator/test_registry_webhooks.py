@@ -53,4 +53,4 @@ def test_an_mlflow_webhook_wakes_the_operator_long_before_its_poll(
             model.client.delete_webhook(webhook.webhook_id)
     assert woken_after < 15.0
     assert template_version(resources.deployment("woken-stable")) == third
-    assert "StableVersionChanged" in [event["reason"] for event in resources.events("woken")]
+    resources.wait_event("woken", "StableVersionChanged")

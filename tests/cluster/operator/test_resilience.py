@@ -50,7 +50,7 @@ def test_registry_down_keeps_serving_and_recovers(
         "steady", _condition_is("RegistryReachable", "False", "RegistryUnreachable"), "registry unreachable"
     )
     assert "unreachable" in condition(down, "RegistryReachable")["message"]
-    assert "RegistryUnreachable" in [event["reason"] for event in resources.events("steady")]
+    resources.wait_event("steady", "RegistryUnreachable")
     after = resources.deployment("steady-stable")
     assert after is not None, "nothing that serves is deleted while the registry is down"
     assert after["metadata"]["generation"] == before["metadata"]["generation"]

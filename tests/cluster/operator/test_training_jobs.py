@@ -70,7 +70,7 @@ def test_first_training_runs_on_a_gpu_node_and_completes(
 
     done = resources.wait_mdep("fresh", _training_result("Succeeded"), "training Job succeeded", timeout=90)
     assert condition(done, "TrainingSucceeded")["status"] == "True"
-    assert "TrainingStarted" in [event["reason"] for event in resources.events("fresh")]
+    resources.wait_event("fresh", "TrainingStarted")
     assert len(_jobs(resources, "fresh")) == 1, "the initial training runs once"
 
     cron = resources.get("batch/v1", "CronJob", "fresh-train-scheduled")
@@ -98,7 +98,7 @@ def test_retrain_requests_run_one_job_at_a_time_and_failures_are_reported(
     assert condition(failed, "TrainingSucceeded")["status"] == "False"
     assert failed["status"]["phase"] == "Pending"
     assert (failed["status"].get("canary") or {}).get("state") in (None, "Idle"), "a failed Job starts no rollout"
-    assert "TrainingFailed" in [event["reason"] for event in resources.events("retry")]
+    resources.wait_event("retry", "TrainingFailed")
 
     # The retrain request that arrived while the first Job ran starts the second Job, and only then.
     second = resources.wait_mdep(
