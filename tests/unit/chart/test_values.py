@@ -179,6 +179,19 @@ def test_the_prediction_log_names_its_secret_to_the_operator_and_migrates_in_a_h
     assert not by_kind(without_job, "Job")
 
 
+def test_the_e2e_values_operator_serves_the_e2e_and_demo_namespaces_and_no_other(render: Render) -> None:
+    from modelpilot.operator.settings import OperatorSettings
+
+    demo = re.search(r'^NAMESPACE = "([^"]+)"', (CHART.parents[1] / "hack" / "demo.py").read_text(), re.MULTILINE)
+    assert demo is not None
+    [operator] = by_kind(render(CHART / "ci" / "e2e-values.yaml"), "StatefulSet")
+    env = {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    settings = OperatorSettings(namespaces=env["MODELPILOT_NAMESPACES"])
+    assert settings.serves_namespace(demo.group(1))
+    assert settings.serves_namespace("e2e-1a2b3c")
+    assert not settings.serves_namespace("test-1a2b3c")  # the cluster tests' namespaces have operators of their own
+
+
 def test_bundled_mlflow_takes_extra_environment_after_its_own(render: Render) -> None:
     values = CHART / "ci" / "e2e-values.yaml"
     [deployment] = [d for d in by_kind(render(values), "Deployment") if d["metadata"]["name"].endswith("mlflow")]
