@@ -38,6 +38,9 @@ class Runtime:
     applied: AppliedMemory = field(default_factory=AppliedMemory)
     # Resources whose stable track was not Ready at their last run, with how many runs in a row found it so.
     not_ready: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Resources of namespaces being deleted whose finalizer the operator dropped itself (handlers/terminating):
+    # Kopf no longer watches them, so their reconcile loop learns of it here, and ends.
+    released: set[tuple[str, str]] = field(default_factory=set)
 
     def poll_seconds(self, spec: ModelDeploymentSpec) -> float:
         """How long a resource may wait for its next registry read when nothing wakes it."""
@@ -94,6 +97,17 @@ class Runtime:
             # Once: the controller's next writes of the settled status (its conditions) wake nothing more.
             del self.not_ready[key]
             self.wake(*key)
+
+    def release(self, namespace: str, name: str) -> None:
+        """End the reconcile loop of a resource whose finalizer the operator dropped (its namespace is being
+        deleted and Kopf no longer watches it) and drop its state."""
+        self.released.add((namespace, name))
+        self.wake(namespace, name)  # the loop holds this event: it wakes even once its entry is gone
+        self.forget(namespace, name)
+
+    def is_released(self, namespace: str, name: str) -> bool:
+        """Whether the resource was released (`release`): its loop ends."""
+        return (namespace, name) in self.released
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop the state of a deleted resource."""

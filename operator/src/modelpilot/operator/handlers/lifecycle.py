@@ -11,7 +11,7 @@ import kopf
 import prometheus_client
 from aiohttp import web
 
-from modelpilot.operator.handlers.terminating import release_stranded, second_look
+from modelpilot.operator.handlers.terminating import keep_releasing, release_stranded
 from modelpilot.operator.kubeapi import KubeApi, KubeError, load_api_client
 from modelpilot.operator.owned import AppliedMemory
 from modelpilot.operator.runtime import Runtime, current_runtime, install_runtime
@@ -55,8 +55,8 @@ async def configure(kopf_settings: kopf.OperatorSettings, logger: logging.Logger
 async def _release_stranded_resources(
     runtime: Runtime, settings: OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any]
 ) -> None:
-    """Let go of the resources in namespaces whose deletion began before Kopf serves them (handlers/terminating):
-    now, and once more after Kopf has listed the namespaces, skipping what this process serves by then."""
+    """Let go of the resources of namespaces being deleted that Kopf does not serve (handlers/terminating): now,
+    and then every so often for those whose reconcile loop no longer runs here."""
     if not settings.namespace_list:
         return
     try:
@@ -66,7 +66,7 @@ async def _release_stranded_resources(
     else:
         if released:
             logger.info("released %d ModelDeployments of namespaces being deleted", len(released))
-    _tasks.append(asyncio.create_task(second_look(runtime.kube, settings, FINALIZER, runtime.wakeups)))
+    _tasks.append(asyncio.create_task(keep_releasing(runtime, FINALIZER)))
 
 
 async def _start_webhook_receiver(runtime: Runtime, settings: OperatorSettings) -> None:

@@ -22,13 +22,15 @@ ERROR_REQUEUE_SECONDS = 5.0
 async def run_reconcile_loop(
     runtime: Runtime, namespace: str, name: str, body: kopf.Body, stopped: kopf.DaemonStopped
 ) -> None:
-    """Reconcile `namespace/name` until Kopf stops the daemon (resource deleted or operator exiting)."""
+    """Reconcile `namespace/name` until Kopf stops the daemon (resource deleted or operator exiting) or the
+    operator releases the resource itself (its namespace is being deleted, handlers/terminating)."""
+    runtime.released.discard((namespace, name))  # a new resource of a name released before
     wakeup = runtime.wakeup(namespace, name)
 
     def emit(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message[:1024])
 
-    while not stopped:
+    while not stopped and not runtime.is_released(namespace, name):
         wakeup.clear()
         started = time.perf_counter()
         try:
