@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
 from tests.e2e.pods import Toolbox, real_namespace
 from tests.support.cluster import Cluster, delete_namespace, new_api_client, start_cluster
@@ -57,9 +59,31 @@ def e2e_cluster() -> Iterator[Cluster]:
     yield cluster
     if not EXTERNAL:
         # The chart's operator acts only in e2e-* namespaces (ci/e2e-values.yaml), so it may run beside the
-        # cluster tests' own operators; it is removed when the tests are done, not to hold the node's CPU.
+        # cluster tests' own operators; it is removed when the tests are done, not to hold the node's CPU —
+        # once the tests' namespaces are gone: their ModelDeployments and ScaledObjects wait for the operator's
+        # and KEDA's finalizers, and would keep the namespaces Terminating until the next install.
+        _wait_for_deleted_namespaces(cluster, "e2e-", timeout=180)
         subprocess.run([str(REPO / "hack" / "e2e"), "uninstall"], check=False, cwd=REPO)
     cluster.api_client.close()  # type: ignore[no-untyped-call]
+
+
+def _wait_for_deleted_namespaces(cluster: Cluster, prefix: str, timeout: float) -> None:
+    """Wait until no namespace named `prefix`… is being deleted; after `timeout`, say which still are."""
+    core = client.CoreV1Api(cluster.api_client)
+
+    def terminating() -> list[str]:
+        names = []
+        for item in core.list_namespace().items:
+            meta = item.metadata
+            if meta is not None and meta.name and meta.name.startswith(prefix) and meta.deletion_timestamp:
+                names.append(meta.name)
+        return names
+
+    deadline = time.monotonic() + timeout
+    while (left := terminating()) and time.monotonic() < deadline:
+        time.sleep(1)
+    if left:
+        print(f"namespaces still being deleted after {timeout:.0f} s: {', '.join(left)}")
 
 
 @pytest.fixture(scope="module")
