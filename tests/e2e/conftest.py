@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.pods import Toolbox, real_namespace
-from tests.support.cluster import Cluster, delete_namespace, new_api_client, start_cluster
+from tests.support.cluster import Cluster, delete_namespace, new_api_client, start_cluster, wait_until
 from tests.support.namespace_objects import Resources
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,11 +78,10 @@ def _wait_for_deleted_namespaces(cluster: Cluster, prefix: str, timeout: float) 
                 names.append(meta.name)
         return names
 
-    deadline = time.monotonic() + timeout
-    while (left := terminating()) and time.monotonic() < deadline:
-        time.sleep(1)
-    if left:
-        print(f"namespaces still being deleted after {timeout:.0f} s: {', '.join(left)}")
+    try:
+        wait_until(lambda: not terminating(), timeout=timeout, description=f"{prefix}* namespaces gone", interval=1)
+    except TimeoutError:
+        print(f"namespaces still being deleted after {timeout:.0f} s: {', '.join(terminating())}")
 
 
 @pytest.fixture(scope="module")

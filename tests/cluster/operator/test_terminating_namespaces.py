@@ -27,6 +27,7 @@ from tests.support.cluster import (
     Cluster,
     create_namespace,
     delete_namespace,
+    get_object,
     release_model_deployments,
     wait_until,
 )
@@ -52,33 +53,22 @@ def _create(cluster: Cluster, namespace: str, body: dict[str, Any], finalizers: 
     client.CustomObjectsApi(cluster.api_client).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
 
+def _resource(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    return get_object(cluster.api_client, f"{GROUP}/{VERSION}", "ModelDeployment", name, namespace)
+
+
 def _finalizers(cluster: Cluster, namespace: str, name: str) -> list[str] | None:
     """The resource's finalizers, None once it is gone."""
-    try:
-        found = client.CustomObjectsApi(cluster.api_client).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name
-        )
-    except client.ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    assert isinstance(found, dict)
-    return list(found["metadata"].get("finalizers") or [])
+    found = _resource(cluster, namespace, name)
+    return None if found is None else list(found["metadata"].get("finalizers") or [])
 
 
 def _delete_and_wait_terminating(cluster: Cluster, namespace: str, *names: str) -> None:
     delete_namespace(cluster.api_client, namespace)
-    custom = client.CustomObjectsApi(cluster.api_client)
 
     def marked(name: str) -> bool:
-        try:
-            found = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except client.ApiException as error:
-            if error.status == 404:  # marked, and gone already
-                return True
-            raise
-        assert isinstance(found, dict)
-        return bool(found["metadata"].get("deletionTimestamp"))
+        found = _resource(cluster, namespace, name)
+        return found is None or bool(found["metadata"].get("deletionTimestamp"))  # None: marked, and gone already
 
     for name in names:
         wait_until(

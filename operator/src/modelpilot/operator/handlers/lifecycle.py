@@ -11,8 +11,8 @@ import kopf
 import prometheus_client
 from aiohttp import web
 
-from modelpilot.operator.handlers.terminating import keep_releasing, release_stranded
-from modelpilot.operator.kubeapi import KubeApi, KubeError, load_api_client
+from modelpilot.operator.handlers.terminating import keep_releasing, sweep
+from modelpilot.operator.kubeapi import KubeApi, load_api_client
 from modelpilot.operator.owned import AppliedMemory
 from modelpilot.operator.runtime import Runtime, current_runtime, install_runtime
 from modelpilot.operator.settings import OperatorSettings
@@ -44,7 +44,7 @@ async def configure(kopf_settings: kopf.OperatorSettings, logger: logging.Logger
         applied=AppliedMemory(resync_seconds=settings.resync_seconds),
     )
     install_runtime(runtime)
-    await _release_stranded_resources(runtime, settings, logger)
+    await _release_stranded_resources(runtime, settings)
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
     if settings.webhook_port:
@@ -52,20 +52,12 @@ async def configure(kopf_settings: kopf.OperatorSettings, logger: logging.Logger
     logger.info("modelpilot operator configured: namespaces=%s", settings.namespace_list or "all")
 
 
-async def _release_stranded_resources(
-    runtime: Runtime, settings: OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any]
-) -> None:
-    """Let go of the resources of namespaces being deleted that Kopf does not serve (handlers/terminating): now,
-    and then every so often for those whose reconcile loop no longer runs here."""
+async def _release_stranded_resources(runtime: Runtime, settings: OperatorSettings) -> None:
+    """Let go of the resources of namespaces being deleted, which Kopf does not serve (handlers/terminating): now,
+    before Kopf serves anything, and then every so often."""
     if not settings.namespace_list:
         return
-    try:
-        released = await release_stranded(runtime.kube, settings, FINALIZER)
-    except (KubeError, OSError) as error:
-        logger.warning("could not release the ModelDeployments of namespaces being deleted: %s", error)
-    else:
-        if released:
-            logger.info("released %d ModelDeployments of namespaces being deleted", len(released))
+    await sweep(runtime, FINALIZER)
     _tasks.append(asyncio.create_task(keep_releasing(runtime, FINALIZER)))
 
 

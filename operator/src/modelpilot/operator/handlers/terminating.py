@@ -63,15 +63,20 @@ async def _release_in(kube: KubeApi, namespace: str, finalizer: str) -> list[tup
     return released
 
 
+async def sweep(runtime: Runtime, finalizer: str) -> None:
+    """`release_stranded` once, ending the reconcile loops of those released; an API failure is only logged (the
+    next sweep tries again)."""
+    try:
+        released = await release_stranded(runtime.kube, runtime.settings, finalizer)
+    except (KubeError, OSError) as error:
+        logger.warning("could not release the ModelDeployments of namespaces being deleted: %s", error)
+        return
+    for namespace, name in released:
+        runtime.release(namespace, name)
+
+
 async def keep_releasing(runtime: Runtime, finalizer: str) -> None:
-    """`release_stranded` every `SWEEP_SECONDS`, ending the reconcile loops of those released; an API failure is
-    only logged (the next sweep tries again)."""
+    """`sweep` every `SWEEP_SECONDS`."""
     while True:
         await asyncio.sleep(SWEEP_SECONDS)
-        try:
-            released = await release_stranded(runtime.kube, runtime.settings, finalizer)
-        except (KubeError, OSError) as error:
-            logger.warning("could not release the ModelDeployments of namespaces being deleted: %s", error)
-            continue
-        for namespace, name in released:
-            runtime.release(namespace, name)
+        await sweep(runtime, finalizer)
